@@ -1,0 +1,18 @@
+"""dedupe: find every copy of a photo in a large library.
+
+Public API: `scan(roots, settings, progress=..., cancel=...) -> ScanResult`, `Settings`, `load_settings`,
+and the JSON report functions `report_dict`, `write_report`, `read_report`.
+"""
+
+__version__ = "0.1.0"
+
+from .config import ConfigError, Settings, load_settings  # noqa: E402
+from .model import Group, Member, Problem, ScanResult  # noqa: E402
+from .pipeline import scan  # noqa: E402
+from .progress import Cancelled  # noqa: E402
+from .report.jsonreport import ReportError, read_report, report_dict, write_report  # noqa: E402
+
+__all__ = [
+    "Cancelled", "ConfigError", "Group", "Member", "Problem", "ReportError", "ScanResult", "Settings",
+    "load_settings", "read_report", "report_dict", "scan", "write_report", "__version__",
+]

@@ -1,0 +1,187 @@
+"""The `dedupe` command: parse, build Settings, call the library, render, exit.
+
+Exit codes: 0 success (per-file problems are reported, not fatal), 1 unexpected failure, 2 bad usage,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .config import ConfigError, load_settings
+from .progress import Cancelled
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find every copy of a photo in a library.")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"dedupe: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)  # pragma: no cover
+
+
+class TqdmProgress:
+    """One tqdm bar per stage on stderr; notes as plain lines. Bars only when stderr is a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def stage(self, title: str, total: int | None) -> None:
+        self._end_bar()
+        if self.bars:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=title, unit=" files" if total is None else "", file=sys.stderr,
+                            dynamic_ncols=True, leave=True)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def note(self, message: str) -> None:
+        self._end_bar()
+        if not self.quiet:
+            typer.echo(f"  {message}", err=True)
+
+    def close(self) -> None:
+        self._end_bar()
+
+    def _end_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _summary(result, json_path: Path | None) -> str:
+    s = result.stats
+    errors = sum(p.kind == "error" for p in result.problems)
+    skipped = len(result.problems) - errors
+    exact = sum(g.kind == "exact" for g in result.groups)
+    lines = [
+        f"Files seen: {s['files_seen']:,}; images read: {s['images_decoded'] + s.get('exact_copies', 0):,}"
+        f" ({s.get('exact_copies', 0):,} of them byte-identical copies)",
+        f"Duplicate groups: {len(result.groups):,} ({exact:,} exact, {len(result.groups) - exact:,} near)",
+        f"Files that could go: {result.files_to_remove:,}, freeing {_size(result.bytes_freed)}",
+        f"Problems: {errors:,} unreadable or broken files, {skipped:,} skipped (not images, links)",
+        f"Time: {s['timings'].get('total', 0):.1f} s",
+    ]
+    if json_path is not None:
+        lines.append(f"Report: {json_path}")
+    return "\n".join(lines)
+
+
+def _settings(config: Optional[Path], **flags):
+    try:
+        return load_settings(config, **flags)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def scan(
+    roots: List[Path] = typer.Argument(..., help="Folders (or files) to scan.", show_default=False),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML settings file (see config.example.toml)."),
+    include: Optional[List[str]] = typer.Option(None, "--include", help="Only files matching this glob (repeatable)."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", help="Skip files or folders matching this glob (repeatable)."),
+    hidden: Optional[bool] = typer.Option(None, "--hidden/--no-hidden", help="Look inside hidden files and folders."),
+    follow_symlinks: Optional[bool] = typer.Option(None, "--follow-symlinks/--no-follow-symlinks", help="Follow symbolic links."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Report images with more pixels than this."),
+    hash_radius: Optional[int] = typer.Option(None, "--hash-radius", help="pHash distance (of 64) to consider a pair."),
+    ssim_threshold: Optional[float] = typer.Option(None, "--ssim-threshold", help="Least SSIM for the same picture."),
+    keeper_rules: Optional[str] = typer.Option(None, "--keeper-rules", help="Comma-separated keeper rules, in order."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes (0 = one per core)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, only the summary."),
+) -> None:
+    """Find duplicate photos under ROOTS (read-only) and print a summary."""
+    from .pipeline import scan as run_scan
+    from .report.jsonreport import write_report
+
+    for root in roots:
+        if not root.exists():
+            _fail(f"no such file or folder: {root}")
+    if json_out is not None and not json_out.resolve().parent.is_dir():
+        _fail(f"folder for the report does not exist: {json_out.parent}")
+    settings = _settings(
+        config,
+        include=tuple(include) if include else None,
+        exclude=tuple(exclude) if exclude else None,
+        hidden=hidden,
+        follow_symlinks=follow_symlinks,
+        max_pixels=max_pixels,
+        hash_radius=hash_radius,
+        ssim_threshold=ssim_threshold,
+        keeper_rules=tuple(r.strip() for r in keeper_rules.split(",") if r.strip()) if keeper_rules else None,
+        workers=workers,
+    )
+    result = run_scan(roots, settings, progress=TqdmProgress(quiet))
+    if json_out is not None:
+        write_report(result, json_out, argv=sys.argv)
+    typer.echo(_summary(result, json_out))
+
+
+@app.command()
+def demo(
+    folder: Path = typer.Argument(..., help="Empty or new folder to write the sample library into."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Write a small generated photo library with planted copies, scan it and show what was found."""
+    from .demo import make_library
+    from .pipeline import scan as run_scan
+
+    if folder.exists() and any(folder.iterdir()):
+        _fail(f"{folder} is not empty; give a new or empty folder")
+    planted = make_library(folder)
+    typer.echo(f"Wrote {planted['files']} files to {folder}: {len(planted['groups'])} pictures with copies, "
+               f"{planted['singles']} without, {len(planted['junk'])} broken or non-image files.")
+    result = run_scan([folder], _settings(None), progress=TqdmProgress(quiet))
+    for n, g in enumerate(result.groups, 1):
+        typer.echo(f"\nGroup {n} ({g.kind}):")
+        for m in g.members:
+            rel = Path(m.file.path).relative_to(folder.resolve())
+            typer.echo(f"  {'keep  ' if m.relation == 'keeper' else 'remove'} {m.score:3d}  {rel}")
+    typer.echo("")
+    typer.echo(_summary(result, None))
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        typer.echo(f"dedupe {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Entry point: turns Ctrl-C and unexpected errors into a message and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, Cancelled):
+        typer.echo("\ndedupe: interrupted; nothing was changed.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click's own usage errors carry their exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            typer.echo("\ndedupe: interrupted; nothing was changed.", err=True)
+            sys.exit(130)
+        typer.echo(f"dedupe: unexpected error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,170 @@
+"""Stage 3: a file's bytes -> one small, upright grayscale image and what it says about itself.
+
+Decoded once and small: a JPEG is decoded in the DCT domain at 1/2, 1/4 or 1/8 scale (Pillow's draft), so
+a 12 MP photo is never fully decoded just to be hashed. A bad file raises DecodeError with a reason that
+goes into the report; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .model import ImageInfo
+
+try:  # HEIC/HEIF from phones; optional at run time so a broken wheel only disables that format
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover
+    pillow_heif = None
+
+WORK_MIN = 256
+"""Long side a JPEG is drafted to at least; the work image the features are computed from."""
+WORK_MAX = 512
+"""Long side the work image is reduced to when the decoder gives more (non-JPEG formats)."""
+BACKGROUND = 255
+"""Transparent pixels are composited on white, so a PNG with alpha matches its flattened copy."""
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_LOSSLESS = {"PNG", "BMP", "GIF", "PPM", "TGA"}
+_TIFF_LOSSLESS = {"raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "tiff_raw_16", None}
+
+
+class DecodeError(Exception):
+    """The file cannot be used as a picture; str(error) is the reason shown to the user."""
+
+
+def _clean(value) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    value = value.replace("\x00", "").strip()
+    return value or None
+
+
+def _exif_fields(im: Image.Image) -> tuple[int, str | None, str | None]:
+    """(orientation, date, camera) from EXIF; a damaged EXIF block yields defaults, not an error."""
+    try:
+        exif = im.getexif()
+        orientation = exif.get(0x0112, 1)
+        sub = exif.get_ifd(0x8769)
+        date = _clean(sub.get(0x9003)) or _clean(exif.get(0x0132))
+        make, model = _clean(exif.get(0x010F)), _clean(exif.get(0x0110))
+    except Exception:  # EXIF parsing in the wild raises anything; it is metadata, not the picture
+        return 1, None, None
+    if model and make and model.lower().startswith(make.lower().split()[0]):
+        camera = model
+    else:
+        camera = " ".join(x for x in (make, model) if x) or None
+    if not isinstance(orientation, int) or orientation not in range(1, 9):
+        orientation = 1
+    return orientation, date, camera
+
+
+def _lossless(im: Image.Image, data: bytes) -> bool:
+    fmt = im.format or ""
+    if fmt in _LOSSLESS:
+        return True
+    if fmt == "TIFF":
+        return im.info.get("compression") in _TIFF_LOSSLESS
+    if fmt == "WEBP":
+        return data[12:16] == b"VP8L"
+    return False
+
+
+def _to_gray(im: Image.Image) -> np.ndarray:
+    """Any mode -> 8-bit grayscale; alpha composited on BACKGROUND, 16-bit and float scaled down."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = arr.max() if arr.size else 0
+        scale = 255.0 if (mode == "F" and top <= 1.0) else (1 / 257 if top > 255 else 1.0)
+        return np.clip(arr * scale, 0, 255).astype(np.uint8)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (BACKGROUND, BACKGROUND, BACKGROUND, 255))
+        flat.alpha_composite(rgba)
+        return np.asarray(flat.convert("L"))
+    if mode == "CMYK":
+        im = im.convert("RGB")
+    return np.asarray(im if im.mode == "L" else im.convert("L"))
+
+
+def decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
+    """The upright grayscale work image (long side <= WORK_MAX) and the picture's info.
+
+    Raises DecodeError for anything that is not a readable, reasonably sized picture.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            width, height = im.size
+            if width * height > max_pixels:
+                raise DecodeError(f"too many pixels ({width}x{height}; the limit is {max_pixels:,})")
+            if width < 1 or height < 1:
+                raise DecodeError(f"invalid dimensions {width}x{height}")
+            fmt = im.format or "?"
+            orientation, date, camera = _exif_fields(im)
+            lossless = _lossless(im, data)
+            if fmt == "JPEG":
+                scale = WORK_MIN / max(width, height)
+                if scale < 0.5:
+                    im.draft("L" if im.mode in ("L", "RGB", "YCbCr") else None,
+                             (max(1, int(width * scale)), max(1, int(height * scale))))
+            im.load()
+            gray = _to_gray(im)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"too many pixels ({exc})") from None
+    except UnidentifiedImageError:
+        raise DecodeError("unrecognised or unsupported image data") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "truncated" in text or isinstance(exc, EOFError):
+            raise DecodeError(f"truncated file ({text})") from None
+        raise DecodeError(f"corrupt or unsupported image ({text})") from None
+    except MemoryError:
+        raise DecodeError("not enough memory to decode") from None
+
+    if orientation in _TRANSPOSE:
+        gray = np.asarray(Image.fromarray(gray).transpose(_TRANSPOSE[orientation]))
+        if orientation >= 5:
+            width, height = height, width
+    gray = shrink(gray, WORK_MAX)
+    info = ImageInfo(
+        width=width,
+        height=height,
+        format=fmt,
+        lossless=lossless,
+        content_pixels=width * height,
+        exif_date=date,
+        camera=camera,
+        orientation=orientation,
+    )
+    return np.ascontiguousarray(gray), info
+
+
+def shrink(gray: np.ndarray, long_side: int) -> np.ndarray:
+    """Area-averaged reduction so the long side is at most `long_side` (never enlarges)."""
+    h, w = gray.shape
+    if max(h, w) <= long_side:
+        return gray
+    s = long_side / max(h, w)
+    return cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,56 @@
+"""Stage 2: byte-identical files, by size and then content hash, without decoding anything.
+
+Only files that share their size with another are hashed here; the decode stage hashes the rest from the
+bytes it reads anyway, so every file is read once (twice for a size collision).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import xxhash
+
+from .model import FileRecord, Problem
+from .progress import CancelCheck, NullProgress, Progress, check, never
+
+CHUNK = 1 << 20
+
+
+def content_hash_bytes(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def content_hash_file(path: str) -> str:
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_exact(
+    files: list[FileRecord],
+    progress: Progress = NullProgress(),
+    cancel: CancelCheck = never,
+) -> tuple[dict[int, str], list[list[int]], list[Problem]]:
+    """Content hashes of the files whose size is shared, the byte-identical sets (indices, walk order) and
+    the files that could not be read."""
+    by_size: dict[int, list[int]] = defaultdict(list)
+    for i, f in enumerate(files):
+        by_size[f.size].append(i)
+    todo = [i for idx in by_size.values() if len(idx) > 1 for i in idx]
+    progress.stage("2/6: hashing files of equal size", len(todo))
+    hashes: dict[int, str] = {}
+    problems: list[Problem] = []
+    for i in todo:
+        check(cancel)
+        try:
+            hashes[i] = content_hash_file(files[i].path)
+        except OSError as exc:
+            problems.append(Problem(files[i].path, "exact", f"cannot read: {exc.strerror or exc}"))
+        progress.advance()
+    by_hash: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for i, h in hashes.items():
+        by_hash[(files[i].size, h)].append(i)
+    sets = sorted(sorted(v) for v in by_hash.values() if len(v) > 1)
+    return hashes, sets, problems

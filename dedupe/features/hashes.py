@@ -1,0 +1,84 @@
+"""Perceptual hashes as packed 64-bit integers, and the thumbnail kept for verification.
+
+pHash is computed with numpy (a 32x32 DCT as two matrix products) so that later stages can derive the
+hashes of rotated and mirrored copies from the same transform; it equals imagehash.phash bit for bit.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..model import Features
+
+HASH_SIZE = 8
+DCT_SIZE = 32
+THUMB = 128
+"""Long side of the grayscale thumbnail that verification compares."""
+_N = np.arange(DCT_SIZE)
+_DCT = 2.0 * np.cos(np.pi * np.outer(_N, 2 * _N + 1) / (2 * DCT_SIZE))  # scipy's unnormalised DCT-II
+_WEIGHTS = np.uint64(1) << np.arange(HASH_SIZE * HASH_SIZE - 1, -1, -1, dtype=np.uint64)
+
+
+def pack_bits(bits: np.ndarray) -> int:
+    """Row-major bits, first bit most significant: the integer of imagehash's hex string."""
+    return int((bits.ravel().astype(np.uint64) * _WEIGHTS).sum())
+
+
+def phash(gray: np.ndarray) -> int:
+    """64-bit DCT hash of a grayscale image, as imagehash.phash computes it."""
+    small = np.asarray(Image.fromarray(gray).resize((DCT_SIZE, DCT_SIZE), Image.Resampling.LANCZOS), dtype=np.float64)
+    coeffs = _DCT @ small @ _DCT.T
+    low = coeffs[:HASH_SIZE, :HASH_SIZE]
+    return pack_bits(low > np.median(low))
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def content_box(gray: np.ndarray, tol: int = 20, min_frac: float = 0.01, max_frac: float = 0.3) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the picture inside a uniform frame or letterbox, or the whole image.
+
+    A side counts as frame when its outer rows (or columns) are within `tol` of the frame colour (the
+    median of the outermost pixels) on 98% of their pixels, over at least `min_frac` of that dimension.
+    Copies with a frame added then hash and compare like the unframed picture.
+    """
+    h, w = gray.shape
+    if h < 16 or w < 16:
+        return 0, 0, w, h
+    edge = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    colour = int(np.median(edge))
+    near = np.abs(gray.astype(np.int16) - colour) <= tol
+    rows = near.mean(axis=1) >= 0.98
+    cols = near.mean(axis=0) >= 0.98
+
+    def run(flags: np.ndarray) -> int:
+        bad = np.flatnonzero(~flags)
+        return int(bad[0]) if bad.size else flags.size
+
+    top, bottom, left, right = run(rows), run(rows[::-1]), run(cols), run(cols[::-1])
+    cut = []
+    for n, size in ((top, h), (bottom, h), (left, w), (right, w)):
+        cut.append(n if max(2, min_frac * size) <= n <= max_frac * size else 0)
+    top, bottom, left, right = cut
+    return left, top, w - right, h - bottom
+
+
+def thumbnail(gray: np.ndarray) -> np.ndarray:
+    """Area-averaged grayscale copy with long side THUMB (or smaller, never enlarged)."""
+    h, w = gray.shape
+    s = min(1.0, THUMB / max(h, w))
+    if s == 1.0:
+        return gray.copy()
+    return cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def describe(gray: np.ndarray) -> Features:
+    """The features of one decoded work image: pHash, thumbnail and, for a framed picture, its inside."""
+    h, w = gray.shape
+    x0, y0, x1, y1 = content_box(gray)
+    if (x0, y0, x1, y1) == (0, 0, w, h):
+        return Features(phash(gray), thumbnail(gray))
+    return Features(phash(gray), thumbnail(gray), (x0 / w, y0 / h, x1 / w, y1 / h), phash(gray[y0:y1, x0:x1]))

@@ -1,0 +1,133 @@
+"""The records that flow between stages. Plain dataclasses: no behaviour beyond small derived values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A regular file found by the walk, with the identity an action re-checks before touching it."""
+
+    path: str
+    """Absolute path, as reached (symlinked folders are not resolved)."""
+    root: str
+    """The scan root it was found under."""
+    size: int
+    mtime_ns: int
+    device: int
+    inode: int
+    format: str
+    """Image format recognised from the first bytes (JPEG, PNG, ...)."""
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        return (self.device, self.inode)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that could not be used, and why. `kind` is "error" (broken or unreadable) or "skipped" (by design)."""
+
+    path: str
+    stage: str
+    reason: str
+    kind: str = "error"
+
+
+@dataclass(frozen=True)
+class Link:
+    """A path that reaches a file already seen (hard link, overlapping roots): read once, never a duplicate."""
+
+    path: str
+    same_as: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What decoding tells about a picture, as it displays (after EXIF orientation)."""
+
+    width: int
+    height: int
+    format: str
+    lossless: bool
+    content_pixels: int
+    """Pixels of picture content: width x height less any uniform border around it."""
+    exif_date: str | None = None
+    camera: str | None = None
+    orientation: int = 1
+
+
+@dataclass
+class Features:
+    """Per-image features: packed 64-bit pHashes and a small grayscale thumbnail for verification."""
+
+    phash: int
+    thumb: np.ndarray = field(repr=False)
+    box: tuple[float, float, float, float] | None = None
+    """Picture inside a uniform frame, as fractions (x0, y0, x1, y1) of the image; None without a frame."""
+    phash_trim: int | None = None
+    """pHash of the picture inside the frame, when there is one."""
+
+
+@dataclass(frozen=True)
+class Match:
+    """A confirmed pair (indices into the scan's image list) with the evidence for it."""
+
+    a: int
+    b: int
+    hash_distance: int
+    ssim: float
+    score: int
+    transform: dict = field(default_factory=dict)
+
+
+@dataclass
+class Member:
+    file: FileRecord
+    info: ImageInfo
+    content_hash: str
+    phash: int
+    score: int
+    """Similarity to the keeper, 0-100 (100 for the keeper and its byte-identical copies)."""
+    relation: str
+    """"keeper", "exact" (byte-identical to the keeper) or "near"."""
+    evidence: dict = field(default_factory=dict)
+
+
+@dataclass
+class Group:
+    kind: str
+    """"exact" when every member is byte-identical, else "near"."""
+    keeper: int
+    """Index into members."""
+    keeper_reason: str
+    members: list[Member]
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(m.file.size for i, m in enumerate(self.members) if i != self.keeper)
+
+
+@dataclass
+class ScanResult:
+    roots: list[str]
+    settings: dict
+    groups: list[Group]
+    problems: list[Problem]
+    links: list[Link]
+    stats: dict
+    """Per-stage counts and timings, plus totals."""
+    started: str
+    finished: str
+    cancelled: bool = False
+
+    @property
+    def files_to_remove(self) -> int:
+        return sum(len(g.members) - 1 for g in self.groups)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(g.bytes_freed for g in self.groups)

@@ -1,0 +1,293 @@
+"""Wires the stages: walk -> exact -> decode + features -> candidates -> verify -> group."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from . import __version__
+from .config import Settings
+from .decode import DecodeError, decode
+from .exact import content_hash_bytes, find_exact
+from .features.hashes import describe, hamming
+from .group import Candidate, choose_keeper, cluster, components
+from .index import pairs_within
+from .model import Features, FileRecord, Group, ImageInfo, Member, Problem, ScanResult
+from .progress import CancelCheck, NullProgress, Progress, check, never
+from .verify import verify
+from .walk import walk
+
+STAGES = 6
+SERIAL_BELOW = 24
+"""Fewer files than this are decoded in-process: a pool's start-up would cost more than it saves."""
+
+
+@dataclass
+class Analysed:
+    """What the decode + features stage returns for one file."""
+
+    content_hash: str
+    info: ImageInfo
+    features: Features
+
+
+def analyse(path: str, max_pixels: int) -> Analysed | Problem:
+    """Read a file once: content hash of its bytes, then decode and features from the same bytes."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return Problem(path, "decode", f"cannot read: {exc.strerror or exc}")
+    try:
+        gray, info = decode(data, max_pixels)
+    except DecodeError as exc:
+        return Problem(path, "decode", str(exc))
+    feats = describe(gray)
+    if feats.box is not None:
+        x0, y0, x1, y1 = feats.box
+        info = ImageInfo(**{**info.__dict__, "content_pixels": round(info.width * info.height * (x1 - x0) * (y1 - y0))})
+    return Analysed(content_hash_bytes(data), info, feats)
+
+
+def _analyse_job(job: tuple[str, int]) -> Analysed | Problem:
+    return analyse(*job)
+
+
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the main process and use one thread each (the pool is the parallelism)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _analyse_all(paths: list[str], settings: Settings, progress: Progress, cancel: CancelCheck):
+    jobs = [(p, settings.max_pixels) for p in paths]
+    workers = min(settings.effective_workers, max(1, len(jobs)))
+    if workers == 1 or len(jobs) < SERIAL_BELOW:
+        for job in jobs:
+            check(cancel)
+            yield _analyse_job(job)
+        return
+    # spawn: forking a process that has started OpenCV/FAISS threads can deadlock
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init) as pool:
+        try:
+            for result in pool.map(_analyse_job, jobs, chunksize=4):
+                check(cancel)
+                yield result
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def scan(
+    roots: list[str | os.PathLike],
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    cancel: CancelCheck = never,
+) -> ScanResult:
+    """Find the duplicate groups under `roots`. Read-only: nothing on disk is changed.
+
+    `progress` receives stage titles and counts; `cancel` is polled and, when it returns True, the scan
+    stops with progress.Cancelled. Bad files become Problems in the result; they never stop the scan.
+    """
+    settings = settings or Settings()
+    progress = progress or NullProgress()
+    started = datetime.now(timezone.utc)
+    stats: dict = {"timings": {}}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stats["timings"][name] = round(now - clock, 3)
+        clock = now
+
+    walked = walk(roots, settings, progress, cancel)
+    files, problems = walked.files, list(walked.problems)
+    stats.update(files_seen=walked.seen, image_files=len(files), links=len(walked.links))
+    progress.note(f"{len(files)} image files of {walked.seen} seen")
+    lap("walk")
+
+    hashes, exact_sets, exact_problems = find_exact(files, progress, cancel)
+    problems += exact_problems
+    unreadable = {p.path for p in exact_problems}
+    copy_of: dict[int, int] = {}  # byte-identical file -> the one that is decoded for it
+    for members in exact_sets:
+        for i in members[1:]:
+            copy_of[i] = members[0]
+    stats["exact_copies"] = len(copy_of)
+    lap("exact")
+
+    to_decode = [i for i, f in enumerate(files) if i not in copy_of and f.path not in unreadable]
+    progress.stage(f"3/{STAGES}: decoding images", len(to_decode))
+    analysed: dict[int, Analysed] = {}
+    for i, result in zip(to_decode, _analyse_all([files[i].path for i in to_decode], settings, progress, cancel)):
+        if isinstance(result, Problem):
+            problems.append(result)
+        else:
+            analysed[i] = result
+            if i in hashes and hashes[i] != result.content_hash:
+                problems.append(Problem(files[i].path, "decode", "file changed during the scan", "error"))
+        progress.advance()
+    for i, rep in copy_of.items():
+        if rep not in analysed and files[rep].path not in unreadable:
+            problems.append(Problem(files[i].path, "decode", f"same bytes as {files[rep].path}, which could not be decoded"))
+    images = sorted(analysed)  # decoded representatives, in walk order
+    stats["images_decoded"] = len(images)
+    progress.note(f"{len(images)} distinct images decoded ({len(copy_of)} byte-identical copies not decoded again)")
+    lap("decode")
+
+    pairs = _candidates(images, analysed, settings, progress)
+    stats["candidate_pairs"] = len(pairs)
+    progress.note(f"{len(pairs)} candidate pairs")
+    lap("candidates")
+
+    progress.stage(f"5/{STAGES}: verifying candidate pairs", len(pairs))
+    evidence: dict[tuple[int, int], dict] = {}
+    for a, b in pairs:
+        check(cancel)
+        ev = _confirm(analysed[a], analysed[b], settings)
+        if ev is not None:
+            evidence[(a, b)] = ev
+        progress.advance()
+    stats["confirmed_pairs"] = len(evidence)
+    progress.note(f"{len(evidence)} pairs confirmed")
+    lap("verify")
+
+    groups = _group(files, images, analysed, copy_of, evidence, settings, progress, stats)
+    stats["groups"] = len(groups)
+    progress.note(f"{len(groups)} duplicate groups")
+    lap("group")
+
+    for p in walked.links:
+        problems.append(Problem(p.path, "walk", f"same file as {p.same_as} (hard link or overlapping roots); read once", "skipped"))
+    problems.sort(key=lambda p: p.path)
+    stats["problems"] = len(problems)
+    stats["timings"]["total"] = round(sum(stats["timings"].values()), 3)
+    progress.close()
+    return ScanResult(
+        roots=[os.path.abspath(os.fspath(r)) for r in roots],
+        settings=settings.as_dict(),
+        groups=groups,
+        problems=problems,
+        links=walked.links,
+        stats=stats,
+        started=started.isoformat(timespec="seconds"),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _candidates(images: list[int], analysed: dict[int, Analysed], settings: Settings, progress: Progress) -> list[tuple[int, int]]:
+    """Image pairs whose pHashes (whole picture or inside a frame) are within the radius."""
+    progress.stage(f"4/{STAGES}: searching candidate pairs", len(images))
+    owner, codes = [], []
+    for i in images:
+        f = analysed[i].features
+        for code in (f.phash, f.phash_trim):
+            if code is not None:
+                owner.append(i)
+                codes.append(code)
+    found = pairs_within(np.array(codes, dtype=np.uint64), settings.hash_radius)
+    owner_arr = np.array(owner, dtype=np.int64)
+    pairs = {(int(min(a, b)), int(max(a, b))) for a, b in zip(owner_arr[found[:, 0]], owner_arr[found[:, 1]]) if a != b}
+    progress.advance(len(images))
+    return sorted(pairs)
+
+
+def _confirm(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
+    """Evidence that two decoded images are the same picture, or None."""
+    found = verify(x.features, y.features, settings.ssim_threshold)
+    if found is None:
+        return None
+    verdict, transform = found
+    dist = min(
+        hamming(p, q)
+        for p in (x.features.phash, x.features.phash_trim) if p is not None
+        for q in (y.features.phash, y.features.phash_trim) if q is not None
+    )
+    return {"score": verdict.score, "ssim": round(verdict.ssim, 4), "hash_distance": dist, "transform": transform}
+
+
+def _group(
+    files: list[FileRecord],
+    images: list[int],
+    analysed: dict[int, Analysed],
+    copy_of: dict[int, int],
+    evidence: dict[tuple[int, int], dict],
+    settings: Settings,
+    progress: Progress,
+    stats: dict,
+) -> list[Group]:
+    """Byte-identical sets and confirmed pairs -> groups with a keeper, confirmed against the keeper."""
+    progress.stage(f"6/{STAGES}: grouping and choosing keepers", len(images))
+    copies: dict[int, list[int]] = {i: [i] for i in images}
+    for c, rep in copy_of.items():
+        if rep in copies:
+            copies[rep].append(c)
+
+    def cand(i: int, rep: int) -> Candidate:
+        return Candidate(files[i], analysed[rep].info)
+
+    def best_file(img_ids: list[int]) -> tuple[int, int, str]:
+        """(image, file, reason) of the keeper among all files of these images."""
+        pool = [(rep, f) for rep in img_ids for f in copies[rep]]
+        k, reason = choose_keeper([cand(f, rep) for rep, f in pool], settings.keeper_rules)
+        return pool[k][0], pool[k][1], reason
+
+    edges: dict[int, set[int]] = {}
+    for a, b in evidence:
+        edges.setdefault(a, set()).add(b)
+        edges.setdefault(b, set()).add(a)
+
+    def matched(k: int, x: int) -> bool:
+        key = (min(k, x), max(k, x))
+        if key not in evidence:
+            ev = _confirm(analysed[k], analysed[x], settings)
+            if ev is None:
+                return False
+            evidence[key] = ev
+        return True
+
+    clusters: list[tuple[int, list[int]]] = []
+    index_of = {img: n for n, img in enumerate(images)}
+    for comp in components(len(images), [(index_of[a], index_of[b]) for a, b in evidence]):
+        clusters += cluster([images[n] for n in comp], matched, edges, lambda ids: best_file(ids)[0])
+    # byte-identical sets with no near match are groups of their own
+    clustered = {x for _, members in clusters for x in members}
+    clusters += [(rep, [rep]) for rep in images if len(copies[rep]) > 1 and rep not in clustered]
+
+    groups = []
+    for _keeper_img, member_imgs in clusters:
+        keeper_img, keeper_file, reason = best_file(member_imgs)
+        keeper_hash = analysed[keeper_img].content_hash
+        members = []
+        for img in member_imgs:
+            a = analysed[img]
+            if img == keeper_img:
+                ev = {"score": 100, "ssim": 1.0, "hash_distance": 0, "transform": {}}
+            else:
+                ev = evidence[(min(img, keeper_img), max(img, keeper_img))]
+            for f in copies[img]:
+                if f == keeper_file:
+                    relation = "keeper"
+                elif a.content_hash == keeper_hash:
+                    relation = "exact"
+                else:
+                    relation = "near"
+                members.append(Member(files[f], a.info, a.content_hash, a.features.phash, ev["score"], relation,
+                                      {k: v for k, v in ev.items() if k != "score"}))
+        members.sort(key=lambda m: (m.relation != "keeper", m.file.path))
+        kind = "exact" if all(m.relation != "near" for m in members) else "near"
+        groups.append(Group(kind, 0, reason, members))
+    groups.sort(key=lambda g: (-g.bytes_freed, g.members[0].file.path))
+    progress.advance(len(images))
+    return groups

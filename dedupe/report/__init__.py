@@ -1,0 +1,1 @@
+"""Stage 8: the reports. JSON is the machine contract (versioned schema); HTML is what a person reads."""

@@ -1,0 +1,118 @@
+"""The JSON report: the machine contract between `scan` and everything that acts on its result.
+
+Its shape is fixed by schema.json beside this file (SCHEMA_VERSION); a reader refuses a report with a
+newer major version instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from .. import __version__
+from ..model import Member, ScanResult
+
+SCHEMA_VERSION = 1
+
+
+class ReportError(ValueError):
+    """A report file that cannot be used; the message is one line for the user."""
+
+
+def schema() -> dict:
+    return json.loads(resources.files(__package__).joinpath("schema.json").read_text("utf-8"))
+
+
+def _member(m: Member) -> dict:
+    return {
+        "path": m.file.path,
+        "root": m.file.root,
+        "relation": m.relation,
+        "action": "keep" if m.relation == "keeper" else "remove",
+        "size": m.file.size,
+        "mtime_ns": m.file.mtime_ns,
+        "device": m.file.device,
+        "inode": m.file.inode,
+        "width": m.info.width,
+        "height": m.info.height,
+        "format": m.info.format,
+        "lossless": m.info.lossless,
+        "exif_date": m.info.exif_date,
+        "camera": m.info.camera,
+        "content_hash": m.content_hash,
+        "phash": f"{m.phash:016x}",
+        "score": m.score,
+        **m.evidence,
+    }
+
+
+def report_dict(result: ScanResult, argv: list[str] | None = None) -> dict:
+    """The report as plain data, in the shape schema.json describes."""
+    groups = []
+    for n, g in enumerate(result.groups, 1):
+        groups.append(
+            {
+                "id": n,
+                "kind": g.kind,
+                "keeper": g.members[g.keeper].file.path,
+                "keeper_reason": g.keeper_reason,
+                "bytes_freed": g.bytes_freed,
+                "members": [_member(m) for m in g.members],
+            }
+        )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "dedupe", "version": __version__},
+        "started": result.started,
+        "finished": result.finished,
+        "argv": list(argv or []),
+        "roots": result.roots,
+        "settings": result.settings,
+        "stats": result.stats,
+        "summary": {
+            "groups": len(result.groups),
+            "exact_groups": sum(g.kind == "exact" for g in result.groups),
+            "near_groups": sum(g.kind == "near" for g in result.groups),
+            "files_to_remove": result.files_to_remove,
+            "bytes_freed": result.bytes_freed,
+            "problems": len(result.problems),
+        },
+        "groups": groups,
+        "problems": [{"path": p.path, "stage": p.stage, "reason": p.reason, "kind": p.kind} for p in result.problems],
+    }
+
+
+def write_report(result: ScanResult, path: str | os.PathLike, argv: list[str] | None = None) -> None:
+    """Write the report atomically: a reader never sees half a file."""
+    path = Path(path)
+    data = json.dumps(report_dict(result, argv), indent=1, ensure_ascii=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_report(path: str | os.PathLike) -> dict:
+    """A saved report as plain data, after checking that this version of dedupe can read it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ReportError(f"report not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"cannot read report {path}: {exc}") from None
+    if not isinstance(data, dict) or "groups" not in data or "schema_version" not in data:
+        raise ReportError(f"{path} is not a dedupe report")
+    if not isinstance(data["schema_version"], int) or data["schema_version"] > SCHEMA_VERSION:
+        raise ReportError(
+            f"{path} has report schema version {data['schema_version']}; this dedupe reads up to {SCHEMA_VERSION}"
+        )
+    return data
