@@ -69,14 +69,16 @@ class TqdmProgress:
 def _summary(result, json_path: Path | None) -> str:
     s = result.stats
     errors = sum(p.kind == "error" for p in result.problems)
-    skipped = len(result.problems) - errors
+    skipped = sum(p.kind == "skipped" for p in result.problems)
+    warnings = len(result.problems) - errors - skipped
     exact = sum(g.kind == "exact" for g in result.groups)
     lines = [
         f"Files seen: {s['files_seen']:,}; images read: {s['images_decoded'] + s.get('exact_copies', 0):,}"
         f" ({s.get('exact_copies', 0):,} of them byte-identical copies)",
         f"Duplicate groups: {len(result.groups):,} ({exact:,} exact, {len(result.groups) - exact:,} near)",
         f"Files that could go: {result.files_to_remove:,}, freeing {_size(result.bytes_freed)}",
-        f"Problems: {errors:,} unreadable or broken files, {skipped:,} skipped (not images, links)",
+        f"Problems: {errors:,} unreadable or broken files, {skipped:,} skipped (not images, links),"
+        f" {warnings:,} warnings (e.g. misnamed files)",
         f"Time: {s['timings'].get('total', 0):.1f} s",
     ]
     if json_path is not None:

@@ -43,8 +43,10 @@ class Settings:
 
     # candidates and verification
     hash_radius: int = 14
-    """Largest pHash Hamming distance (of 64 bits) for two images to be compared at all."""
-    ssim_threshold: float = 0.70
+    """Largest pHash Hamming distance (of 64 bits) for two images to be compared."""
+    dhash_radius: int = 8
+    """Largest dHash distance for two images to be compared (a second chance for local edits)."""
+    ssim_threshold: float = 0.65
     """Least SSIM of the aligned grayscale thumbnails for two images to count as the same picture."""
 
     # grouping
@@ -55,8 +57,9 @@ class Settings:
     """Processes that decode images; 0 means one per CPU core."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.hash_radius <= 32:
-            raise ConfigError(f"hash_radius must be between 0 and 32, not {self.hash_radius}")
+        for name in ("hash_radius", "dhash_radius"):
+            if not 0 <= getattr(self, name) <= 32:
+                raise ConfigError(f"{name} must be between 0 and 32, not {getattr(self, name)}")
         if not 0.0 < self.ssim_threshold <= 1.0:
             raise ConfigError(f"ssim_threshold must be in (0, 1], not {self.ssim_threshold}")
         if self.max_pixels < 1:

@@ -29,7 +29,11 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class Problem:
-    """A file that could not be used, and why. `kind` is "error" (broken or unreadable) or "skipped" (by design)."""
+    """A file that could not be used, or was used with a caveat, and why.
+
+    `kind`: "error" (broken or unreadable), "skipped" (passed over by design: not an image, a link) or
+    "warning" (read and used, but something is off, such as a PNG named .jpg).
+    """
 
     path: str
     stage: str
@@ -65,6 +69,7 @@ class Features:
     """Per-image features: packed 64-bit pHashes and a small grayscale thumbnail for verification."""
 
     phash: int
+    dhash: int
     thumb: np.ndarray = field(repr=False)
     box: tuple[float, float, float, float] | None = None
     """Picture inside a uniform frame, as fractions (x0, y0, x1, y1) of the image; None without a frame."""

@@ -187,7 +187,7 @@ def scan(
 
 
 def _candidates(images: list[int], analysed: dict[int, Analysed], settings: Settings, progress: Progress) -> list[tuple[int, int]]:
-    """Image pairs whose pHashes (whole picture or inside a frame) are within the radius."""
+    """Image pairs whose pHashes (whole picture or inside a frame) or dHashes are within their radius."""
     progress.stage(f"4/{STAGES}: searching candidate pairs", len(images))
     owner, codes = [], []
     for i in images:
@@ -196,9 +196,12 @@ def _candidates(images: list[int], analysed: dict[int, Analysed], settings: Sett
             if code is not None:
                 owner.append(i)
                 codes.append(code)
-    found = pairs_within(np.array(codes, dtype=np.uint64), settings.hash_radius)
     owner_arr = np.array(owner, dtype=np.int64)
-    pairs = {(int(min(a, b)), int(max(a, b))) for a, b in zip(owner_arr[found[:, 0]], owner_arr[found[:, 1]]) if a != b}
+    found = owner_arr[pairs_within(np.array(codes, dtype=np.uint64), settings.hash_radius)]
+    images_arr = np.array(images, dtype=np.int64)
+    dcodes = np.array([analysed[i].features.dhash for i in images], dtype=np.uint64)
+    found_d = images_arr[pairs_within(dcodes, settings.dhash_radius)]
+    pairs = {(int(min(a, b)), int(max(a, b))) for a, b in np.concatenate([found, found_d]) if a != b}
     progress.advance(len(images))
     return sorted(pairs)
 

@@ -23,6 +23,8 @@ MAX_SHIFT = 0.08
 """Largest translation ECC may find, as a fraction of the thumbnail's side."""
 MAX_SCALE = 0.08
 """Largest scale change (and shear) ECC may find."""
+GOOD_ENOUGH = 0.9
+"""SSIM at which no alignment or other view is tried: the pair is already clearly the same picture."""
 MIN_COVER = 0.85
 """Least fraction of the first thumbnail that the aligned second one must cover."""
 _C1 = (0.01 * 255) ** 2
@@ -41,8 +43,11 @@ class Verdict:
 def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel SSIM (Wang et al. 2004, 11x11 Gaussian window, sigma 1.5) and per-pixel weights.
 
-    The weight is the local variance of both images plus C2: flat sky or wall counts little, so two
-    different pictures that are mostly smooth gradients (a sunset's two halves) do not look alike.
+    The weight is the local variance of both images (plus 1, so a flat image still averages): where the
+    picture has detail is where it counts, and flat sky or wall counts little. Two different pictures
+    that are mostly smooth gradients (a misty lake's two halves) then do not look alike: on the dev
+    corpus the most similar different pictures fall from 0.73 (plain mean) to 0.48, while edited
+    copies stay above 0.8.
     """
     a = a.astype(np.float32)
     b = b.astype(np.float32)
@@ -51,7 +56,7 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     aa, bb, ab = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
     num = (2 * mu_a * mu_b + _C1) * (2 * ab + _C2)
     den = (mu_a**2 + mu_b**2 + _C1) * (aa + bb + _C2)
-    return num / den, aa + bb + _C2
+    return num / den, aa + bb + 1.0
 
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -63,7 +68,7 @@ def weighted_mean(values: np.ndarray, weights: np.ndarray, mask: np.ndarray | No
 def _ecc(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     """Affine warp mapping a's pixel grid into b, or None when ECC fails or wanders off identity."""
     warp = np.eye(2, 3, dtype=np.float32)
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-4)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-3)
     try:
         _, warp = cv2.findTransformECC(a.astype(np.float32), b.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:
@@ -85,7 +90,7 @@ def compare(a: np.ndarray, b: np.ndarray) -> Verdict | None:
     if (hb, wb) != (ha, wa):
         b = cv2.resize(b, (wa, ha), interpolation=cv2.INTER_AREA if hb * wb > ha * wa else cv2.INTER_LINEAR)
     best = Verdict(weighted_mean(*ssim_map(a, b)), 0, False, 1.0)
-    warp = _ecc(a, b)
+    warp = _ecc(a, b) if best.ssim < GOOD_ENOUGH else None
     if warp is not None and np.abs(warp - np.eye(2, 3)).max() > 0.25 / max(ha, wa):
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         moved = cv2.warpAffine(b, warp, (wa, ha), flags=flags, borderMode=cv2.BORDER_REFLECT)
@@ -128,6 +133,10 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
             if trim_a or trim_b:
                 transform["frame removed"] = "both" if trim_a and trim_b else ("first" if trim_a else "second")
             best = (verdict, transform)
+            if verdict.ssim >= GOOD_ENOUGH:
+                break
+        if best is not None and best[0].ssim >= GOOD_ENOUGH:
+            break
     if best is None or best[0].ssim < threshold:
         return None
     return best

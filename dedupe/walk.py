@@ -13,8 +13,9 @@ from .model import FileRecord, Link, Problem
 from .progress import CancelCheck, NullProgress, Progress, check, never
 
 IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif",
-    ".heic", ".heif", ".hif", ".avif",
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".webp": "WEBP",
+    ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".dib": "BMP", ".gif": "GIF",
+    ".heic": "HEIF", ".heif": "HEIF", ".hif": "HEIF", ".avif": "AVIF",
 }
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
 
@@ -109,12 +110,15 @@ def walk(
             out.problems.append(Problem(path, "walk", f"cannot read: {exc.strerror or exc}"))
             return
         fmt = sniff(head)
+        suffix = Path(name).suffix
+        named = IMAGE_EXTENSIONS.get(suffix.lower())
         if fmt is None:
-            looks_like_image = Path(name).suffix.lower() in IMAGE_EXTENSIONS
-            out.problems.append(
-                Problem(path, "walk", _describe(head), kind="error" if looks_like_image else "skipped")
-            )
+            out.problems.append(Problem(path, "walk", _describe(head), kind="error" if named else "skipped"))
             return
+        if named and named != fmt:
+            out.problems.append(
+                Problem(path, "walk", f"named {suffix} but the content is {fmt}; read as {fmt}", kind="warning")
+            )
         out.files.append(FileRecord(path, root, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, fmt))
 
     for root_in in roots:

@@ -1,4 +1,4 @@
-"""Perceptual hashes as packed 64-bit integers, and the thumbnail kept for verification.
+"""Perceptual hashes (pHash, dHash) as packed 64-bit integers, and the thumbnail kept for verification.
 
 pHash is computed with numpy (a 32x32 DCT as two matrix products) so that later stages can derive the
 hashes of rotated and mirrored copies from the same transform; it equals imagehash.phash bit for bit.
@@ -32,6 +32,13 @@ def phash(gray: np.ndarray) -> int:
     coeffs = _DCT @ small @ _DCT.T
     low = coeffs[:HASH_SIZE, :HASH_SIZE]
     return pack_bits(low > np.median(low))
+
+
+def dhash(gray: np.ndarray) -> int:
+    """64-bit gradient hash (imagehash.dhash): its errors are independent of pHash's, so a copy with a
+    logo in one corner, which moves pHash by up to 18 bits, is still a candidate through dHash."""
+    small = np.asarray(Image.fromarray(gray).resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.LANCZOS), dtype=np.int16)
+    return pack_bits(small[:, 1:] > small[:, :-1])
 
 
 def hamming(a: int, b: int) -> int:
@@ -80,5 +87,5 @@ def describe(gray: np.ndarray) -> Features:
     h, w = gray.shape
     x0, y0, x1, y1 = content_box(gray)
     if (x0, y0, x1, y1) == (0, 0, w, h):
-        return Features(phash(gray), thumbnail(gray))
-    return Features(phash(gray), thumbnail(gray), (x0 / w, y0 / h, x1 / w, y1 / h), phash(gray[y0:y1, x0:x1]))
+        return Features(phash(gray), dhash(gray), thumbnail(gray))
+    return Features(phash(gray), dhash(gray), thumbnail(gray), (x0 / w, y0 / h, x1 / w, y1 / h), phash(gray[y0:y1, x0:x1]))
