@@ -75,14 +75,14 @@ def _exif_fields(im: Image.Image) -> tuple[int, str | None, str | None]:
     return orientation, date, camera
 
 
-def _lossless(im: Image.Image, data: bytes) -> bool:
+def _lossless(im: Image.Image, head: bytes) -> bool:
     fmt = im.format or ""
     if fmt in _LOSSLESS:
         return True
     if fmt == "TIFF":
         return im.info.get("compression") in _TIFF_LOSSLESS
     if fmt == "WEBP":
-        return data[12:16] == b"VP8L"
+        return head[12:16] == b"VP8L"
     return False
 
 
@@ -105,15 +105,16 @@ def _to_gray(im: Image.Image) -> np.ndarray:
     return np.asarray(im if im.mode == "L" else im.convert("L"))
 
 
-def decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
+def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
     """The upright grayscale work image (long side <= WORK_MAX) and the picture's info.
 
+    `data` is the file's bytes, or its path for a file too big to hold in memory at once.
     Raises DecodeError for anything that is not a readable, reasonably sized picture.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
             width, height = im.size
             if width * height > max_pixels:
                 raise DecodeError(f"too many pixels ({width}x{height}; the limit is {max_pixels:,})")
@@ -121,7 +122,7 @@ def decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
                 raise DecodeError(f"invalid dimensions {width}x{height}")
             fmt = im.format or "?"
             orientation, date, camera = _exif_fields(im)
-            lossless = _lossless(im, data)
+            lossless = _lossless(im, data[:16] if isinstance(data, bytes) else _head(data))
             if fmt == "JPEG":
                 scale = WORK_MIN / max(width, height)
                 if scale < 0.5:
@@ -159,6 +160,11 @@ def decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
         orientation=orientation,
     )
     return np.ascontiguousarray(gray), info
+
+
+def _head(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(16)
 
 
 def shrink(gray: np.ndarray, long_side: int) -> np.ndarray:

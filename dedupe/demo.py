@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 CAMERAS = (
     ("Canon", "Canon EOS 80D", "IMG_{n:04d}.JPG"),
     ("NIKON CORPORATION", "NIKON D5300", "DSC_{n:04d}.JPG"),
-    ("Apple", "iPhone 12", "IMG_{n:04d}.JPG"),
-    ("samsung", "SM-G991B", "{when:%Y%m%d_%H%M%S}.jpg"),
+    ("Apple", "iPhone 8", "IMG_{n:04d}.JPG"),
+    ("samsung", "SM-G960F", "{when:%Y%m%d_%H%M%S}.jpg"),
 )
 """(Make, Model, file-name pattern): each camera names its files its own way."""
 EVENTS = (("Beach", 7), ("Birthday", 3), ("Hiking", 9), ("Christmas", 12), ("City trip", 5), ("Garden", 6),

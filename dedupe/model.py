@@ -127,7 +127,6 @@ class ScanResult:
     """Per-stage counts and timings, plus totals."""
     started: str
     finished: str
-    cancelled: bool = False
 
     @property
     def files_to_remove(self) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -13,10 +12,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from . import __version__
 from .config import Settings
 from .decode import DecodeError, decode
-from .exact import content_hash_bytes, find_exact
+from .exact import content_hash_bytes, content_hash_file, find_exact
 from .features.hashes import describe, hamming
 from .group import Candidate, choose_keeper, cluster, components
 from .index import pairs_within
@@ -26,6 +24,9 @@ from .verify import verify
 from .walk import walk
 
 STAGES = 6
+IN_MEMORY_LIMIT = 256 << 20
+"""Files up to this size are read into memory once (hash and decode from the same bytes); larger ones
+are hashed by streaming and decoded from the file."""
 SERIAL_BELOW = 24
 """Fewer files than this are decoded in-process: a pool's start-up would cost more than it saves."""
 
@@ -42,19 +43,22 @@ class Analysed:
 def analyse(path: str, max_pixels: int) -> Analysed | Problem:
     """Read a file once: content hash of its bytes, then decode and features from the same bytes."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        if os.path.getsize(path) <= IN_MEMORY_LIMIT:
+            with open(path, "rb") as fh:
+                data: bytes | str = fh.read()
+            content_hash = content_hash_bytes(data)
+        else:
+            data, content_hash = path, content_hash_file(path)
+        gray, info = decode(data, max_pixels)
     except OSError as exc:
         return Problem(path, "decode", f"cannot read: {exc.strerror or exc}")
-    try:
-        gray, info = decode(data, max_pixels)
     except DecodeError as exc:
         return Problem(path, "decode", str(exc))
     feats = describe(gray)
     if feats.box is not None:
         x0, y0, x1, y1 = feats.box
         info = ImageInfo(**{**info.__dict__, "content_pixels": round(info.width * info.height * (x1 - x0) * (y1 - y0))})
-    return Analysed(content_hash_bytes(data), info, feats)
+    return Analysed(content_hash, info, feats)
 
 
 def _analyse_job(job: tuple[str, int]) -> Analysed | Problem:
