@@ -168,22 +168,22 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 def main() -> None:
-    """Entry point: turns Ctrl-C and unexpected errors into a message and an exit code."""
-    try:
-        app(standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, Cancelled):
-        typer.echo("\ndedupe: interrupted; nothing was changed.", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click's own usage errors carry their exit code
-        import click
+    """Entry point: turns Ctrl-C and unexpected errors into a message and an exit code.
 
-        if isinstance(exc, click.exceptions.ClickException):
+    In non-standalone mode typer returns exit codes (ours from _fail, 130 for Ctrl-C) instead of exiting.
+    """
+    interrupted = "\ndedupe: interrupted; nothing was changed."
+    try:
+        code = app(standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt, Cancelled):
+        typer.echo(interrupted, err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):  # usage errors
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            typer.echo("\ndedupe: interrupted; nothing was changed.", err=True)
-            sys.exit(130)
         typer.echo(f"dedupe: unexpected error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
+    if code == 130:
+        typer.echo(interrupted, err=True)
+    sys.exit(code if isinstance(code, int) else 0)
