@@ -49,6 +49,9 @@ class Settings:
     ssim_threshold: float = 0.65
     """Least SSIM of the aligned grayscale thumbnails for two images to count as the same picture."""
 
+    mirror: bool = True
+    """Also find mirrored (left-right flipped) copies, in any of the four rotations."""
+
     # grouping
     keeper_rules: tuple[str, ...] = KEEPER_RULES
     """Order in which the keeper of a group is chosen; see README."""

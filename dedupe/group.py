@@ -29,9 +29,22 @@ class Candidate:
         return 2 if (self.info.camera or self.info.lossless) else 1
 
 
-def _rule_key(rule: str, c: Candidate):
+PIXEL_TIE = 1.03
+"""Pixel counts within 3% are a tie: a framed copy's content is measured on a small image."""
+
+
+def _rule_cmp(rule: str, a: Candidate, b: Candidate) -> int:
+    """Negative when a is the better keeper by `rule`, positive when b is, 0 on a tie."""
     if rule == "pixels":
-        return -c.info.content_pixels
+        pa, pb = a.info.content_pixels, b.info.content_pixels
+        if max(pa, pb) <= PIXEL_TIE * min(pa, pb):
+            return 0
+        return -1 if pa > pb else 1
+    ka, kb = _rule_key(rule, a), _rule_key(rule, b)
+    return (ka > kb) - (ka < kb)
+
+
+def _rule_key(rule: str, c: Candidate):
     if rule == "format":
         return -c.format_rank
     if rule == "size":
@@ -53,18 +66,31 @@ def _reason(rule: str, c: Candidate) -> str:
     return "shortest path"
 
 
+def _cmp(rules: tuple[str, ...], a: Candidate, b: Candidate) -> tuple[int, str | None]:
+    """(order, deciding rule) of two candidates; ties on every rule fall back to the path's sort order."""
+    for rule in rules:
+        c = _rule_cmp(rule, a, b)
+        if c:
+            return c, rule
+    return (a.file.path > b.file.path) - (a.file.path < b.file.path), None
+
+
 def choose_keeper(cands: list[Candidate], rules: tuple[str, ...]) -> tuple[int, str]:
-    """Index of the keeper and the reason: the first rule on which it beats the runner-up."""
-    key = lambda i: tuple(_rule_key(r, cands[i]) for r in rules) + (cands[i].file.path,)  # noqa: E731
-    order = sorted(range(len(cands)), key=key)
+    """Index of the keeper and the reason: the first rule on which it beats the runner-up.
+
+    A single pass keeps the better of the best so far and the next candidate, in path order, so the
+    result does not depend on the order the candidates come in.
+    """
+    order = sorted(range(len(cands)), key=lambda i: cands[i].file.path)
     best = order[0]
+    for i in order[1:]:
+        if _cmp(rules, cands[i], cands[best])[0] < 0:
+            best = i
     if len(order) == 1:
         return best, "only file"
-    runner = order[1]
-    for rule in rules:
-        if _rule_key(rule, cands[best]) != _rule_key(rule, cands[runner]):
-            return best, _reason(rule, cands[best])
-    return best, "byte-identical copies: first path in sort order"
+    reasons = [_cmp(rules, cands[best], cands[i])[1] for i in order if i != best]
+    rule = next((r for r in rules if r in reasons), None)  # the most important rule it won by
+    return best, _reason(rule, cands[best]) if rule else "identical by every rule: first path in sort order"
 
 
 def components(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:

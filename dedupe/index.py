@@ -32,34 +32,40 @@ def _normalise(i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return np.unique(pairs, axis=0)
 
 
-def _range_pairs(index, data: np.ndarray, radius: int) -> np.ndarray:
-    found_i, found_j = [], []
-    for start in range(0, len(data), QUERY_BLOCK):
-        lims, _dist, ids = index.range_search(data[start : start + QUERY_BLOCK], radius + 1)  # strictly below
+def _range_search(index, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    found_q, found_b = [], []
+    for start in range(0, len(queries), QUERY_BLOCK):
+        lims, _dist, ids = index.range_search(queries[start : start + QUERY_BLOCK], radius + 1)  # strictly below
         counts = np.diff(lims).astype(np.int64)
-        found_i.append(np.repeat(np.arange(start, start + len(counts)), counts))
-        found_j.append(ids.astype(np.int64))
-    if not found_i:
+        found_q.append(np.repeat(np.arange(start, start + len(counts)), counts))
+        found_b.append(ids.astype(np.int64))
+    if not found_q:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(found_q), np.concatenate(found_b)
+
+
+def neighbours(base: np.ndarray, queries: np.ndarray, radius: int, flat_limit: int = FLAT_LIMIT) -> np.ndarray:
+    """All (q, b) with Hamming(queries[q], base[b]) <= radius, sorted."""
+    base = np.asarray(base, dtype=np.uint64)
+    queries = np.asarray(queries, dtype=np.uint64)
+    if not len(base) or not len(queries):
         return np.zeros((0, 2), np.int64)
-    return _normalise(np.concatenate(found_i), np.concatenate(found_j))
+    if len(base) <= flat_limit or radius >= 16:
+        index = faiss.IndexBinaryFlat(64)
+    else:
+        index = faiss.IndexBinaryMultiHash(64, 8, 8)
+        index.nflip = 1
+    index.add(_as_bytes(base))
+    q, b = _range_search(index, _as_bytes(queries), radius)
+    keep = popcount64(queries[q] ^ base[b]) <= radius  # the multi-hash index proposes; this decides
+    found = np.stack([q[keep], b[keep]], axis=1)
+    return found[np.lexsort((found[:, 1], found[:, 0]))]
 
 
 def pairs_within(codes: np.ndarray, radius: int, flat_limit: int = FLAT_LIMIT) -> np.ndarray:
     """Sorted unique (i, j), i < j, of codes whose Hamming distance is at most `radius`."""
-    data = _as_bytes(codes)
-    if len(data) < 2:
-        return np.zeros((0, 2), np.int64)
-    if len(data) <= flat_limit or radius >= 16:
-        index = faiss.IndexBinaryFlat(64)
-        index.add(data)
-        return _range_pairs(index, data, radius)
-    index = faiss.IndexBinaryMultiHash(64, 8, 8)
-    index.nflip = 1
-    index.add(data)
-    pairs = _range_pairs(index, data, radius)
-    codes = np.asarray(codes, dtype=np.uint64)
-    exact = popcount64(codes[pairs[:, 0]] ^ codes[pairs[:, 1]]) <= radius
-    return pairs[exact]
+    found = neighbours(codes, codes, radius, flat_limit)
+    return _normalise(found[:, 0], found[:, 1])
 
 
 def brute_force_pairs(codes: np.ndarray, radius: int) -> np.ndarray:

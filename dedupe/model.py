@@ -75,6 +75,8 @@ class Features:
     """Picture inside a uniform frame, as fractions (x0, y0, x1, y1) of the image; None without a frame."""
     phash_trim: int | None = None
     """pHash of the picture inside the frame, when there is one."""
+    turned: tuple[int, ...] = ()
+    """pHashes of the picture turned and mirrored: ORIENTATIONS[1:] of features.hashes."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Iterable
 from datetime import datetime, timezone
 
 import numpy as np
@@ -15,9 +16,9 @@ import numpy as np
 from .config import Settings
 from .decode import DecodeError, decode
 from .exact import content_hash_bytes, content_hash_file, find_exact
-from .features.hashes import describe, hamming
+from .features.hashes import ORIENTATIONS, describe, hamming, inverse, orient, orient_box
 from .group import Candidate, choose_keeper, cluster, components
-from .index import pairs_within
+from .index import neighbours, pairs_within
 from .model import Features, FileRecord, Group, ImageInfo, Member, Problem, ScanResult
 from .progress import CancelCheck, NullProgress, Progress, check, never
 from .verify import verify
@@ -28,6 +29,10 @@ IN_MEMORY_LIMIT = 256 << 20
 """Files up to this size are read into memory once (hash and decode from the same bytes); larger ones
 are hashed by streaming and decoded from the file."""
 SERIAL_BELOW = 24
+TURNED_MIN_SSIM = 0.9
+"""A turned or mirrored match needs at least this SSIM. Turning adds freedom: the two halves of a
+misty lake, one mirrored, reach 0.86 on 128-pixel thumbnails, while real turned copies (lossless
+turns, re-encoded) score 0.95 and more. Keypoint geometry is the better judge and will replace this."""
 """Fewer files than this are decoded in-process: a pool's start-up would cost more than it saves."""
 
 
@@ -157,9 +162,9 @@ def scan(
 
     progress.stage(f"5/{STAGES}: verifying candidate pairs", len(pairs))
     evidence: dict[tuple[int, int], dict] = {}
-    for a, b in pairs:
+    for (a, b), turns in sorted(pairs.items()):
         check(cancel)
-        ev = _confirm(analysed[a], analysed[b], settings)
+        ev = _confirm(analysed[a], analysed[b], turns, settings)
         if ev is not None:
             evidence[(a, b)] = ev
         progress.advance()
@@ -190,9 +195,22 @@ def scan(
     )
 
 
-def _candidates(images: list[int], analysed: dict[int, Analysed], settings: Settings, progress: Progress) -> list[tuple[int, int]]:
-    """Image pairs whose pHashes (whole picture or inside a frame) or dHashes are within their radius."""
+def _candidates(
+    images: list[int], analysed: dict[int, Analysed], settings: Settings, progress: Progress
+) -> dict[tuple[int, int], set[int]]:
+    """Image pairs (a, b), a < b, to verify, each with the orientations t for which turning a by
+    ORIENTATIONS[t] may give b: pHashes (whole picture or inside a frame) or dHashes within their radius
+    give t = 0; the turned pHashes of every image, queried against the others' pHashes, give the rest."""
     progress.stage(f"4/{STAGES}: searching candidate pairs", len(images))
+    out: dict[tuple[int, int], set[int]] = {}
+
+    def add(a: int, b: int, t: int) -> None:
+        if a == b:
+            return
+        if a > b:
+            a, b, t = b, a, ORIENTATIONS.index(inverse(*ORIENTATIONS[t]))
+        out.setdefault((a, b), set()).add(t)
+
     owner, codes = [], []
     for i in images:
         f = analysed[i].features
@@ -201,27 +219,79 @@ def _candidates(images: list[int], analysed: dict[int, Analysed], settings: Sett
                 owner.append(i)
                 codes.append(code)
     owner_arr = np.array(owner, dtype=np.int64)
-    found = owner_arr[pairs_within(np.array(codes, dtype=np.uint64), settings.hash_radius)]
+    for a, b in owner_arr[pairs_within(np.array(codes, dtype=np.uint64), settings.hash_radius)]:
+        add(int(a), int(b), 0)
     images_arr = np.array(images, dtype=np.int64)
     dcodes = np.array([analysed[i].features.dhash for i in images], dtype=np.uint64)
-    found_d = images_arr[pairs_within(dcodes, settings.dhash_radius)]
-    pairs = {(int(min(a, b)), int(max(a, b))) for a, b in np.concatenate([found, found_d]) if a != b}
+    for a, b in images_arr[pairs_within(dcodes, settings.dhash_radius)]:
+        add(int(a), int(b), 0)
+
+    turns = _allowed_turns(settings)
+    if turns:
+        base = np.array([analysed[i].features.phash for i in images], dtype=np.uint64)
+        queries = np.array([analysed[i].features.turned[t - 1] for i in images for t in turns], dtype=np.uint64)
+        for q, b in neighbours(base, queries, settings.hash_radius):
+            add(images[q // len(turns)], images[b], turns[q % len(turns)])
     progress.advance(len(images))
-    return sorted(pairs)
+    return out
 
 
-def _confirm(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
-    """Evidence that two decoded images are the same picture, or None."""
-    found = verify(x.features, y.features, settings.ssim_threshold)
-    if found is None:
+def _allowed_turns(settings: Settings) -> list[int]:
+    """Orientation indices other than "as is" that the settings let a copy have."""
+    return [t for t, (_k, mirrored) in enumerate(ORIENTATIONS) if t and (settings.mirror or not mirrored)]
+
+
+def _turn(f: Features, t: int) -> Features:
+    """The features of the picture turned by ORIENTATIONS[t]."""
+    if t == 0:
+        return f
+    k, mirrored = ORIENTATIONS[t]
+    box = orient_box(f.box, k, mirrored) if f.box is not None else None
+    return Features(f.turned[t - 1], f.dhash, orient(f.thumb, k, mirrored), box)
+
+
+def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings) -> dict | None:
+    """Evidence that x, turned by one of `turns`, is the same picture as y; the best one, or None."""
+    best = None
+    for t in sorted(turns):
+        fx = _turn(x.features, t)
+        found = verify(fx, y.features, settings.ssim_threshold if t == 0 else max(settings.ssim_threshold, TURNED_MIN_SSIM))
+        if found is None or (best is not None and found[0].ssim <= best[0].ssim):
+            continue
+        best = (found[0], found[1], t, fx)
+    if best is None:
         return None
-    verdict, transform = found
+    verdict, transform, t, fx = best
     dist = min(
         hamming(p, q)
-        for p in (x.features.phash, x.features.phash_trim) if p is not None
+        for p in (fx.phash, fx.phash_trim) if p is not None
         for q in (y.features.phash, y.features.phash_trim) if q is not None
     )
-    return {"score": verdict.score, "ssim": round(verdict.ssim, 4), "hash_distance": dist, "transform": transform}
+    return {"score": verdict.score, "ssim": round(verdict.ssim, 4), "hash_distance": dist,
+            "orientation": t, "transform": transform}
+
+
+def _likely_turns(x: Analysed, y: Analysed, settings: Settings) -> set[int]:
+    """For a pair that was not a candidate: as is, and the orientation whose pHash is closest."""
+    allowed = _allowed_turns(settings)
+    if not allowed:
+        return {0}
+    closest = min(allowed, key=lambda t: hamming(x.features.turned[t - 1], y.features.phash))
+    return {0, closest}
+
+
+def _describe_transform(ev: dict, member_is_first: bool) -> dict:
+    """The transform that turns the keeper into the member, in words a person reads."""
+    t = ev.get("orientation", 0)
+    # turning the first image by t gives the second: when the member is the first, the keeper -> member
+    # turn is the inverse of t
+    k, mirrored = inverse(*ORIENTATIONS[t]) if member_is_first else ORIENTATIONS[t]
+    out = dict(ev["transform"])
+    if k:
+        out["rotated"] = 90 * k
+    if mirrored:
+        out["mirrored"] = True
+    return out
 
 
 def _group(
@@ -258,7 +328,8 @@ def _group(
     def matched(k: int, x: int) -> bool:
         key = (min(k, x), max(k, x))
         if key not in evidence:
-            ev = _confirm(analysed[k], analysed[x], settings)
+            a, b = key
+            ev = _confirm(analysed[a], analysed[b], _likely_turns(analysed[a], analysed[b], settings), settings)
             if ev is None:
                 return False
             evidence[key] = ev
@@ -283,6 +354,8 @@ def _group(
                 ev = {"score": 100, "ssim": 1.0, "hash_distance": 0, "transform": {}}
             else:
                 ev = evidence[(min(img, keeper_img), max(img, keeper_img))]
+                ev = {**ev, "transform": _describe_transform(ev, member_is_first=img < keeper_img)}
+                ev.pop("orientation")
             for f in copies[img]:
                 if f == keeper_file:
                     relation = "keeper"

@@ -26,12 +26,61 @@ def pack_bits(bits: np.ndarray) -> int:
     return int((bits.ravel().astype(np.uint64) * _WEIGHTS).sum())
 
 
+ORIENTATIONS = [(k, m) for m in (False, True) for k in range(4)]
+"""The 8 ways a picture can be turned: (quarter turns clockwise, mirrored first). Index 0 is as is."""
+_SIGNS = (-1.0) ** np.arange(HASH_SIZE)
+
+
+def orient(image: np.ndarray, k: int, mirrored: bool) -> np.ndarray:
+    """The image mirrored left-right (if `mirrored`), then turned k quarter turns clockwise."""
+    if mirrored:
+        image = image[:, ::-1]
+    return np.ascontiguousarray(np.rot90(image, -k))
+
+
+def orient_box(box: tuple[float, float, float, float], k: int, mirrored: bool) -> tuple[float, float, float, float]:
+    """A box given as fractions (x0, y0, x1, y1) of an image, in the same image turned as `orient` does."""
+    x0, y0, x1, y1 = box
+    if mirrored:
+        x0, x1 = 1 - x1, 1 - x0
+    for _ in range(k):  # a clockwise quarter turn sends (x, y) to (1 - y, x)
+        x0, y0, x1, y1 = 1 - y1, x0, 1 - y0, x1
+    return x0, y0, x1, y1
+
+
+def inverse(k: int, mirrored: bool) -> tuple[int, bool]:
+    """The orientation that undoes (k, mirrored): mirrored ones are their own inverse."""
+    return (k, True) if mirrored else ((-k) % 4, False)
+
+
+def _low_dct(gray: np.ndarray) -> np.ndarray:
+    small = np.asarray(Image.fromarray(gray).resize((DCT_SIZE, DCT_SIZE), Image.Resampling.LANCZOS), dtype=np.float64)
+    return (_DCT @ small @ _DCT.T)[:HASH_SIZE, :HASH_SIZE]
+
+
+def _bits(low: np.ndarray) -> int:
+    return pack_bits(low > np.median(low))
+
+
+def _oriented_low(low: np.ndarray, k: int, mirrored: bool) -> np.ndarray:
+    """DCT coefficients of the turned image, from the original's: a mirror flips the sign of odd
+    horizontal frequencies, a clockwise quarter turn is a transpose followed by that mirror."""
+    if mirrored:
+        low = low * _SIGNS[None, :]
+    for _ in range(k):
+        low = low.T * _SIGNS[None, :]
+    return low
+
+
 def phash(gray: np.ndarray) -> int:
     """64-bit DCT hash of a grayscale image, as imagehash.phash computes it."""
-    small = np.asarray(Image.fromarray(gray).resize((DCT_SIZE, DCT_SIZE), Image.Resampling.LANCZOS), dtype=np.float64)
-    coeffs = _DCT @ small @ _DCT.T
-    low = coeffs[:HASH_SIZE, :HASH_SIZE]
-    return pack_bits(low > np.median(low))
+    return _bits(_low_dct(gray))
+
+
+def phash_orientations(gray: np.ndarray) -> list[int]:
+    """pHashes of the image in each of ORIENTATIONS, from one transform instead of eight."""
+    low = _low_dct(gray)
+    return [_bits(_oriented_low(low, k, m)) for k, m in ORIENTATIONS]
 
 
 def dhash(gray: np.ndarray) -> int:
@@ -85,7 +134,10 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
 def describe(gray: np.ndarray) -> Features:
     """The features of one decoded work image: pHash, thumbnail and, for a framed picture, its inside."""
     h, w = gray.shape
+    codes = phash_orientations(gray)
     x0, y0, x1, y1 = content_box(gray)
-    if (x0, y0, x1, y1) == (0, 0, w, h):
-        return Features(phash(gray), dhash(gray), thumbnail(gray))
-    return Features(phash(gray), dhash(gray), thumbnail(gray), (x0 / w, y0 / h, x1 / w, y1 / h), phash(gray[y0:y1, x0:x1]))
+    feats = Features(codes[0], dhash(gray), thumbnail(gray), turned=tuple(codes[1:]))
+    if (x0, y0, x1, y1) != (0, 0, w, h):
+        feats.box = (x0 / w, y0 / h, x1 / w, y1 / h)
+        feats.phash_trim = phash(gray[y0:y1, x0:x1])
+    return feats
