@@ -13,7 +13,7 @@ from typing import Callable
 
 from .model import FileRecord, ImageInfo
 
-FORMAT_RANK_TEXT = {2: "original or lossless file", 1: "re-encoded copy"}
+FORMAT_RANK_TEXT = {3: "camera original", 2: "lossless file", 1: "re-encoded copy"}
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,9 @@ class Candidate:
 
     @property
     def format_rank(self) -> int:
-        """2 for a camera original (camera EXIF present) or a lossless file, 1 for a re-encoded copy."""
-        return 2 if (self.info.camera or self.info.lossless) else 1
+        """3 for a camera original (camera EXIF present), 2 for a lossless file, 1 for a re-encoded copy:
+        a PNG exported from a camera JPEG has the same pixels but is not the original."""
+        return 3 if self.info.camera else (2 if self.info.lossless else 1)
 
 
 PIXEL_TIE = 1.03

@@ -78,20 +78,21 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def _analyse_all(paths: list[str], settings: Settings, progress: Progress, cancel: CancelCheck):
-    jobs = [(p, settings.max_pixels) for p in paths]
+def _analyse_all(files: list[FileRecord], todo: list[int], settings: Settings, cancel: CancelCheck):
+    """(index, result) for every file in `todo`, in order; a pool of workers when it pays."""
+    jobs = [(files[i].path, settings.max_pixels) for i in todo]
     workers = min(settings.effective_workers, max(1, len(jobs)))
     if workers == 1 or len(jobs) < SERIAL_BELOW:
-        for job in jobs:
+        for i, job in zip(todo, jobs):
             check(cancel)
-            yield _analyse_job(job)
+            yield i, _analyse_job(job)
         return
     # spawn: forking a process that has started OpenCV/FAISS threads can deadlock
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init) as pool:
         try:
-            for result in pool.map(_analyse_job, jobs, chunksize=4):
+            for i, result in zip(todo, pool.map(_analyse_job, jobs, chunksize=4)):
                 check(cancel)
-                yield result
+                yield i, result
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -139,7 +140,7 @@ def scan(
     to_decode = [i for i, f in enumerate(files) if i not in copy_of and f.path not in unreadable]
     progress.stage(f"3/{STAGES}: decoding images", len(to_decode))
     analysed: dict[int, Analysed] = {}
-    for i, result in zip(to_decode, _analyse_all([files[i].path for i in to_decode], settings, progress, cancel)):
+    for i, result in _analyse_all(files, to_decode, settings, cancel):
         if isinstance(result, Problem):
             problems.append(result)
         else:
