@@ -46,9 +46,11 @@ class Settings:
     """Largest pHash Hamming distance (of 64 bits) for two images to be compared."""
     dhash_radius: int = 8
     """Largest dHash distance for two images to be compared (a second chance for local edits)."""
-    ssim_threshold: float = 0.65
+    ssim_threshold: float = 0.70
     """Least SSIM of the aligned grayscale thumbnails for two images to count as the same picture."""
 
+    min_crop_area: float = 0.7
+    """Least share of a picture that a crop of it must keep to count as the same picture."""
     mirror: bool = True
     """Also find mirrored (left-right flipped) copies, in any of the four rotations."""
 
@@ -65,6 +67,8 @@ class Settings:
                 raise ConfigError(f"{name} must be between 0 and 32, not {getattr(self, name)}")
         if not 0.0 < self.ssim_threshold <= 1.0:
             raise ConfigError(f"ssim_threshold must be in (0, 1], not {self.ssim_threshold}")
+        if not 0.0 < self.min_crop_area <= 1.0:
+            raise ConfigError(f"min_crop_area must be in (0, 1], not {self.min_crop_area}")
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be positive, not {self.max_pixels}")
         if self.workers < 0:

@@ -30,16 +30,17 @@ def content_hash_file(path: str) -> str:
 
 def find_exact(
     files: list[FileRecord],
+    title: str,
     progress: Progress = NullProgress(),
     cancel: CancelCheck = never,
 ) -> tuple[dict[int, str], list[list[int]], list[Problem]]:
     """Content hashes of the files whose size is shared, the byte-identical sets (indices, walk order) and
-    the files that could not be read."""
+    the files that could not be read. `title` names the progress stage."""
     by_size: dict[int, list[int]] = defaultdict(list)
     for i, f in enumerate(files):
         by_size[f.size].append(i)
     todo = [i for idx in by_size.values() if len(idx) > 1 for i in idx]
-    progress.stage("2/6: hashing files of equal size", len(todo))
+    progress.stage(title, len(todo))
     hashes: dict[int, str] = {}
     problems: list[Problem] = []
     for i in todo:

@@ -77,6 +77,10 @@ class Features:
     """pHash of the picture inside the frame, when there is one."""
     turned: tuple[int, ...] = ()
     """pHashes of the picture turned and mirrored: ORIENTATIONS[1:] of features.hashes."""
+    kp_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float16), repr=False)
+    """ORB keypoint positions, in thumbnail pixels."""
+    kp_desc: np.ndarray = field(default_factory=lambda: np.zeros((0, 32), np.uint8), repr=False)
+    """Their 256-bit binary descriptors."""
 
 
 @dataclass(frozen=True)

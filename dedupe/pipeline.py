@@ -18,13 +18,13 @@ from .decode import DecodeError, decode
 from .exact import content_hash_bytes, content_hash_file, find_exact
 from .features.hashes import ORIENTATIONS, describe, hamming, inverse, orient, orient_box
 from .group import Candidate, choose_keeper, cluster, components
-from .index import neighbours, pairs_within
+from .index import keypoint_pairs, neighbours, pairs_within
 from .model import Features, FileRecord, Group, ImageInfo, Member, Problem, ScanResult
 from .progress import CancelCheck, NullProgress, Progress, check, never
-from .verify import verify
+from .verify import verify, verify_geometry
 from .walk import walk
 
-STAGES = 6
+STAGES = 7
 IN_MEMORY_LIMIT = 256 << 20
 """Files up to this size are read into memory once (hash and decode from the same bytes); larger ones
 are hashed by streaming and decoded from the file."""
@@ -121,13 +121,14 @@ def scan(
         stats["timings"][name] = round(now - clock, 3)
         clock = now
 
+    progress.stage(f"1/{STAGES}: finding files", None)
     walked = walk(roots, settings, progress, cancel)
     files, problems = walked.files, list(walked.problems)
     stats.update(files_seen=walked.seen, image_files=len(files), links=len(walked.links))
     progress.note(f"{len(files)} image files of {walked.seen} seen")
     lap("walk")
 
-    hashes, exact_sets, exact_problems = find_exact(files, progress, cancel)
+    hashes, exact_sets, exact_problems = find_exact(files, f"2/{STAGES}: hashing files of equal size", progress, cancel)
     problems += exact_problems
     unreadable = {p.path for p in exact_problems}
     copy_of: dict[int, int] = {}  # byte-identical file -> the one that is decoded for it
@@ -172,6 +173,11 @@ def scan(
     stats["confirmed_pairs"] = len(evidence)
     progress.note(f"{len(evidence)} pairs confirmed")
     lap("verify")
+
+    found = _crop_pairs(images, analysed, evidence, settings, progress, cancel)
+    stats["keypoint_pairs"] = found
+    progress.note(f"{found} more pairs confirmed by keypoints (crops)")
+    lap("keypoints")
 
     groups = _group(files, images, analysed, copy_of, evidence, settings, progress, stats)
     stats["groups"] = len(groups)
@@ -237,6 +243,39 @@ def _candidates(
     return out
 
 
+def _crop_pairs(
+    images: list[int],
+    analysed: dict[int, Analysed],
+    evidence: dict[tuple[int, int], dict],
+    settings: Settings,
+    progress: Progress,
+    cancel: CancelCheck,
+) -> int:
+    """Confirm crops: keypoint votes between one representative per picture found so far (the image
+    with most pixels of each connected set of confirmed pairs, and every image matched to nothing),
+    then geometric verification. Adds to `evidence`; returns how many pairs it added."""
+    index_of = {img: n for n, img in enumerate(images)}
+    comps = components(len(images), [(index_of[a], index_of[b]) for a, b in evidence])
+    grouped = {images[n] for comp in comps for n in comp}
+    reps = [max((images[n] for n in comp), key=lambda i: (analysed[i].info.content_pixels, -i)) for comp in comps]
+    reps = sorted(reps + [i for i in images if i not in grouped])
+    progress.stage(f"6/{STAGES}: matching keypoints for crops", len(reps))
+    pairs = keypoint_pairs([analysed[i].features.kp_desc for i in reps])
+    progress.advance(len(reps) // 2)
+    added = 0
+    for p, q in pairs:
+        check(cancel)
+        a, b = reps[p], reps[q]
+        if (a, b) in evidence:
+            continue
+        ev = _confirm_crop(analysed[a], analysed[b], settings)
+        if ev is not None:
+            evidence[(a, b)] = ev
+            added += 1
+    progress.advance(len(reps) - len(reps) // 2)
+    return added
+
+
 def _allowed_turns(settings: Settings) -> list[int]:
     """Orientation indices other than "as is" that the settings let a copy have."""
     return [t for t, (_k, mirrored) in enumerate(ORIENTATIONS) if t and (settings.mirror or not mirrored)]
@@ -252,7 +291,10 @@ def _turn(f: Features, t: int) -> Features:
 
 
 def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings) -> dict | None:
-    """Evidence that x, turned by one of `turns`, is the same picture as y; the best one, or None."""
+    """Evidence that x, turned by one of `turns`, is the same picture as y; the best one, or None.
+
+    Whole-frame thumbnails are tried first; when they do not match, keypoint geometry checks whether
+    one is a crop of the other."""
     best = None
     for t in sorted(turns):
         fx = _turn(x.features, t)
@@ -261,7 +303,7 @@ def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings)
             continue
         best = (found[0], found[1], t, fx)
     if best is None:
-        return None
+        return _confirm_crop(x, y, settings) if 0 in turns else None
     verdict, transform, t, fx = best
     dist = min(
         hamming(p, q)
@@ -272,26 +314,54 @@ def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings)
             "orientation": t, "transform": transform}
 
 
+def _confirm_crop(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
+    """Evidence that one of x and y is a crop of the other, from keypoint geometry alone: a pair that
+    only keypoints brought together has no whole-frame evidence worth weighing."""
+    found = verify_geometry(x.features, y.features, settings.ssim_threshold, settings.min_crop_area)
+    if found is None:
+        return None
+    verdict, transform = found
+    turns = transform.pop("quarter_turns")
+    return {"score": verdict.score, "ssim": round(verdict.ssim, 4),
+            "hash_distance": hamming(x.features.turned[turns - 1] if turns else x.features.phash, y.features.phash),
+            "orientation": ORIENTATIONS.index((turns, False)), "transform": transform}
+
+
 def _likely_turns(x: Analysed, y: Analysed, settings: Settings) -> set[int]:
-    """For a pair that was not a candidate: as is, and the orientation whose pHash is closest."""
+    """For a pair that was not a candidate: as is, and the orientation whose pHash is closest to y's
+    (whole or inside its frame)."""
     allowed = _allowed_turns(settings)
     if not allowed:
         return {0}
-    closest = min(allowed, key=lambda t: hamming(x.features.turned[t - 1], y.features.phash))
+    ys = [c for c in (y.features.phash, y.features.phash_trim) if c is not None]
+    closest = min(allowed, key=lambda t: min(hamming(x.features.turned[t - 1], c) for c in ys))
     return {0, closest}
 
 
-def _describe_transform(ev: dict, member_is_first: bool) -> dict:
-    """The transform that turns the keeper into the member, in words a person reads."""
+def _describe_transform(ev: dict, member_is_first: bool, keeper: ImageInfo, member: ImageInfo) -> dict:
+    """How the member relates to the keeper, in words and numbers a person reads.
+
+    Evidence is stored for a pair in index order (first, second); here it is turned around so that it
+    reads from the keeper: "rotated" (clockwise degrees) and "mirrored" turn the keeper into the member;
+    "crop" says which of the two is the crop and where it lies, in pixels of the uncropped one.
+    """
     t = ev.get("orientation", 0)
     # turning the first image by t gives the second: when the member is the first, the keeper -> member
     # turn is the inverse of t
     k, mirrored = inverse(*ORIENTATIONS[t]) if member_is_first else ORIENTATIONS[t]
-    out = dict(ev["transform"])
+    out = {key: v for key, v in ev["transform"].items() if key not in ("cropped", "crop_box")}
     if k:
         out["rotated"] = 90 * k
     if mirrored:
         out["mirrored"] = True
+    if "cropped" in ev["transform"]:
+        member_is_crop = (ev["transform"]["cropped"] == "first") == member_is_first
+        whole = keeper if member_is_crop else member
+        x0, y0, x1, y1 = ev["transform"]["crop_box"]
+        out["crop"] = {
+            "of": "member" if member_is_crop else "keeper",
+            "box": [round(x0 * whole.width), round(y0 * whole.height), round(x1 * whole.width), round(y1 * whole.height)],
+        }
     return out
 
 
@@ -306,7 +376,7 @@ def _group(
     stats: dict,
 ) -> list[Group]:
     """Byte-identical sets and confirmed pairs -> groups with a keeper, confirmed against the keeper."""
-    progress.stage(f"6/{STAGES}: grouping and choosing keepers", len(images))
+    progress.stage(f"7/{STAGES}: grouping and choosing keepers", len(images))
     copies: dict[int, list[int]] = {i: [i] for i in images}
     for c, rep in copy_of.items():
         if rep in copies:
@@ -355,7 +425,7 @@ def _group(
                 ev = {"score": 100, "ssim": 1.0, "hash_distance": 0, "transform": {}}
             else:
                 ev = evidence[(min(img, keeper_img), max(img, keeper_img))]
-                ev = {**ev, "transform": _describe_transform(ev, member_is_first=img < keeper_img)}
+                ev = {**ev, "transform": _describe_transform(ev, img < keeper_img, analysed[keeper_img].info, a.info)}
                 ev.pop("orientation")
             for f in copies[img]:
                 if f == keeper_file:

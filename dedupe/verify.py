@@ -140,3 +140,92 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
     if best is None or best[0].ssim < threshold:
         return None
     return best
+
+
+MIN_INLIERS = 12
+"""Keypoint matches that must agree on one transform for a geometric match."""
+INSIDE = 0.95
+"""Share of the cropped picture that must lie inside the other: a burst frame shifted by 25-35% has only
+65-75% inside, a crop (nearly) all of it."""
+MAX_ANGLE = 3.0
+"""Degrees a crop's rotation may be off a multiple of 90: ORB descriptors are rotation-invariant, so a
+turned crop matches too; a freely rotated (straightened) copy is not looked for."""
+_MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+
+def _footprint(matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Corners of an image of `shape`, mapped by the 2x3 affine `matrix`."""
+    h, w = shape
+    corners = np.array([[[0, 0], [w, 0], [w, h], [0, h]]], dtype=np.float32)
+    return cv2.transform(corners, matrix)[0]
+
+
+def _inside(poly: np.ndarray, shape: tuple[int, int]) -> tuple[float, float]:
+    """(share of the polygon inside the rectangle of `shape`, share of the rectangle it covers)."""
+    h, w = shape
+    rect = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    overlap, _ = cv2.intersectConvexConvex(poly.astype(np.float32), rect)
+    area = cv2.contourArea(poly.astype(np.float32))
+    return (overlap / area if area > 0 else 0.0), overlap / (w * h)
+
+
+def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: float) -> tuple[Verdict, dict] | None:
+    """Is one picture a crop (possibly resized and re-encoded) of the other? None when it is not.
+
+    Keypoint matches (ratio test) fit a similarity transform by RANSAC; it must turn by a multiple of 90
+    degrees (give or take MAX_ANGLE), with at least MIN_INLIERS inliers. The cropped picture must lie INSIDE the other and keep at least
+    `min_area` of it; neighbouring burst frames and tiles of one picture fail here, however well their
+    overlap matches. The other picture is then warped onto the crop and SSIM on it decides.
+    The transform says which one is the crop and where, as fractions of the uncropped picture, and how
+    many clockwise quarter turns take the first picture to the second.
+    """
+    if len(fa.kp_desc) < MIN_INLIERS or len(fb.kp_desc) < MIN_INLIERS:
+        return None
+    pairs = _MATCHER.knnMatch(fa.kp_desc, fb.kp_desc, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.85 * p[1].distance and p[0].distance <= 64]
+    if len(good) < MIN_INLIERS:
+        return None
+    src = fa.kp_xy[[m.queryIdx for m in good]].astype(np.float32)
+    dst = fb.kp_xy[[m.trainIdx for m in good]].astype(np.float32)
+    matrix, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0,
+                                                  maxIters=2000, confidence=0.995)
+    if matrix is None or int(inliers.sum()) < MIN_INLIERS:
+        return None
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+    angle = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))  # clockwise, as y points down
+    turns = round(angle / 90) % 4
+    if abs(angle - 90 * round(angle / 90)) > MAX_ANGLE or not 0.5 < scale < 2.0:
+        return None
+    a_in_b, b_kept = _inside(_footprint(matrix, fa.thumb.shape), fb.thumb.shape)
+    inverse = cv2.invertAffineTransform(matrix)
+    b_in_a, a_kept = _inside(_footprint(inverse, fb.thumb.shape), fa.thumb.shape)
+    if b_in_a >= INSIDE and a_kept >= min_area:  # b is a crop of a: bring a onto b's frame
+        crop, whole, to_crop, cropped, kept = fb.thumb, fa.thumb, matrix, "second", a_kept
+        box = _footprint(inverse, fb.thumb.shape)
+        frame = fa.thumb.shape
+    elif a_in_b >= INSIDE and b_kept >= min_area:  # a is a crop of b
+        crop, whole, to_crop, cropped, kept = fa.thumb, fb.thumb, inverse, "first", b_kept
+        box = _footprint(matrix, fa.thumb.shape)
+        frame = fb.thumb.shape
+    else:
+        return None
+    h, w = crop.shape
+    warped = cv2.warpAffine(whole, to_crop, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    valid = cv2.warpAffine(np.ones_like(whole), to_crop, (w, h), flags=cv2.INTER_NEAREST)
+    valid = cv2.erode(valid, np.ones((5, 5), np.uint8)).astype(bool)
+    if valid.mean() < 0.5:
+        return None
+    value = weighted_mean(*ssim_map(crop, warped), valid)
+    if value < threshold:
+        return None
+    fh, fw = frame
+    x0, y0 = np.clip(box.min(axis=0) / (fw, fh), 0, 1)
+    x1, y1 = np.clip(box.max(axis=0) / (fw, fh), 0, 1)
+    transform = {
+        "quarter_turns": turns,
+        "cropped": cropped,
+        "crop_box": [round(float(v), 4) for v in (x0, y0, x1, y1)],
+        "kept_area": round(float(kept), 3),
+        "inliers": int(inliers.sum()),
+    }
+    return Verdict(value, max(0, min(100, round(100 * value))), True, float(valid.mean())), transform

@@ -88,7 +88,6 @@ def walk(
     out = WalkResult()
     seen_files: dict[tuple[int, int], str] = {}
     seen_dirs: set[tuple[int, int]] = set()
-    progress.stage("1/6: finding files", None)
 
     def visit_file(path: str, root: str, rel: str, name: str, st: os.stat_result) -> None:
         out.seen += 1

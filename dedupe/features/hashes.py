@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..model import Features
+from .keypoints import keypoints
 
 HASH_SIZE = 8
 DCT_SIZE = 32
@@ -132,11 +133,14 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
 
 
 def describe(gray: np.ndarray) -> Features:
-    """The features of one decoded work image: pHash, thumbnail and, for a framed picture, its inside."""
+    """The features of one decoded work image: pHashes (all orientations), dHash, thumbnail, keypoints
+    and, for a framed picture, the pHash of its inside."""
     h, w = gray.shape
     codes = phash_orientations(gray)
     x0, y0, x1, y1 = content_box(gray)
-    feats = Features(codes[0], dhash(gray), thumbnail(gray), turned=tuple(codes[1:]))
+    thumb = thumbnail(gray)
+    kp_xy, kp_desc = keypoints(gray, thumb.shape[1] / w)
+    feats = Features(codes[0], dhash(gray), thumb, turned=tuple(codes[1:]), kp_xy=kp_xy, kp_desc=kp_desc)
     if (x0, y0, x1, y1) != (0, 0, w, h):
         feats.box = (x0 / w, y0 / h, x1 / w, y1 / h)
         feats.phash_trim = phash(gray[y0:y1, x0:x1])
