@@ -79,48 +79,55 @@ def brute_force_pairs(codes: np.ndarray, radius: int) -> np.ndarray:
     return np.array(out, dtype=np.int64).reshape(-1, 2)
 
 
-DESC_FLAT_LIMIT = 400_000
-"""Descriptors searched exhaustively up to this many; beyond, an inverted-file index probes a few lists."""
+DESC_FLAT_LIMIT = 20_000
+"""Descriptors searched exhaustively up to this many (a few hundred images); beyond, an inverted-file
+index probes the nearest lists: 35,000 descriptors take 0.15 s instead of 12 s exhaustively."""
 
 
-def keypoint_pairs(desc_sets: list[np.ndarray], max_distance: int = 64, min_votes: int = 8, top: int = 4) -> list[tuple[int, int]]:
-    """Pairs (i, j), i < j, of descriptor sets that share many near-identical keypoints.
+def keypoint_pairs(
+    desc_sets: list[np.ndarray], labels: np.ndarray | None = None, max_distance: int = 64, min_votes: int = 8, top: int = 4
+) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of labels whose descriptor sets share many near-identical keypoints.
 
-    Each descriptor votes for the set owning its nearest neighbour in another set (within
-    `max_distance` of 256 bits); a pair needs `min_votes` votes both ways together, and each set keeps
-    its `top` best partners. This is how crops, which hashes of the whole frame miss, become candidates.
+    Each set has a label (by default its own index; sets of copies of one picture share one). Each
+    descriptor votes for the label owning its nearest neighbour under another label (within
+    `max_distance` of 256 bits), so votes for a picture are not split between its copies; a pair needs
+    `min_votes` votes both ways together, and each label keeps its `top` best partners. This is how
+    crops, which hashes of the whole frame miss, become candidates.
     """
+    labels = np.arange(len(desc_sets)) if labels is None else np.asarray(labels, dtype=np.int64)
     sizes = np.array([len(d) for d in desc_sets], dtype=np.int64)
-    if (sizes > 0).sum() < 2:
+    if len(np.unique(labels[sizes > 0])) < 2:
         return []
     data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8))
-    owner = np.repeat(np.arange(len(desc_sets)), sizes)
+    owner = np.repeat(labels, sizes)
+    n_labels = int(labels.max()) + 1
     if len(data) <= DESC_FLAT_LIMIT:
         index = faiss.IndexBinaryFlat(256)
+        index.use_heap = False  # several times faster for small k
     else:
-        nlist = int(4 * np.sqrt(len(data)))
+        nlist = int(np.sqrt(len(data)))
         index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
         sample = np.random.default_rng(0).choice(len(data), min(len(data), 64 * nlist), replace=False)
         index.train(data[np.sort(sample)])
         index.nprobe = 8
     index.add(data)
-    k = 4
+    k = 8  # enough to reach past a picture's own copies, which share its label
     votes_a, votes_b = [], []
     for start in range(0, len(data), QUERY_BLOCK):
         dist, ids = index.search(data[start : start + QUERY_BLOCK], k)
         q_owner = owner[start : start + len(ids)]
         nn_owner = np.where(ids >= 0, owner[np.maximum(ids, 0)], -1)
         usable = (nn_owner != q_owner[:, None]) & (nn_owner >= 0) & (dist <= max_distance)
-        first = np.argmax(usable, axis=1)  # the nearest neighbour in another set
+        first = np.argmax(usable, axis=1)  # the nearest neighbour under another label
         has = usable[np.arange(len(ids)), first]
         votes_a.append(q_owner[has])
         votes_b.append(nn_owner[np.arange(len(ids)), first][has])
     a, b = np.concatenate(votes_a), np.concatenate(votes_b)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    keys, counts = np.unique(lo * len(desc_sets) + hi, return_counts=True)
+    keys, counts = np.unique(lo * n_labels + hi, return_counts=True)
     strong = counts >= min_votes
-    keys, counts = keys[strong], counts[strong]
-    pairs = [(int(key // len(desc_sets)), int(key % len(desc_sets)), int(c)) for key, c in zip(keys, counts)]
+    pairs = [(int(key // n_labels), int(key % n_labels), int(c)) for key, c in zip(keys[strong], counts[strong])]
     kept: dict[int, int] = {}
     out = []
     for i, j, _c in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):

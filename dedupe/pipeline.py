@@ -174,7 +174,7 @@ def scan(
     progress.note(f"{len(evidence)} pairs confirmed")
     lap("verify")
 
-    found = _crop_pairs(images, analysed, evidence, settings, progress, cancel)
+    found = _crop_pairs(files, images, analysed, evidence, settings, progress, cancel)
     stats["keypoint_pairs"] = found
     progress.note(f"{found} more pairs confirmed by keypoints (crops)")
     lap("keypoints")
@@ -243,7 +243,12 @@ def _candidates(
     return out
 
 
+CROP_TRIES = 3
+"""Members of a picture's set of copies that a crop is checked against, best keeper first."""
+
+
 def _crop_pairs(
+    files: list[FileRecord],
     images: list[int],
     analysed: dict[int, Analysed],
     evidence: dict[tuple[int, int], dict],
@@ -251,28 +256,44 @@ def _crop_pairs(
     progress: Progress,
     cancel: CancelCheck,
 ) -> int:
-    """Confirm crops: keypoint votes between one representative per picture found so far (the image
-    with most pixels of each connected set of confirmed pairs, and every image matched to nothing),
-    then geometric verification. Adds to `evidence`; returns how many pairs it added."""
+    """Confirm crops. Every image's keypoints vote for the set of copies found so far (connected
+    confirmed pairs, or the image alone) that holds its nearest neighbours; for each voted pair of sets,
+    up to CROP_TRIES members of each, best keeper first, are verified by geometry until one pair holds.
+    A mirrored copy cannot match a crop by keypoints; its unmirrored sibling can. Adds to `evidence`;
+    returns how many pairs it added."""
     index_of = {img: n for n, img in enumerate(images)}
-    comps = components(len(images), [(index_of[a], index_of[b]) for a, b in evidence])
-    grouped = {images[n] for comp in comps for n in comp}
-    reps = [max((images[n] for n in comp), key=lambda i: (analysed[i].info.content_pixels, -i)) for comp in comps]
-    reps = sorted(reps + [i for i in images if i not in grouped])
-    progress.stage(f"6/{STAGES}: matching keypoints for crops", len(reps))
-    pairs = keypoint_pairs([analysed[i].features.kp_desc for i in reps])
-    progress.advance(len(reps) // 2)
+    sets = components(len(images), [(index_of[a], index_of[b]) for a, b in evidence])
+    labels = np.arange(len(images))
+    for comp in sets:
+        labels[comp] = comp[0]
+    _, labels = np.unique(labels, return_inverse=True)
+    members: dict[int, list[int]] = {}
+    for n, label in enumerate(labels):
+        members.setdefault(int(label), []).append(images[n])
+    progress.stage(f"6/{STAGES}: matching keypoints for crops", len(members))
+    pairs = keypoint_pairs([analysed[i].features.kp_desc for i in images], labels)
+    progress.advance(len(members) // 2)
+
+    def best_first(label: int) -> list[int]:
+        imgs = members[label]
+        ranked = []
+        while imgs and len(ranked) < CROP_TRIES:
+            k, _ = choose_keeper([Candidate(files[i], analysed[i].info) for i in imgs], settings.keeper_rules)
+            ranked.append(imgs[k])
+            imgs = imgs[:k] + imgs[k + 1 :]
+        return ranked
+
     added = 0
     for p, q in pairs:
         check(cancel)
-        a, b = reps[p], reps[q]
-        if (a, b) in evidence:
-            continue
-        ev = _confirm_crop(analysed[a], analysed[b], settings)
-        if ev is not None:
-            evidence[(a, b)] = ev
-            added += 1
-    progress.advance(len(reps) - len(reps) // 2)
+        for a, b in ((a, b) for a in best_first(p) for b in best_first(q)):
+            key = (min(a, b), max(a, b))
+            ev = _confirm_crop(analysed[key[0]], analysed[key[1]], settings)
+            if ev is not None:
+                evidence[key] = ev
+                added += 1
+                break
+    progress.advance(len(members) - len(members) // 2)
     return added
 
 
