@@ -1,0 +1,43 @@
+"""Shared fixtures. The picture generators and edits live in tests/images.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import images  # noqa: E402 - the generators; test modules import from it directly
+from dedupe.config import Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_report_header(config):
+    return f"dedupe tests: generated pictures; HEIC {'on' if images.HAVE_HEIF else 'off (pillow_heif missing)'}"
+
+
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path_factory, monkeypatch):
+    """Tests never read the real per-user config file: it points at a path that does not exist."""
+    missing = tmp_path_factory.mktemp("userconf") / "dedupe" / "config.toml"
+    monkeypatch.setattr("dedupe.config.user_config_path", lambda: missing)
+    return missing
+
+
+@pytest.fixture
+def serial() -> Settings:
+    """Settings for library tests: one process, no pool start-up."""
+    return Settings(workers=1)
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict:
+    """Environment for `python -m dedupe` runs: no real user config (XDG points into tmp)."""
+    env = dict(os.environ)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env

@@ -1,0 +1,294 @@
+"""The `dedupe` command: in-process with typer's CliRunner, and as `python -m dedupe` for real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+import dedupe
+from dedupe.cli import app
+from dedupe.report.jsonreport import read_report, schema
+from images import encode, photo, recompress, resize
+
+HAVE_DEMO = (Path(dedupe.__file__).parent / "demo.py").exists()
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clilib")
+    pic = photo(41, (400, 300))
+    (root / "a.jpg").write_bytes(encode(pic))
+    (root / "a_copy.jpg").write_bytes(encode(pic))
+    (root / "a_small.jpg").write_bytes(encode(resize(pic, 0.5)))
+    (root / "a_q50.jpg").write_bytes(encode(recompress(pic, 50), quality=50))
+    (root / "b.jpg").write_bytes(encode(photo(42, (400, 300))))
+    (root / "broken.jpg").write_bytes(encode(photo(43, (200, 150)))[:150])
+    (root / "readme.txt").write_text("not a photo")
+    return root
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def python_m(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dedupe", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def stderr_of(result) -> str:
+    try:
+        return result.stderr
+    except (ValueError, AttributeError):  # older click: stderr mixed into output
+        return result.output
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+def test_scan_prints_summary(lib):
+    result = run("scan", str(lib), "--workers", "1", "-q")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Duplicate groups: 1 (0 exact, 1 near)" in out
+    assert "Problems: 1 unreadable or broken files, 1 skipped" in out
+    assert "Files seen: 7" in out
+    assert "Files that could go: 3" in out
+
+
+def test_scan_writes_json_report(lib, tmp_path):
+    out = tmp_path / "report.json"
+    result = run("scan", str(lib), "--workers", "1", "-q", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"Report: {out}" in result.stdout
+    data = read_report(out)
+    jsonschema.validate(data, schema())
+    assert data["summary"]["groups"] == 1
+    assert {Path(m["path"]).name for m in data["groups"][0]["members"]} == {
+        "a.jpg", "a_copy.jpg", "a_small.jpg", "a_q50.jpg"}
+    assert data["settings"]["workers"] == 1
+
+
+def test_scan_flags_reach_the_settings(lib, tmp_path):
+    out = tmp_path / "r.json"
+    result = run("scan", str(lib), "-q", "--workers", "1", "--json", str(out), "--hash-radius", "6",
+                 "--ssim-threshold", "0.9", "--keeper-rules", "path, pixels", "--exclude", "*_q50.jpg",
+                 "--include", "*.jpg", "--hidden", "--max-pixels", "1000000")
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    s = data["settings"]
+    assert (s["hash_radius"], s["ssim_threshold"], s["keeper_rules"]) == (6, 0.9, ["path", "pixels"])
+    assert (s["exclude"], s["include"], s["hidden"], s["max_pixels"]) == (["*_q50.jpg"], ["*.jpg"], True, 1_000_000)
+    members = {Path(m["path"]).name for g in data["groups"] for m in g["members"]}
+    assert "a_q50.jpg" not in members
+    assert "readme.txt" not in {Path(p["path"]).name for p in data["problems"]}  # not included
+
+
+def test_config_file_and_flag_precedence(lib, tmp_path, no_user_config):
+    no_user_config.parent.mkdir(parents=True, exist_ok=True)
+    no_user_config.write_text("hash_radius = 3\nssim_threshold = 0.8\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("hash_radius = 5\nworkers = 1\n")
+    out = tmp_path / "r.json"
+    result = run("scan", str(lib), "-q", "--config", str(cfg), "--hash-radius", "7", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    s = json.loads(out.read_text())["settings"]
+    assert (s["hash_radius"], s["ssim_threshold"], s["workers"]) == (7, 0.8, 1)
+
+
+def test_missing_folder_exit_2_one_line(tmp_path):
+    result = run("scan", str(tmp_path / "nope"))
+    assert result.exit_code == 2
+    err = stderr_of(result).strip()
+    assert err.count("\n") == 0 and "no such file or folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--hash-radius", "99"], "hash_radius"),
+    (["--ssim-threshold", "0"], "ssim_threshold"),
+    (["--keeper-rules", "pixels,beauty"], "beauty"),
+    (["--workers", "-1"], "workers"),
+])
+def test_bad_flag_value_exit_2(lib, args, match):
+    result = run("scan", str(lib), "-q", *args)
+    assert result.exit_code == 2
+    err = stderr_of(result).strip()
+    assert match in err and err.count("\n") == 0
+
+
+def test_bad_config_file_exit_2(lib, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('hash_radius = "wide"\n')
+    result = run("scan", str(lib), "--config", str(cfg))
+    assert result.exit_code == 2
+    assert "hash_radius" in stderr_of(result)
+    cfg.write_text("colour = 1\n")
+    result = run("scan", str(lib), "--config", str(cfg))
+    assert result.exit_code == 2 and "unknown setting" in stderr_of(result)
+    result = run("scan", str(lib), "--config", str(tmp_path / "missing.toml"))
+    assert result.exit_code == 2 and "not found" in stderr_of(result)
+
+
+def test_json_into_missing_folder_exit_2(lib, tmp_path):
+    result = run("scan", str(lib), "--json", str(tmp_path / "no" / "r.json"))
+    assert result.exit_code == 2
+    assert "does not exist" in stderr_of(result)
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"dedupe {dedupe.__version__}"
+
+
+def test_unknown_option_is_a_usage_error(lib):
+    result = run("scan", str(lib), "--bogus")
+    assert result.exit_code == 2
+    assert "No such option" in result.output or "No such option" in stderr_of(result)
+
+
+# --------------------------------------------------------------------------- main(): exit codes of the real command
+
+
+def call_main(monkeypatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["dedupe", *args])
+    from dedupe.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+        raise SystemExit(0)  # main() returned normally: exit status 0
+    return exit_info.value.code or 0
+
+
+def test_main_cancelled_exit_130(monkeypatch, lib, capsys):
+    def cancelled(*a, **k):
+        raise dedupe.Cancelled()
+
+    monkeypatch.setattr("dedupe.pipeline.scan", cancelled)
+    assert call_main(monkeypatch, "scan", str(lib), "-q") == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_main_unexpected_error_exit_1(monkeypatch, lib, capsys):
+    def broken(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("dedupe.pipeline.scan", broken)
+    assert call_main(monkeypatch, "scan", str(lib), "-q") == 1
+    err = capsys.readouterr().err
+    assert "unexpected error" in err and "disk on fire" in err
+
+
+def test_main_ctrl_c_exit_130(monkeypatch, lib, capsys):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dedupe.pipeline.scan", interrupted)
+    assert call_main(monkeypatch, "scan", str(lib), "-q") == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_main_missing_folder_exit_2(monkeypatch, tmp_path):
+    assert call_main(monkeypatch, "scan", str(tmp_path / "nope")) == 2
+
+
+# --------------------------------------------------------------------------- python -m dedupe
+
+
+def test_subprocess_version(cli_env):
+    proc = python_m(cli_env, "--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"dedupe {dedupe.__version__}"
+
+
+def test_subprocess_scan_with_json(lib, tmp_path, cli_env):
+    out = tmp_path / "r.json"
+    proc = python_m(cli_env, "scan", str(lib), "--workers", "1", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Duplicate groups: 1" in proc.stdout and "Problems:" in proc.stdout
+    jsonschema.validate(read_report(out), schema())
+    assert "Traceback" not in proc.stderr
+
+
+def test_subprocess_missing_folder_exit_2_one_line(tmp_path, cli_env):
+    proc = python_m(cli_env, "scan", str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"dedupe: no such file or folder: {tmp_path / 'nope'}"
+    assert proc.stdout == ""
+
+
+def test_subprocess_bad_config_value_exit_2(lib, tmp_path, cli_env):
+    proc = python_m(cli_env, "scan", str(lib), "--hash-radius", "99")
+    assert "hash_radius" in proc.stderr
+    assert proc.returncode == 2
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("ssim_threshold = 7\n")
+    proc = python_m(cli_env, "scan", str(lib), "--config", str(cfg))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("dedupe: ") and "ssim_threshold" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_subprocess_unknown_option_exit_2(lib, cli_env):
+    proc = python_m(cli_env, "scan", "--bogus", str(lib))
+    assert "unexpected error" not in proc.stderr
+    assert "No such option" in proc.stderr
+    assert proc.returncode == 2
+
+
+def test_subprocess_no_arguments_shows_usage(cli_env):
+    proc = python_m(cli_env)
+    assert "Usage" in proc.stdout + proc.stderr
+    assert "unexpected error" not in proc.stderr
+    assert proc.returncode in (0, 2)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+needs_demo = pytest.mark.skipif(not HAVE_DEMO, reason="dedupe/demo.py not present (yet)")
+
+
+@needs_demo
+def test_demo_writes_library_and_finds_planted_groups(tmp_path, no_user_config, monkeypatch):
+    import dedupe.demo
+
+    planted = {}
+    real = dedupe.demo.make_library
+
+    def recording(folder, *args, **kwargs):
+        planted.update(real(folder, *args, **kwargs))
+        return planted
+
+    monkeypatch.setattr(dedupe.demo, "make_library", recording)
+    no_user_config.parent.mkdir(parents=True, exist_ok=True)
+    no_user_config.write_text("workers = 1\n")  # no process pool in the suite
+    folder = tmp_path / "demo"
+    result = run("demo", str(folder), "-q")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith(f"Wrote {planted['files']} files")
+    assert f"Duplicate groups: {len(planted['groups'])} " in out and "Problems:" in out
+    assert "Group 1" in out and "keep" in out and "remove" in out
+    # every planted copy is found, nothing else is grouped, and the junk is reported
+    got = dedupe.scan([folder], dedupe.Settings(workers=1))
+    found = sorted(sorted(os.path.relpath(m.file.path, folder) for m in g.members) for g in got.groups)
+    assert found == sorted(sorted(g) for g in planted["groups"])
+    reported = {os.path.relpath(p.path, folder) for p in got.problems}
+    assert set(planted["junk"]) <= reported
+
+
+@needs_demo
+def test_demo_refuses_non_empty_folder(tmp_path):
+    (tmp_path / "something.txt").write_text("x")
+    result = run("demo", str(tmp_path))
+    assert result.exit_code == 2
+    assert "not empty" in stderr_of(result)
+    assert os.listdir(tmp_path) == ["something.txt"]

@@ -1,0 +1,57 @@
+"""Stage 2: byte-identical files, by size then content hash."""
+
+from __future__ import annotations
+
+import os
+
+from dedupe.exact import content_hash_bytes, content_hash_file, find_exact
+from dedupe.walk import walk
+from images import encode, photo, save
+
+TITLE = "2/7: hashing files of equal size"
+
+
+def test_content_hash_of_file_equals_hash_of_bytes(tmp_path):
+    data = encode(photo(3, (200, 150)))
+    (tmp_path / "a.jpg").write_bytes(data)
+    h = content_hash_file(str(tmp_path / "a.jpg"))
+    assert h == content_hash_bytes(data)
+    assert len(h) == 32 and int(h, 16) >= 0
+    assert content_hash_bytes(data + b"\x00") != h
+
+
+def test_identical_files_grouped_same_size_different_content_not(tmp_path, serial):
+    a = encode(photo(1, (160, 120)))
+    save(photo(2, (160, 120)), tmp_path / "other.png")
+    for name in ("a.jpg", "copy1.jpg", "sub/copy2.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(a)
+    # same size as `a`, one byte different at the end (still a JPEG by its first bytes)
+    (tmp_path / "same_size.jpg").write_bytes(a[:-3] + bytes([a[-3] ^ 0xFF]) + a[-2:])
+    files = walk([tmp_path], serial).files
+    by_name = {os.path.basename(f.path): i for i, f in enumerate(files)}
+    hashes, sets, problems = find_exact(files, TITLE)
+    assert problems == []
+    assert sets == [sorted([by_name["a.jpg"], by_name["copy1.jpg"], by_name["copy2.jpg"]])]
+    assert by_name["same_size.jpg"] in hashes  # hashed because its size is shared, but not grouped
+    assert hashes[by_name["same_size.jpg"]] != hashes[by_name["a.jpg"]]
+    assert by_name["other.png"] not in hashes  # a unique size is never hashed here
+
+
+def test_unique_sizes_hash_nothing(tmp_path, serial):
+    for n in range(3):
+        save(photo(n, (100 + 10 * n, 80)), tmp_path / f"{n}.png")
+    hashes, sets, problems = find_exact(walk([tmp_path], serial).files, TITLE)
+    assert (hashes, sets, problems) == ({}, [], [])
+
+
+def test_file_gone_before_hashing_is_a_problem(tmp_path, serial):
+    data = encode(photo(1, (120, 90)))
+    (tmp_path / "a.jpg").write_bytes(data)
+    (tmp_path / "b.jpg").write_bytes(data)
+    files = walk([tmp_path], serial).files
+    os.remove(tmp_path / "b.jpg")
+    hashes, sets, problems = find_exact(files, TITLE)
+    assert sets == []
+    assert [os.path.basename(p.path) for p in problems] == ["b.jpg"]
+    assert problems[0].stage == "exact" and "cannot read" in problems[0].reason

@@ -1,0 +1,271 @@
+"""Stage 7: clusters confirmed against their keeper (no chaining) and the keeper rules."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from dedupe.config import KEEPER_RULES
+from dedupe.group import Candidate, choose_keeper, cluster, components
+from dedupe.model import FileRecord, ImageInfo
+
+A, B, C, D, E = range(5)
+
+
+def edges_of(pairs):
+    edges: dict[int, set[int]] = {}
+    for a, b in pairs:
+        edges.setdefault(a, set()).add(b)
+        edges.setdefault(b, set()).add(a)
+    return edges
+
+
+def never_matched(calls=None):
+    def matched(k, x):
+        if calls is not None:
+            calls.append((k, x))
+        return False
+    return matched
+
+
+# --------------------------------------------------------------------------- components
+
+
+def test_components():
+    assert components(6, [(0, 1), (1, 2), (4, 5)]) == [[0, 1, 2], [4, 5]]
+    assert components(3, []) == []
+    assert components(4, [(3, 0), (2, 1)]) == [[0, 3], [1, 2]]
+
+
+# --------------------------------------------------------------------------- no chaining
+
+
+def test_no_chaining_when_end_of_chain_is_keeper():
+    """A~B, B~C, not A~C: with A as keeper, C is not put with A."""
+    calls = []
+    out = cluster([A, B, C], never_matched(calls), edges_of([(A, B), (B, C)]), lambda ids: min(ids))
+    together = [set(m) for _, m in out]
+    assert not any({A, C} <= m for m in together)
+    assert out[0] == (A, [A, B])
+    assert (A, C) in calls  # A~C was checked on demand, not assumed
+
+
+def test_chain_joined_only_when_both_confirmed_with_keeper():
+    """With B as keeper, A and C are both confirmed against B: one cluster is right."""
+    out = cluster([A, B, C], never_matched(), edges_of([(A, B), (B, C)]), lambda ids: B)
+    assert out == [(B, [A, B, C])]
+
+
+def test_chain_joined_when_on_demand_check_confirms():
+    out = cluster([A, B, C], lambda k, x: {k, x} == {A, C}, edges_of([(A, B), (B, C)]), lambda ids: min(ids))
+    assert out == [(A, [A, B, C])]
+
+
+def test_left_over_members_group_among_themselves():
+    """A-B-C-D chain, keeper A: A takes B; C and D (confirmed with each other) form their own cluster."""
+    out = cluster([A, B, C, D], never_matched(), edges_of([(A, B), (B, C), (C, D)]), lambda ids: min(ids))
+    assert out == [(A, [A, B]), (C, [C, D])]
+
+
+def test_leftover_single_is_not_grouped():
+    """A-B-C-D-E chain, keeper rule prefers the highest: E takes D, then C takes B; A stays alone."""
+    edges = edges_of([(A, B), (B, C), (C, D), (D, E)])
+    out = cluster([A, B, C, D, E], never_matched(), edges, lambda ids: max(ids))
+    assert out == [(E, [D, E]), (C, [B, C])]
+
+
+def test_cluster_property_random_graphs():
+    """Every member of every cluster is confirmed against its keeper; clusters are disjoint."""
+    rng = random.Random(7)
+    for trial in range(200):
+        n = rng.randint(2, 9)
+        all_pairs = list(itertools.combinations(range(n), 2))
+        confirmed = {p for p in all_pairs if rng.random() < 0.35}
+        demand = {p for p in all_pairs if p not in confirmed and rng.random() < 0.3}
+        edges = edges_of(confirmed)
+        matched = lambda k, x: (min(k, x), max(k, x)) in demand  # noqa: E731
+        prefer = list(range(n))
+        rng.shuffle(prefer)
+        pick = lambda ids: min(ids, key=prefer.index)  # noqa: E731
+        for comp in components(n, sorted(confirmed)):
+            out = cluster(comp, matched, edges, pick)
+            seen = set()
+            for keeper, members in out:
+                assert keeper in members and len(members) >= 2
+                assert members == sorted(members)
+                assert not (set(members) & seen)
+                seen |= set(members)
+                assert set(members) <= set(comp)
+                for x in members:
+                    if x != keeper:
+                        key = (min(keeper, x), max(keeper, x))
+                        assert key in confirmed or key in demand, (trial, keeper, x)
+
+
+def test_cluster_is_deterministic():
+    edges = edges_of([(0, 1), (1, 2), (2, 3), (0, 3), (3, 4)])
+    runs = {repr(cluster([4, 3, 2, 1, 0], never_matched(), edges, lambda ids: min(ids))) for _ in range(5)}
+    assert len(runs) == 1
+
+
+# --------------------------------------------------------------------------- keeper rules
+
+
+def cand(path="/p/a.jpg", w=4000, h=3000, fmt="JPEG", lossless=False, size=1_000_000, date=None, camera=None,
+         content=None) -> Candidate:
+    f = FileRecord(path, "/p", size, 0, 1, abs(hash(path)) % 10**6, fmt)
+    info = ImageInfo(w, h, fmt, lossless, content if content is not None else w * h, date, camera)
+    return Candidate(f, info)
+
+
+def keeper(cands, rules=KEEPER_RULES):
+    k, reason = choose_keeper(cands, rules)
+    return cands[k].file.path, reason
+
+
+def test_most_pixels_wins():
+    path, reason = keeper([
+        cand("/p/small.png", 2000, 1500, "PNG", lossless=True, size=9_000_000, date="2001:01:01 00:00:00"),
+        cand("/p/longer/name/big.jpg", 4000, 3000, size=100),
+    ])
+    assert path == "/p/longer/name/big.jpg"
+    assert reason.startswith("most pixels") and "4000x3000" in reason
+
+
+def test_content_pixels_not_canvas_decide():
+    """A framed copy has a bigger canvas but no more picture."""
+    path, _ = keeper([
+        cand("/p/framed.jpg", 4200, 3150, content=4000 * 3000 - 10),
+        cand("/p/orig.jpg", 4000, 3000),
+    ])
+    assert path == "/p/orig.jpg"
+
+
+def test_nearly_equal_pixel_counts_tie():
+    """Content pixels within 3% are a tie (framed copies are measured on a small image): format decides."""
+    path, reason = keeper([
+        cand("/p/a.jpg", content=102_000, size=10_000),
+        cand("/p/b_longer_name.png", fmt="PNG", lossless=True, content=100_000, size=500),
+    ])
+    assert path == "/p/b_longer_name.png"
+    assert reason.startswith("better format")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the 3% pixel tie is not transitive and choose_keeper() keeps the winner of a single pass in path "
+    "order: a.jpg (105,000 px) ties b.jpg (102,000), b ties c.png (100,000), so c.png (lossless) is kept "
+    "although a.jpg has 5% more pixels, and the reason claims 'most pixels'"))
+def test_keeper_is_never_beaten_on_pixels():
+    cands = [
+        cand("/p/a.jpg", content=105_000, size=1000),
+        cand("/p/b.jpg", content=102_000, size=2000),
+        cand("/p/c.png", fmt="PNG", lossless=True, content=100_000, size=500),
+    ]
+    k, reason = choose_keeper(cands, KEEPER_RULES)
+    best = cands[k].info.content_pixels
+    assert all(c.info.content_pixels <= 1.03 * best for c in cands), (cands[k].file.path, reason)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "choose_keeper's docstring promises 'the first rule on which it beats the runner-up', but the reason "
+    "is the most important rule it beat anyone by: a lossless 4000x3000 PNG chosen over a 4000x3000 JPEG "
+    "(by format) is explained as 'most pixels (4000x3000)' because it also beat a 2000x1500 copy"))
+def test_reason_explains_the_choice_over_the_runner_up():
+    path, reason = keeper([
+        cand("/p/a.png", 4000, 3000, "PNG", lossless=True),
+        cand("/p/b.jpg", 4000, 3000),
+        cand("/p/c.jpg", 2000, 1500),
+    ])
+    assert path == "/p/a.png"
+    assert reason.startswith("better format")
+
+
+def test_lossless_over_reencoded():
+    path, reason = keeper([
+        cand("/p/a.jpg", size=5_000_000),
+        cand("/p/b_longer_name.png", fmt="PNG", lossless=True, size=1000),
+    ])
+    assert path == "/p/b_longer_name.png"
+    assert reason.startswith("better format")
+
+
+def test_camera_original_over_reencoded():
+    path, reason = keeper([
+        cand("/p/a.jpg", size=5_000_000),
+        cand("/p/camera_original.jpg", camera="Canon EOS 80D", size=1000),
+    ])
+    assert path == "/p/camera_original.jpg"
+    assert "original" in reason
+
+
+def test_larger_file_then():
+    path, reason = keeper([cand("/p/a.jpg", size=1000), cand("/p/bbbbbb.jpg", size=2000)])
+    assert path == "/p/bbbbbb.jpg"
+    assert reason.startswith("largest file")
+
+
+def test_earlier_exif_date_then():
+    path, reason = keeper([
+        cand("/p/a.jpg", date="2020:01:01 00:00:00"),
+        cand("/p/bbbbbb.jpg", date="2019:12:31 23:59:59"),
+        cand("/p/c.jpg"),  # no date loses to any date
+    ])
+    assert path == "/p/bbbbbb.jpg"
+    assert reason.startswith("earliest EXIF date")
+    path, _ = keeper([cand("/p/a.jpg"), cand("/p/bbbbbb.jpg", date="2030:01:01 00:00:00")])
+    assert path == "/p/bbbbbb.jpg"
+
+
+def test_shorter_path_last():
+    path, reason = keeper([cand("/p/deep/folder/a.jpg"), cand("/p/zz.jpg")])
+    assert path == "/p/zz.jpg"
+    assert reason == "shortest path"
+
+
+def test_identical_candidates_first_path_wins():
+    path, _ = keeper([cand("/p/b.jpg"), cand("/p/a.jpg")])
+    assert path == "/p/a.jpg"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "keeper_reason says 'shortest path' when the paths are equally long and only their sort order decided "
+    "(the 'path' rule key is (len, path)); the 'first path in sort order' reason is unreachable"))
+def test_reason_for_equally_long_paths():
+    _, reason = keeper([cand("/p/b/x.jpg"), cand("/p/a/x.jpg")])
+    assert reason != "shortest path"
+
+
+def test_single_candidate():
+    assert choose_keeper([cand()], KEEPER_RULES) == (0, "only file")
+
+
+@pytest.mark.parametrize("rules,expected", [
+    (("path",), "/p/a.jpg"),
+    (("size", "pixels"), "/p/big_file_small_picture.jpg"),
+    (("date", "pixels"), "/p/old.jpg"),
+    (("format", "pixels"), "/p/lossless.png"),
+    (("pixels", "path"), "/p/the_biggest_picture.jpg"),
+])
+def test_custom_rule_order(rules, expected):
+    cands = [
+        cand("/p/a.jpg", 1000, 750, size=10),
+        cand("/p/big_file_small_picture.jpg", 1000, 750, size=10_000_000),
+        cand("/p/old.jpg", 1000, 750, date="1999:01:01 00:00:00"),
+        cand("/p/lossless.png", 1000, 750, fmt="PNG", lossless=True),
+        cand("/p/the_biggest_picture.jpg", 5000, 3750),
+    ]
+    path, _ = keeper(cands, rules)
+    assert path == expected
+
+
+def test_keeper_choice_independent_of_input_order():
+    cands = [cand(f"/p/{n}.jpg", size=1000 + (n % 3), date=None if n % 2 else "2000:01:01 00:00:00")
+             for n in range(8)]
+    first = keeper(cands)
+    rng = random.Random(3)
+    for _ in range(10):
+        shuffled = cands[:]
+        rng.shuffle(shuffled)
+        assert keeper(shuffled) == first

@@ -1,0 +1,128 @@
+"""Stage 6: SSIM of aligned thumbnails confirms a candidate pair, or rejects it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dedupe.config import Settings
+from dedupe.decode import decode
+from dedupe.features.hashes import describe
+from dedupe.verify import compare, ssim_map, verify
+from images import blur, border, brighten, crop, encode, photo, recompress, resize
+
+DEFAULT = Settings().ssim_threshold
+
+
+def features(im: Image.Image, fmt: str = "PNG", **kw):
+    gray, _ = decode(encode(im, fmt, **kw), 10**9)
+    return describe(gray)
+
+
+def shifted(im: Image.Image, dx: float, dy: float) -> Image.Image:
+    return im.transform(im.size, Image.Transform.AFFINE, (1, 0, dx, 0, 1, dy), resample=Image.Resampling.BILINEAR)
+
+
+@pytest.fixture(scope="module")
+def pic():
+    return photo(11, (480, 360))
+
+
+@pytest.fixture(scope="module")
+def fpic(pic):
+    return features(pic)
+
+
+def test_identical_thumbnails(fpic):
+    verdict, transform = verify(fpic, fpic, DEFAULT)
+    assert verdict.ssim == pytest.approx(1.0, abs=1e-6)
+    assert verdict.score == 100
+    assert transform == {"aligned": False}
+
+
+def test_ssim_map_of_identical_images_is_one():
+    a = np.asarray(photo(2, (64, 48)).convert("L"))
+    values, weights = ssim_map(a, a)
+    assert np.allclose(values, 1.0, atol=1e-4)
+    assert (weights > 0).all()
+
+
+@pytest.mark.parametrize("edit", ["q40", "resize50", "resize25", "shift3px", "crop3pct", "blur", "brighten", "jpeg_q70"])
+def test_same_picture_scores_high(pic, fpic, edit):
+    other = {
+        "q40": lambda: recompress(pic, 40),
+        "resize50": lambda: resize(pic, 0.5),
+        "resize25": lambda: resize(pic, 0.25),
+        "shift3px": lambda: shifted(pic, 3, 2),
+        "crop3pct": lambda: crop(pic, 0.03),
+        "blur": lambda: blur(pic, 1.0),
+        "brighten": lambda: brighten(pic, 1.2),
+        "jpeg_q70": lambda: pic,
+    }[edit]()
+    fmt = "JPEG" if edit == "jpeg_q70" else "PNG"
+    found = verify(fpic, features(other, fmt, **({"quality": 70} if fmt == "JPEG" else {})), DEFAULT)
+    assert found is not None
+    verdict, transform = found
+    assert verdict.ssim >= 0.9
+    assert verdict.score >= 90
+    assert verdict.score == round(100 * verdict.ssim) or verdict.score == 100
+    assert isinstance(transform["aligned"], bool)
+
+
+def test_shift_needs_alignment(pic, fpic):
+    verdict, transform = verify(fpic, features(shifted(pic, 4, 3)), DEFAULT)
+    assert transform["aligned"] is True and verdict.aligned
+    assert verdict.cover >= 0.85
+    unaligned = compare(fpic.thumb, features(shifted(pic, 4, 3)).thumb)
+    assert unaligned.ssim >= verdict.ssim - 1e-9
+
+
+def test_small_frame_matches_by_alignment_or_frame_view(pic, fpic):
+    framed = features(border(pic, 0.03))
+    assert framed.box is not None
+    verdict, transform = verify(fpic, framed, DEFAULT)
+    assert verdict.score >= 90
+    assert transform.get("aligned") or transform.get("frame removed") == "second"
+
+
+@pytest.mark.parametrize("frac", [0.06, 0.10])
+def test_wide_frame_needs_the_frame_removed_view(pic, fpic, frac):
+    """A frame wider than alignment can absorb (8%): only the view inside the frame matches."""
+    framed = features(border(pic, frac))
+    assert compare(fpic.thumb, framed.thumb).ssim < 0.5
+    verdict, transform = verify(fpic, framed, DEFAULT)
+    assert verdict.score >= 90
+    assert transform["frame removed"] == "second"
+    verdict, transform = verify(framed, fpic, DEFAULT)
+    assert transform["frame removed"] == "first"
+
+
+@pytest.mark.parametrize("seed", [12, 13, 14, 15, 16])
+def test_different_pictures_rejected(fpic, seed):
+    other = features(photo(seed, (480, 360), palette_seed=11))  # same size and palette, other content
+    assert verify(fpic, other, DEFAULT) is None
+    low = verify(fpic, other, 0.01)
+    assert low is None or low[0].ssim < 0.4
+
+
+def test_mirror_image_is_not_the_same_picture(pic, fpic):
+    assert verify(fpic, features(pic.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), DEFAULT) is None
+
+
+def test_different_aspect_ratio_cannot_be_compared(fpic):
+    assert compare(fpic.thumb, features(photo(11, (360, 480))).thumb) is None
+    assert verify(fpic, features(photo(11, (360, 480))), 0.01) is None
+
+
+def test_large_crop_is_not_aligned(pic, fpic):
+    """Beyond the small-warp limits (8%) ECC may not wander: a 30% crop is not confirmed as the same view."""
+    found = verify(fpic, features(crop(pic, 0.30)), DEFAULT)
+    assert found is None
+
+
+def test_threshold_is_respected(pic, fpic):
+    edited = features(recompress(resize(pic, 0.3), 30))
+    verdict, _ = verify(fpic, edited, 0.01)
+    assert verify(fpic, edited, min(1.0, verdict.ssim + 1e-3)) is None
+    assert verify(fpic, edited, verdict.ssim) is not None
