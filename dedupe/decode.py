@@ -129,6 +129,9 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
                     im.draft("L" if im.mode in ("L", "RGB", "YCbCr") else None,
                              (max(1, int(width * scale)), max(1, int(height * scale))))
             im.load()
+            # Some loaders (TIFF in recent Pillow) turn the picture themselves while loading, report the
+            # turned size up front and drop the tag: only a tag still there after loading is ours to apply.
+            to_apply = _exif_fields(im)[0] if orientation != 1 else 1
             gray = _to_gray(im)
     except DecodeError:
         raise
@@ -138,15 +141,15 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
         raise DecodeError("unrecognised or unsupported image data") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
         text = str(exc) or type(exc).__name__
-        if "truncated" in text or isinstance(exc, EOFError):
+        if "truncated" in text.lower() or isinstance(exc, EOFError):
             raise DecodeError(f"truncated file ({text})") from None
         raise DecodeError(f"corrupt or unsupported image ({text})") from None
     except MemoryError:
         raise DecodeError("not enough memory to decode") from None
 
-    if orientation in _TRANSPOSE:
-        gray = np.asarray(Image.fromarray(gray).transpose(_TRANSPOSE[orientation]))
-        if orientation >= 5:
+    if to_apply in _TRANSPOSE:
+        gray = np.asarray(Image.fromarray(gray).transpose(_TRANSPOSE[to_apply]))
+        if to_apply >= 5:
             width, height = height, width
     gray = shrink(gray, WORK_MAX)
     info = ImageInfo(

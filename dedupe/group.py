@@ -31,28 +31,29 @@ class Candidate:
 
 
 PIXEL_TIE = 1.03
-"""Pixel counts within 3% are a tie: a framed copy's content is measured on a small image."""
-
-
-def _rule_cmp(rule: str, a: Candidate, b: Candidate) -> int:
-    """Negative when a is the better keeper by `rule`, positive when b is, 0 on a tie."""
-    if rule == "pixels":
-        pa, pb = a.info.content_pixels, b.info.content_pixels
-        if max(pa, pb) <= PIXEL_TIE * min(pa, pb):
-            return 0
-        return -1 if pa > pb else 1
-    ka, kb = _rule_key(rule, a), _rule_key(rule, b)
-    return (ka > kb) - (ka < kb)
+"""Pixel counts within 3% of the most are a tie: a framed copy's content is measured on a small image."""
 
 
 def _rule_key(rule: str, c: Candidate):
+    """Smaller is better."""
+    if rule == "pixels":
+        return -c.info.content_pixels
     if rule == "format":
         return -c.format_rank
     if rule == "size":
         return -c.file.size
     if rule == "date":
         return (c.info.exif_date is None, c.info.exif_date or "")
-    return (len(c.file.path), c.file.path)  # "path"
+    return len(c.file.path)  # "path"
+
+
+def _survivors(rule: str, cands: list[Candidate], alive: list[int]) -> list[int]:
+    """The candidates in `alive` that are best by `rule` (pixels: within PIXEL_TIE of the most)."""
+    if rule == "pixels":
+        most = max(cands[i].info.content_pixels for i in alive)
+        return [i for i in alive if cands[i].info.content_pixels * PIXEL_TIE >= most]
+    best = min(_rule_key(rule, cands[i]) for i in alive)
+    return [i for i in alive if _rule_key(rule, cands[i]) == best]
 
 
 def _reason(rule: str, c: Candidate) -> str:
@@ -67,31 +68,22 @@ def _reason(rule: str, c: Candidate) -> str:
     return "shortest path"
 
 
-def _cmp(rules: tuple[str, ...], a: Candidate, b: Candidate) -> tuple[int, str | None]:
-    """(order, deciding rule) of two candidates; ties on every rule fall back to the path's sort order."""
-    for rule in rules:
-        c = _rule_cmp(rule, a, b)
-        if c:
-            return c, rule
-    return (a.file.path > b.file.path) - (a.file.path < b.file.path), None
-
-
 def choose_keeper(cands: list[Candidate], rules: tuple[str, ...]) -> tuple[int, str]:
-    """Index of the keeper and the reason: the first rule on which it beats the runner-up.
+    """Index of the keeper and the reason.
 
-    A single pass keeps the better of the best so far and the next candidate, in path order, so the
-    result does not depend on the order the candidates come in.
+    Each rule in turn keeps only the candidates that are best by it, until one is left; the reason is
+    the rule that set aside the last other candidate (the runner-up). Candidates equal by every rule
+    are decided by the sort order of their paths.
     """
-    order = sorted(range(len(cands)), key=lambda i: cands[i].file.path)
-    best = order[0]
-    for i in order[1:]:
-        if _cmp(rules, cands[i], cands[best])[0] < 0:
-            best = i
-    if len(order) == 1:
-        return best, "only file"
-    reasons = [_cmp(rules, cands[best], cands[i])[1] for i in order if i != best]
-    rule = next((r for r in rules if r in reasons), None)  # the most important rule it won by
-    return best, _reason(rule, cands[best]) if rule else "identical by every rule: first path in sort order"
+    alive = sorted(range(len(cands)), key=lambda i: cands[i].file.path)
+    if len(alive) == 1:
+        return alive[0], "only file"
+    for rule in rules:
+        survivors = _survivors(rule, cands, alive)
+        if len(survivors) == 1:
+            return survivors[0], _reason(rule, cands[survivors[0]])
+        alive = survivors
+    return alive[0], "equal by every rule: first path in sort order"
 
 
 def components(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:

@@ -71,7 +71,12 @@ class WalkResult:
 
 
 def _matches(patterns: tuple[str, ...], rel: str, name: str) -> bool:
-    return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+    """A pattern matches the path relative to the root or the bare name; a leading "*/" may also match
+    nothing, so "*/@eaDir" finds an @eaDir folder right under the root too."""
+    return any(
+        fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) or (p.startswith("*/") and fnmatch.fnmatchcase(rel, p[2:]))
+        for p in patterns
+    )
 
 
 def walk(

@@ -174,9 +174,6 @@ def test_config_example_values_are_the_defaults():
     assert {k: v for k, v in data.items() if k in defaults and v != defaults[k]} == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.example.toml lacks settings added since it was written: mirror (commit eee5090) and "
-    "min_crop_area (commit d86bb80)"))
 def test_config_example_has_every_setting():
     data = _example()
     fields = {f.name for f in dataclasses.fields(Settings)}

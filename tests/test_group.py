@@ -153,10 +153,6 @@ def test_nearly_equal_pixel_counts_tie():
     assert reason.startswith("better format")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the 3% pixel tie is not transitive and choose_keeper() keeps the winner of a single pass in path "
-    "order: a.jpg (105,000 px) ties b.jpg (102,000), b ties c.png (100,000), so c.png (lossless) is kept "
-    "although a.jpg has 5% more pixels, and the reason claims 'most pixels'"))
 def test_keeper_is_never_beaten_on_pixels():
     cands = [
         cand("/p/a.jpg", content=105_000, size=1000),
@@ -168,10 +164,6 @@ def test_keeper_is_never_beaten_on_pixels():
     assert all(c.info.content_pixels <= 1.03 * best for c in cands), (cands[k].file.path, reason)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "choose_keeper's docstring promises 'the first rule on which it beats the runner-up', but the reason "
-    "is the most important rule it beat anyone by: a lossless 4000x3000 PNG chosen over a 4000x3000 JPEG "
-    "(by format) is explained as 'most pixels (4000x3000)' because it also beat a 2000x1500 copy"))
 def test_reason_explains_the_choice_over_the_runner_up():
     path, reason = keeper([
         cand("/p/a.png", 4000, 3000, "PNG", lossless=True),
@@ -229,9 +221,6 @@ def test_identical_candidates_first_path_wins():
     assert path == "/p/a.jpg"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keeper_reason says 'shortest path' when the paths are equally long and only their sort order decided "
-    "(the 'path' rule key is (len, path)); the 'first path in sort order' reason is unreachable"))
 def test_reason_for_equally_long_paths():
     _, reason = keeper([cand("/p/b/x.jpg"), cand("/p/a/x.jpg")])
     assert reason != "shortest path"

@@ -395,10 +395,6 @@ def test_framed_copy_does_not_beat_its_original(tmp_path, serial, frame):
     assert os.path.basename(g.members[g.keeper].file.path) == "original.jpg", g.keeper_reason
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an EXIF-oriented TIFF copy reports the wrong displayed size (360x480 for a 480x360 picture) and is only "
-    "matched, if at all, as a turned copy: Pillow already applies a TIFF's Orientation tag while loading and "
-    "decode() applies it a second time (see test_decode)"))
 def test_oriented_tiff_copy_grouped(tmp_path, serial):
     pic = photo(21, (480, 360))
     (tmp_path / "original.jpg").write_bytes(encode(pic))

@@ -118,9 +118,6 @@ def test_exclude_nested_folder_pattern(tmp_path):
     assert names(f.path for f in out.files) == {"photo.jpg"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the documented exclude example '*/@eaDir' (config.py) does not match an @eaDir folder directly under "
-    "a scan root: its relative path is '@eaDir', which has no '/'"))
 def test_exclude_documented_example_also_at_top_level(tmp_path):
     save(tiny(), tmp_path / "@eaDir" / "thumb.jpg")
     save(tiny(), tmp_path / "photo.jpg")
