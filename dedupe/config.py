@@ -49,10 +49,14 @@ class Settings:
     ssim_threshold: float = 0.70
     """Least SSIM of the aligned grayscale thumbnails for two images to count as the same picture."""
 
-    min_crop_area: float = 0.7
-    """Least share of a picture that a crop of it must keep to count as the same picture."""
+    rotations: bool = True
+    """Also find copies turned by 90, 180 or 270 degrees (pixels turned, not just an EXIF tag)."""
     mirror: bool = True
     """Also find mirrored (left-right flipped) copies, in any of the four rotations."""
+    crops: bool = True
+    """Also find crops, by keypoints (ORB) and geometry; costs about a tenth more time."""
+    min_crop_area: float = 0.7
+    """Least share of a picture that a crop of it must keep to count as the same picture."""
 
     # grouping
     keeper_rules: tuple[str, ...] = KEEPER_RULES

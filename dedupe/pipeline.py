@@ -45,7 +45,7 @@ class Analysed:
     features: Features
 
 
-def analyse(path: str, max_pixels: int) -> Analysed | Problem:
+def analyse(path: str, max_pixels: int, with_keypoints: bool = True) -> Analysed | Problem:
     """Read a file once: content hash of its bytes, then decode and features from the same bytes."""
     try:
         if os.path.getsize(path) <= IN_MEMORY_LIMIT:
@@ -59,14 +59,14 @@ def analyse(path: str, max_pixels: int) -> Analysed | Problem:
         return Problem(path, "decode", f"cannot read: {exc.strerror or exc}")
     except DecodeError as exc:
         return Problem(path, "decode", str(exc))
-    feats = describe(gray)
+    feats = describe(gray, with_keypoints)
     if feats.box is not None:
         x0, y0, x1, y1 = feats.box
         info = ImageInfo(**{**info.__dict__, "content_pixels": round(info.width * info.height * (x1 - x0) * (y1 - y0))})
     return Analysed(content_hash, info, feats)
 
 
-def _analyse_job(job: tuple[str, int]) -> Analysed | Problem:
+def _analyse_job(job: tuple[str, int, bool]) -> Analysed | Problem:
     return analyse(*job)
 
 
@@ -80,7 +80,7 @@ def _worker_init() -> None:
 
 def _analyse_all(files: list[FileRecord], todo: list[int], settings: Settings, cancel: CancelCheck):
     """(index, result) for every file in `todo`, in order; a pool of workers when it pays."""
-    jobs = [(files[i].path, settings.max_pixels) for i in todo]
+    jobs = [(files[i].path, settings.max_pixels, settings.crops) for i in todo]
     workers = min(settings.effective_workers, max(1, len(jobs)))
     if workers == 1 or len(jobs) < SERIAL_BELOW:
         for i, job in zip(todo, jobs):
@@ -174,9 +174,10 @@ def scan(
     progress.note(f"{len(evidence)} pairs confirmed")
     lap("verify")
 
-    found = _crop_pairs(files, images, analysed, evidence, settings, progress, cancel)
-    stats["keypoint_pairs"] = found
-    progress.note(f"{found} more pairs confirmed by keypoints (crops)")
+    if settings.crops:
+        found = _crop_pairs(files, images, analysed, evidence, settings, progress, cancel)
+        stats["keypoint_pairs"] = found
+        progress.note(f"{found} more pairs confirmed by keypoints (crops)")
     lap("keypoints")
 
     groups = _group(files, images, analysed, copy_of, evidence, settings, progress, stats)
@@ -299,7 +300,10 @@ def _crop_pairs(
 
 def _allowed_turns(settings: Settings) -> list[int]:
     """Orientation indices other than "as is" that the settings let a copy have."""
-    return [t for t, (_k, mirrored) in enumerate(ORIENTATIONS) if t and (settings.mirror or not mirrored)]
+    return [
+        t for t, (k, mirrored) in enumerate(ORIENTATIONS)
+        if t and (settings.mirror or not mirrored) and (settings.rotations or not k)
+    ]
 
 
 def _turn(f: Features, t: int) -> Features:
@@ -324,7 +328,7 @@ def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings)
             continue
         best = (found[0], found[1], t, fx)
     if best is None:
-        return _confirm_crop(x, y, settings) if 0 in turns else None
+        return _confirm_crop(x, y, settings) if 0 in turns and settings.crops else None
     verdict, transform, t, fx = best
     dist = min(
         hamming(p, q)
@@ -343,6 +347,8 @@ def _confirm_crop(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
         return None
     verdict, transform = found
     turns = transform.pop("quarter_turns")
+    if turns and not settings.rotations:
+        return None
     return {"score": verdict.score, "ssim": round(verdict.ssim, 4),
             "hash_distance": hamming(x.features.turned[turns - 1] if turns else x.features.phash, y.features.phash),
             "orientation": ORIENTATIONS.index((turns, False)), "transform": transform}

@@ -135,15 +135,16 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
-def describe(gray: np.ndarray) -> Features:
+def describe(gray: np.ndarray, with_keypoints: bool = True) -> Features:
     """The features of one decoded work image: pHashes (all orientations), dHash, thumbnail, keypoints
     and, for a framed picture, the pHash of its inside."""
     h, w = gray.shape
     codes = phash_orientations(gray)
     x0, y0, x1, y1 = content_box(gray)
     thumb = thumbnail(gray)
-    kp_xy, kp_desc = keypoints(gray, thumb.shape[1] / w)
-    feats = Features(codes[0], dhash(gray), thumb, turned=tuple(codes[1:]), kp_xy=kp_xy, kp_desc=kp_desc)
+    feats = Features(codes[0], dhash(gray), thumb, turned=tuple(codes[1:]))
+    if with_keypoints:
+        feats.kp_xy, feats.kp_desc = keypoints(gray, thumb.shape[1] / w)
     if (x0, y0, x1, y1) != (0, 0, w, h):
         feats.box = (x0 / w, y0 / h, x1 / w, y1 / h)
         feats.phash_trim = phash(gray[y0:y1, x0:x1])
