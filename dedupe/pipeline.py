@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Iterable
 from datetime import datetime, timezone
@@ -78,24 +80,49 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
+def _spawn_works() -> bool:
+    """Spawned workers re-import the main module by path: impossible for code read from standard input."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return path is None or os.path.exists(path)
+
+
 def _analyse_all(files: list[FileRecord], todo: list[int], settings: Settings, cancel: CancelCheck):
-    """(index, result) for every file in `todo`, in order; a pool of workers when it pays."""
-    jobs = [(files[i].path, settings.max_pixels, settings.crops) for i in todo]
-    workers = min(settings.effective_workers, max(1, len(jobs)))
-    if workers == 1 or len(jobs) < SERIAL_BELOW:
-        for i, job in zip(todo, jobs):
+    """(index, result) for every file in `todo`, in order; a pool of workers when it pays.
+
+    A decoder that crashes its process (a hostile file can do that to a C library) breaks the pool:
+    the first file without a result is then decoded alone in a fresh process; if that one crashes too,
+    it is reported as a problem, and the rest goes on in a new pool.
+    """
+    pending = [(i, (files[i].path, settings.max_pixels, settings.crops)) for i in todo]
+    workers = min(settings.effective_workers, max(1, len(pending)))
+    if workers == 1 or len(pending) < SERIAL_BELOW or not _spawn_works():
+        for i, job in pending:
             check(cancel)
             yield i, _analyse_job(job)
         return
-    # spawn: forking a process that has started OpenCV/FAISS threads can deadlock
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init) as pool:
+    context = multiprocessing.get_context("spawn")  # forking a process running OpenCV/FAISS threads can deadlock
+    while pending:
+        done = 0
         try:
-            for i, result in zip(todo, pool.map(_analyse_job, jobs, chunksize=4)):
-                check(cancel)
-                yield i, result
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
+                try:
+                    for (i, _job), result in zip(pending, pool.map(_analyse_job, [j for _, j in pending], chunksize=4)):
+                        check(cancel)
+                        done += 1
+                        yield i, result
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+            return
+        except BrokenProcessPool:
+            pending = pending[done:]
+        i, job = pending.pop(0)
+        try:
+            with ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init) as alone:
+                result = alone.submit(_analyse_job, job).result()
+        except BrokenProcessPool:
+            result = Problem(job[0], "decode", "the image decoder crashed on this file")
+        yield i, result
 
 
 def scan(

@@ -67,3 +67,45 @@ def test_large_files_are_streamed_with_the_same_result(files, monkeypatch):
         assert np.array_equal(b.features.thumb, a.features.thumb)
     assert isinstance(streamed["broken"], Problem)
     assert streamed["broken"].reason == in_memory["broken"].reason
+
+
+CRASHING_SCAN = """
+import os, sys
+sys.path[:0] = [{tests!r}]
+import dedupe.pipeline as P
+from dedupe.config import Settings
+
+real = P.analyse
+
+def analyse(path, *args):  # stands in for a decoder that kills its process (a segfault in a C library)
+    if os.path.basename(path) == "poison.jpg":
+        os._exit(11)
+    return real(path, *args)
+
+P.analyse = analyse  # at import time, so the spawned workers, which import this file, crash too
+if __name__ == "__main__":
+    result = P.scan([{folder!r}], Settings(workers=2))
+    print("GROUPS", sorted(sorted(os.path.basename(m.file.path) for m in g.members) for g in result.groups))
+    print("PROBLEMS", sorted((os.path.basename(p.path), p.reason) for p in result.problems))
+"""
+
+
+def test_a_decoder_crash_is_a_problem_and_the_scan_goes_on(tmp_path):
+    """A worker process that dies on one file breaks the pool; that file is reported, the others are used."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for n in range(30):  # enough to use the pool
+        pic = photo(500 + n, (160, 120))
+        (folder / f"p{n:02d}.jpg").write_bytes(encode(pic))
+    (folder / "p00_copy.png").write_bytes(encode(photo(500, (160, 120)), "PNG"))
+    (folder / "poison.jpg").write_bytes(encode(photo(999, (160, 120))))
+    script = tmp_path / "crashing_scan.py"
+    script.write_text(CRASHING_SCAN.format(tests=str(Path(__file__).parent), folder=str(folder)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "GROUPS [['p00.jpg', 'p00_copy.png']]" in out.stdout
+    assert "('poison.jpg', 'the image decoder crashed on this file')" in out.stdout
