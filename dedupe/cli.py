@@ -77,6 +77,7 @@ def _summary(result, json_path: Path | None) -> str:
         f" ({s.get('exact_copies', 0):,} of them byte-identical copies)",
         f"Duplicate groups: {len(result.groups):,} ({exact:,} exact, {len(result.groups) - exact:,} near)",
         f"Files that could go: {result.files_to_remove:,}, freeing {_size(result.bytes_freed)}",
+        *([f"Similar shots (different photos, kept apart): {len(result.similar):,} pairs"] if result.similar else []),
         f"Problems: {errors:,} unreadable or broken files, {skipped:,} skipped (not images, links),"
         f" {warnings:,} warnings (e.g. misnamed files)",
         f"Time: {s['timings'].get('total', 0):.1f} s",
@@ -109,6 +110,7 @@ def scan(
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Find mirrored copies."),
     crops: Optional[bool] = typer.Option(None, "--crops/--no-crops", help="Find crops by keypoints."),
     min_crop_area: Optional[float] = typer.Option(None, "--min-crop-area", help="Least share of a picture a crop keeps."),
+    similar: Optional[bool] = typer.Option(None, "--similar/--no-similar", help="Also list similar shots (never removed)."),
     keeper_rules: Optional[str] = typer.Option(None, "--keeper-rules", help="Comma-separated keeper rules, in order."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes (0 = one per core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, only the summary."),
@@ -135,6 +137,7 @@ def scan(
         mirror=mirror,
         crops=crops,
         min_crop_area=min_crop_area,
+        similar=similar,
         keeper_rules=tuple(r.strip() for r in keeper_rules.split(",") if r.strip()) if keeper_rules else None,
         workers=workers,
     )

@@ -57,6 +57,8 @@ class Settings:
     """Also find crops, by keypoints (ORB) and geometry; costs about a tenth more time."""
     min_crop_area: float = 0.7
     """Least share of a picture that a crop of it must keep to count as the same picture."""
+    similar: bool = False
+    """Also list similar shots (burst frames, overlapping views): reported apart, never proposed for removal."""
 
     # grouping
     keeper_rules: tuple[str, ...] = KEEPER_RULES

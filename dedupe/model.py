@@ -122,6 +122,18 @@ class Group:
         return sum(m.file.size for i, m in enumerate(self.members) if i != self.keeper)
 
 
+@dataclass(frozen=True)
+class Similar:
+    """Two different photos of one scene (burst frames, overlapping parts of one picture): never duplicates."""
+
+    a: str
+    b: str
+    score: int
+    overlap: float
+    """Share of each picture that the other covers (the smaller of the two)."""
+    inliers: int
+
+
 @dataclass
 class ScanResult:
     roots: list[str]
@@ -133,6 +145,8 @@ class ScanResult:
     """Per-stage counts and timings, plus totals."""
     started: str
     finished: str
+    similar: list[Similar] = field(default_factory=list)
+    """Similar shots, when the settings ask for them."""
 
     @property
     def files_to_remove(self) -> int:

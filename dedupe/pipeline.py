@@ -21,7 +21,7 @@ from .exact import content_hash_bytes, content_hash_file, find_exact
 from .features.hashes import ORIENTATIONS, describe, hamming, inverse, orient, orient_box
 from .group import Candidate, choose_keeper, cluster, components
 from .index import keypoint_pairs, neighbours, pairs_within
-from .model import Features, FileRecord, Group, ImageInfo, Member, Problem, ScanResult
+from .model import Features, FileRecord, Group, ImageInfo, Member, Problem, ScanResult, Similar
 from .progress import CancelCheck, NullProgress, Progress, check, never
 from .verify import verify, verify_geometry
 from .walk import walk
@@ -93,7 +93,7 @@ def _analyse_all(files: list[FileRecord], todo: list[int], settings: Settings, c
     the first file without a result is then decoded alone in a fresh process; if that one crashes too,
     it is reported as a problem, and the rest goes on in a new pool.
     """
-    pending = [(i, (files[i].path, settings.max_pixels, settings.crops)) for i in todo]
+    pending = [(i, (files[i].path, settings.max_pixels, settings.crops or settings.similar)) for i in todo]
     workers = min(settings.effective_workers, max(1, len(pending)))
     if workers == 1 or len(pending) < SERIAL_BELOW or not _spawn_works():
         for i, job in pending:
@@ -201,14 +201,17 @@ def scan(
     progress.note(f"{len(evidence)} pairs confirmed")
     lap("verify")
 
-    if settings.crops:
-        found = _crop_pairs(files, images, analysed, evidence, settings, progress, cancel)
+    similars: list[tuple[tuple[int, int], dict]] = []
+    if settings.crops or settings.similar:
+        found = _crop_pairs(files, images, analysed, evidence, similars, settings, progress, cancel)
         stats["keypoint_pairs"] = found
         progress.note(f"{found} more pairs confirmed by keypoints (crops)")
     lap("keypoints")
 
     groups = _group(files, images, analysed, copy_of, evidence, settings, progress, stats)
     stats["groups"] = len(groups)
+    similar = _similar_shots(files, groups, similars) if settings.similar else []
+    stats["similar_pairs"] = len(similar)
     progress.note(f"{len(groups)} duplicate groups")
     lap("group")
 
@@ -227,6 +230,7 @@ def scan(
         stats=stats,
         started=started.isoformat(timespec="seconds"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        similar=similar,
     )
 
 
@@ -280,6 +284,7 @@ def _crop_pairs(
     images: list[int],
     analysed: dict[int, Analysed],
     evidence: dict[tuple[int, int], dict],
+    similars: list[tuple[tuple[int, int], dict]],
     settings: Settings,
     progress: Progress,
     cancel: CancelCheck,
@@ -287,8 +292,8 @@ def _crop_pairs(
     """Confirm crops. Every image's keypoints vote for the set of copies found so far (connected
     confirmed pairs, or the image alone) that holds its nearest neighbours; for each voted pair of sets,
     up to CROP_TRIES members of each, best keeper first, are verified by geometry until one pair holds.
-    A mirrored copy cannot match a crop by keypoints; its unmirrored sibling can. Adds to `evidence`;
-    returns how many pairs it added."""
+    A mirrored copy cannot match a crop by keypoints; its unmirrored sibling can. Adds to `evidence`
+    (and to `similars` the pairs of sets that are only similar shots); returns how many pairs it added."""
     index_of = {img: n for n, img in enumerate(images)}
     sets = components(len(images), [(index_of[a], index_of[b]) for a, b in evidence])
     labels = np.arange(len(images))
@@ -314,15 +319,41 @@ def _crop_pairs(
     added = 0
     for p, q in pairs:
         check(cancel)
+        similar = None
         for a, b in ((a, b) for a in best_first(p) for b in best_first(q)):
             key = (min(a, b), max(a, b))
-            ev = _confirm_crop(analysed[key[0]], analysed[key[1]], settings)
-            if ev is not None:
-                evidence[key] = ev
-                added += 1
-                break
+            ev = _geometry(analysed[key[0]], analysed[key[1]], settings)
+            if ev is None:
+                continue
+            if ev["transform"].get("similar"):
+                similar = similar or (key, ev)
+                continue
+            if not settings.crops:
+                continue
+            evidence[key] = ev
+            added += 1
+            similar = None
+            break
+        if similar is not None:
+            similars.append(similar)
     progress.advance(len(members) - len(members) // 2)
     return added
+
+
+def _similar_shots(files: list[FileRecord], groups: list[Group], similars: list[tuple[tuple[int, int], dict]]) -> list[Similar]:
+    """Similar shots between pictures that did not end up in one group, named by each one's keeper."""
+    keeper_of = {}
+    for g in groups:
+        for m in g.members:
+            keeper_of[m.file.path] = g.members[g.keeper].file.path
+    out = {}
+    for (a, b), ev in similars:
+        pa = keeper_of.get(files[a].path, files[a].path)
+        pb = keeper_of.get(files[b].path, files[b].path)
+        if pa != pb:
+            pa, pb = sorted((pa, pb))
+            out.setdefault((pa, pb), Similar(pa, pb, ev["score"], ev["transform"]["overlap"], ev["transform"]["inliers"]))
+    return sorted(out.values(), key=lambda s: (s.a, s.b))
 
 
 def _allowed_turns(settings: Settings) -> list[int]:
@@ -369,6 +400,12 @@ def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings)
 def _confirm_crop(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
     """Evidence that one of x and y is a crop of the other, from keypoint geometry alone: a pair that
     only keypoints brought together has no whole-frame evidence worth weighing."""
+    ev = _geometry(x, y, settings)
+    return None if ev is None or ev["transform"].get("similar") else ev
+
+
+def _geometry(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
+    """Keypoint-geometry evidence for a pair: a crop, a similar shot (transform["similar"]), or None."""
     found = verify_geometry(x.features, y.features, settings.ssim_threshold, settings.min_crop_area)
     if found is None:
         return None

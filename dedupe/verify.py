@@ -169,15 +169,23 @@ def _inside(poly: np.ndarray, shape: tuple[int, int]) -> tuple[float, float]:
     return (overlap / area if area > 0 else 0.0), overlap / (w * h)
 
 
+MIN_OVERLAP = 0.3
+"""Least share of each picture that two similar shots (not duplicates) must have in common."""
+
+
 def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: float) -> tuple[Verdict, dict] | None:
-    """Is one picture a crop (possibly resized and re-encoded) of the other? None when it is not.
+    """Is one picture a crop (possibly resized and re-encoded) of the other, or a similar shot?
 
     Keypoint matches (ratio test) fit a similarity transform by RANSAC; it must turn by a multiple of 90
-    degrees (give or take MAX_ANGLE), with at least MIN_INLIERS inliers. The cropped picture must lie INSIDE the other and keep at least
-    `min_area` of it; neighbouring burst frames and tiles of one picture fail here, however well their
-    overlap matches. The other picture is then warped onto the crop and SSIM on it decides.
-    The transform says which one is the crop and where, as fractions of the uncropped picture, and how
-    many clockwise quarter turns take the first picture to the second.
+    degrees (give or take MAX_ANGLE), with at least MIN_INLIERS inliers. A crop must lie INSIDE the
+    other picture and keep at least `min_area` of it; the other is then warped onto the crop and SSIM on
+    it decides. The transform says which one is the crop and where, as fractions of the uncropped
+    picture, and how many clockwise quarter turns take the first picture to the second.
+
+    Neighbouring burst frames and overlapping parts of one picture fail the inside test however well
+    their overlap matches: when they still share MIN_OVERLAP of each and the overlap passes SSIM, the
+    transform says "similar" with the overlap; they are different photos, never duplicates.
+    None when there is no consistent geometry or the content does not agree.
     """
     if len(fa.kp_desc) < MIN_INLIERS or len(fb.kp_desc) < MIN_INLIERS:
         return None
@@ -207,17 +215,23 @@ def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: floa
         crop, whole, to_crop, cropped, kept = fa.thumb, fb.thumb, inverse, "first", b_kept
         box = _footprint(matrix, fa.thumb.shape)
         frame = fb.thumb.shape
+    elif min(a_kept, b_kept) >= MIN_OVERLAP:  # similar shots: compare b brought onto a, where they overlap
+        crop, whole, to_crop, cropped = fa.thumb, fb.thumb, inverse, None
     else:
         return None
     h, w = crop.shape
     warped = cv2.warpAffine(whole, to_crop, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     valid = cv2.warpAffine(np.ones_like(whole), to_crop, (w, h), flags=cv2.INTER_NEAREST)
     valid = cv2.erode(valid, np.ones((5, 5), np.uint8)).astype(bool)
-    if valid.mean() < 0.5:
+    if valid.mean() < (0.5 if cropped else MIN_OVERLAP / 2):
         return None
     value = weighted_mean(*ssim_map(crop, warped), valid)
     if value < threshold:
         return None
+    verdict = Verdict(value, max(0, min(100, round(100 * value))), True, float(valid.mean()))
+    if cropped is None:
+        return verdict, {"quarter_turns": turns, "similar": True, "overlap": round(float(min(a_kept, b_kept)), 3),
+                         "inliers": int(inliers.sum())}
     fh, fw = frame
     x0, y0 = np.clip(box.min(axis=0) / (fw, fh), 0, 1)
     x1, y1 = np.clip(box.max(axis=0) / (fw, fh), 0, 1)
@@ -228,4 +242,4 @@ def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: floa
         "kept_area": round(float(kept), 3),
         "inliers": int(inliers.sum()),
     }
-    return Verdict(value, max(0, min(100, round(100 * value))), True, float(valid.mean())), transform
+    return verdict, transform

@@ -82,6 +82,9 @@ def report_dict(result: ScanResult, argv: list[str] | None = None) -> dict:
         },
         "groups": groups,
         "problems": [{"path": p.path, "stage": p.stage, "reason": p.reason, "kind": p.kind} for p in result.problems],
+        "similar": [
+            {"a": s.a, "b": s.b, "score": s.score, "overlap": s.overlap, "inliers": s.inliers} for s in result.similar
+        ],
     }
 
 
