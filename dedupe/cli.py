@@ -162,13 +162,30 @@ def demo(
     typer.echo(f"Wrote {planted['files']} files to {folder}: {len(planted['groups'])} pictures with copies, "
                f"{planted['singles']} without, {len(planted['junk'])} broken or non-image files.")
     result = run_scan([folder], _settings(None), progress=TqdmProgress(quiet))
+    root = folder.resolve()
     for n, g in enumerate(result.groups, 1):
-        typer.echo(f"\nGroup {n} ({g.kind}):")
+        typer.echo(f"\nGroup {n} ({g.kind}), keep the first: {g.keeper_reason}")
         for m in g.members:
-            rel = Path(m.file.path).relative_to(folder.resolve())
-            typer.echo(f"  {'keep  ' if m.relation == 'keeper' else 'remove'} {m.score:3d}  {rel}")
+            typer.echo(f"  {'keep  ' if m.relation == 'keeper' else 'remove'} {m.score:3d}  "
+                       f"{Path(m.file.path).relative_to(root)}  {_why(m)}")
+    if result.problems:
+        typer.echo("\nProblems:")
+        for p in result.problems:
+            typer.echo(f"  {p.kind:7s} {Path(p.path).relative_to(root)}: {p.reason}")
     typer.echo("")
     typer.echo(_summary(result, None))
+
+
+def _why(m) -> str:
+    """A member's evidence in a few words."""
+    if m.relation == "keeper":
+        return ""
+    if m.relation == "exact":
+        return "(byte-identical)"
+    t = m.evidence.get("transform", {})
+    words = [f"rotated {t['rotated']}" if "rotated" in t else "", "mirrored" if t.get("mirrored") else "",
+             f"crop of {t['crop']['of']}" if "crop" in t else "", "frame removed" if "frame removed" in t else ""]
+    return f"(SSIM {m.evidence.get('ssim', 0):.2f}" + "".join(f", {w}" for w in words if w) + ")"
 
 
 @app.callback(invoke_without_command=True)
