@@ -32,9 +32,10 @@ IN_MEMORY_LIMIT = 256 << 20
 are hashed by streaming and decoded from the file."""
 SERIAL_BELOW = 24
 TURNED_MIN_SSIM = 0.9
-"""A turned or mirrored match needs at least this SSIM. Turning adds freedom: the two halves of a
-misty lake, one mirrored, reach 0.86 on 128-pixel thumbnails, while real turned copies (lossless
-turns, re-encoded) score 0.95 and more. Keypoint geometry is the better judge and will replace this."""
+"""A turned or mirrored match on thumbnails alone needs at least this SSIM. Turning adds freedom: the
+two halves of a misty lake, one mirrored, reach 0.86 on 128-pixel thumbnails, while real turned copies
+(lossless turns, re-encoded) score 0.95 and more. Below it, a turned (not mirrored) copy can still be
+confirmed by keypoint geometry, which ORB's rotation-invariant descriptors allow."""
 """Fewer files than this are decoded in-process: a pool's start-up would cost more than it saves."""
 
 
@@ -377,7 +378,8 @@ def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings)
     """Evidence that x, turned by one of `turns`, is the same picture as y; the best one, or None.
 
     Whole-frame thumbnails are tried first; when they do not match, keypoint geometry checks whether
-    one is a crop of the other."""
+    one is a crop of the other, or the same frame turned by quarter turns (a turned copy with an edit
+    that keeps its SSIM under TURNED_MIN_SSIM is still confirmed by its geometry)."""
     best = None
     for t in sorted(turns):
         fx = _turn(x.features, t)
@@ -386,7 +388,7 @@ def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings)
             continue
         best = (found[0], found[1], t, fx)
     if best is None:
-        return _confirm_crop(x, y, settings) if 0 in turns and settings.crops else None
+        return _confirm_crop(x, y, settings) if settings.crops else None
     verdict, transform, t, fx = best
     dist = min(
         hamming(p, q)
