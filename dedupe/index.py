@@ -7,12 +7,27 @@ flip) proposes pairs that are then checked exactly. `brute_force_pairs` is the r
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import faiss
 import numpy as np
 
 FLAT_LIMIT = 200_000
 QUERY_BLOCK = 16_384
 """Queries per range search call, to bound the memory of the result lists."""
+
+
+@contextmanager
+def _one_thread():
+    """FAISS searches on one OpenMP thread, restored afterwards. With a second thread it stalls when the
+    other core is busy: the crop-matching stage took 0.8 s on the dev corpus alone and 15-40 s beside
+    another process on this 2-core machine, 3 s with one thread."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _as_bytes(codes: np.ndarray) -> np.ndarray:
@@ -55,8 +70,9 @@ def neighbours(base: np.ndarray, queries: np.ndarray, radius: int, flat_limit: i
     else:
         index = faiss.IndexBinaryMultiHash(64, 8, 8)
         index.nflip = 1
-    index.add(_as_bytes(base))
-    q, b = _range_search(index, _as_bytes(queries), radius)
+    with _one_thread():
+        index.add(_as_bytes(base))
+        q, b = _range_search(index, _as_bytes(queries), radius)
     keep = popcount64(queries[q] ^ base[b]) <= radius  # the multi-hash index proposes; this decides
     found = np.stack([q[keep], b[keep]], axis=1)
     return found[np.lexsort((found[:, 1], found[:, 0]))]
@@ -84,6 +100,38 @@ DESC_FLAT_LIMIT = 20_000
 index probes the nearest lists: 35,000 descriptors take 0.15 s instead of 12 s exhaustively."""
 
 
+def _descriptor_index(data: np.ndarray):
+    """A FAISS index of 256-bit descriptors: exhaustive when small, inverted lists beyond."""
+    if len(data) <= DESC_FLAT_LIMIT:
+        index = faiss.IndexBinaryFlat(256)
+        index.use_heap = False  # several times faster for small k
+    else:
+        nlist = int(np.sqrt(len(data)))
+        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
+        sample = np.random.default_rng(0).choice(len(data), min(len(data), 64 * nlist), replace=False)
+        index.train(data[np.sort(sample)])
+        index.nprobe = 8
+    index.add(data)
+    return index
+
+
+def _nearest_votes(index, data: np.ndarray, owner: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """(voter label, voted label) for every descriptor whose nearest neighbour under another label is
+    within `max_distance`."""
+    k = 8  # enough to reach past a picture's own copies, which share its label
+    votes_a, votes_b = [], []
+    for start in range(0, len(data), QUERY_BLOCK):
+        dist, ids = index.search(data[start : start + QUERY_BLOCK], k)
+        q_owner = owner[start : start + len(ids)]
+        nn_owner = np.where(ids >= 0, owner[np.maximum(ids, 0)], -1)
+        usable = (nn_owner != q_owner[:, None]) & (nn_owner >= 0) & (dist <= max_distance)
+        first = np.argmax(usable, axis=1)  # the nearest neighbour under another label
+        has = usable[np.arange(len(ids)), first]
+        votes_a.append(q_owner[has])
+        votes_b.append(nn_owner[np.arange(len(ids)), first][has])
+    return np.concatenate(votes_a), np.concatenate(votes_b)
+
+
 def keypoint_pairs(
     desc_sets: list[np.ndarray], labels: np.ndarray | None = None, max_distance: int = 64, min_votes: int = 8, top: int = 4
 ) -> list[tuple[int, int]]:
@@ -102,28 +150,8 @@ def keypoint_pairs(
     data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8))
     owner = np.repeat(labels, sizes)
     n_labels = int(labels.max()) + 1
-    if len(data) <= DESC_FLAT_LIMIT:
-        index = faiss.IndexBinaryFlat(256)
-        index.use_heap = False  # several times faster for small k
-    else:
-        nlist = int(np.sqrt(len(data)))
-        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
-        sample = np.random.default_rng(0).choice(len(data), min(len(data), 64 * nlist), replace=False)
-        index.train(data[np.sort(sample)])
-        index.nprobe = 8
-    index.add(data)
-    k = 8  # enough to reach past a picture's own copies, which share its label
-    votes_a, votes_b = [], []
-    for start in range(0, len(data), QUERY_BLOCK):
-        dist, ids = index.search(data[start : start + QUERY_BLOCK], k)
-        q_owner = owner[start : start + len(ids)]
-        nn_owner = np.where(ids >= 0, owner[np.maximum(ids, 0)], -1)
-        usable = (nn_owner != q_owner[:, None]) & (nn_owner >= 0) & (dist <= max_distance)
-        first = np.argmax(usable, axis=1)  # the nearest neighbour under another label
-        has = usable[np.arange(len(ids)), first]
-        votes_a.append(q_owner[has])
-        votes_b.append(nn_owner[np.arange(len(ids)), first][has])
-    a, b = np.concatenate(votes_a), np.concatenate(votes_b)
+    with _one_thread():
+        a, b = _nearest_votes(_descriptor_index(data), data, owner, max_distance)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     keys, counts = np.unique(lo * n_labels + hi, return_counts=True)
     strong = counts >= min_votes
