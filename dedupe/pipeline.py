@@ -390,6 +390,8 @@ def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings)
     if best is None:
         return _confirm_crop(x, y, settings) if settings.crops else None
     verdict, transform, t, fx = best
+    if t:  # a light crop's box would be in turned coordinates: say only that it was aligned
+        transform = {k: v for k, v in transform.items() if k not in ("cropped", "crop_box", "kept_area")}
     dist = min(
         hamming(p, q)
         for p in (fx.phash, fx.phash_trim) if p is not None
@@ -407,12 +409,22 @@ def _confirm_crop(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
 
 
 def _geometry(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
-    """Keypoint-geometry evidence for a pair: a crop, a similar shot (transform["similar"]), or None."""
+    """Keypoint-geometry evidence for a pair: a crop, a similar shot (transform["similar"]), or None.
+
+    RANSAC's model depends on which side its matches start from (a degree off one way can cost the
+    crop its SSIM), so a pair that fails one way is tried the other way round."""
     found = verify_geometry(x.features, y.features, settings.ssim_threshold, settings.min_crop_area)
+    swapped = found is None
+    if swapped:
+        found = verify_geometry(y.features, x.features, settings.ssim_threshold, settings.min_crop_area)
     if found is None:
         return None
     verdict, transform = found
     turns = transform.pop("quarter_turns")
+    if swapped:  # read it back from x's side
+        turns = (-turns) % 4
+        if "cropped" in transform:
+            transform["cropped"] = "first" if transform["cropped"] == "second" else "second"
     if turns and not settings.rotations:
         return None
     return {"score": verdict.score, "ssim": round(verdict.ssim, 4),

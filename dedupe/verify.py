@@ -21,8 +21,9 @@ ASPECT_TOL = 0.08
 """Largest relative difference of width/height for two images to be aligned by resizing."""
 MAX_SHIFT = 0.08
 """Largest translation ECC may find, as a fraction of the thumbnail's side."""
-MAX_SCALE = 0.08
-"""Largest scale change (and shear) ECC may find."""
+MAX_SCALE = 0.1
+"""Largest scale change ECC may find, either way (x1.1 or x1/1.1: a crop keeping 83% of the area), and
+the largest shear or rotation term."""
 GOOD_ENOUGH = 0.9
 """SSIM at which no alignment or other view is tried: the pair is already clearly the same picture."""
 MIN_COVER = 0.85
@@ -38,6 +39,8 @@ class Verdict:
     aligned: bool
     """True when ECC moved the second image (a shift or rescale was needed)."""
     cover: float
+    warp: np.ndarray | None = None
+    """The ECC warp from the first thumbnail's grid into the second's (resized to the first's shape)."""
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +77,14 @@ def _ecc(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     except cv2.error:
         return None
     h, w = a.shape
-    lin = warp[:, :2] - np.eye(2)
-    if np.abs(lin).max() > MAX_SCALE or abs(warp[0, 2]) > MAX_SHIFT * w or abs(warp[1, 2]) > MAX_SHIFT * h:
+    scales = np.linalg.svd(warp[:, :2], compute_uv=False)
+    if scales.max() > 1 + MAX_SCALE or scales.min() < 1 / (1 + MAX_SCALE):
+        return None
+    if abs(warp[0, 1]) > MAX_SCALE or abs(warp[1, 0]) > MAX_SCALE:
+        return None
+    # a crop magnified to the full frame moves the far corner by up to (scale - 1) x side besides the shift
+    slack = (scales.max() - 1) if scales.max() > 1 else (1 - scales.min())
+    if abs(warp[0, 2]) > (MAX_SHIFT + slack) * w or abs(warp[1, 2]) > (MAX_SHIFT + slack) * h:
         return None
     return warp
 
@@ -100,9 +109,27 @@ def compare(a: np.ndarray, b: np.ndarray) -> Verdict | None:
         if cover >= MIN_COVER:
             value = weighted_mean(*ssim_map(a, moved), valid)
             if value > best.ssim:
-                best = Verdict(value, 0, True, cover)
+                best = Verdict(value, 0, True, cover, warp)
     score = max(0, min(100, round(100 * best.ssim)))
-    return Verdict(best.ssim, score, best.aligned, best.cover)
+    return Verdict(best.ssim, score, best.aligned, best.cover, best.warp)
+
+
+def _crop_from_warp(warp: np.ndarray, shape: tuple[int, int]) -> dict:
+    """When an ECC warp shows that one thumbnail shows only part of the other (a light crop), the same
+    crop fields as keypoint geometry gives; else nothing. Both thumbnails have `shape` here."""
+    h, w = shape
+    inverse = cv2.invertAffineTransform(warp)
+    b_in_a, a_kept = _inside(_footprint(inverse, shape), shape)
+    a_in_b, b_kept = _inside(_footprint(warp, shape), shape)
+    if b_in_a >= 0.98 and a_kept <= 0.97:
+        cropped, box, kept = "second", _footprint(inverse, shape), a_kept
+    elif a_in_b >= 0.98 and b_kept <= 0.97:
+        cropped, box, kept = "first", _footprint(warp, shape), b_kept
+    else:
+        return {}
+    x0, y0 = np.clip(box.min(axis=0) / (w, h), 0, 1)
+    x1, y1 = np.clip(box.max(axis=0) / (w, h), 0, 1)
+    return {"cropped": cropped, "crop_box": [round(float(v), 4) for v in (x0, y0, x1, y1)], "kept_area": round(float(kept), 3)}
 
 
 def _views(f: Features) -> list[tuple[str | None, np.ndarray]]:
@@ -132,6 +159,8 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
             transform = {"aligned": verdict.aligned}
             if trim_a or trim_b:
                 transform["frame removed"] = "both" if trim_a and trim_b else ("first" if trim_a else "second")
+            elif verdict.warp is not None:
+                transform.update(_crop_from_warp(verdict.warp, va.shape))
             best = (verdict, transform)
             if verdict.ssim >= GOOD_ENOUGH:
                 break
