@@ -71,6 +71,8 @@ class Features:
     phash: int
     dhash: int
     thumb: np.ndarray = field(repr=False)
+    detail: float = 0.0
+    """Mean local standard deviation of the thumbnail (verify.detail): low for featureless pictures."""
     box: tuple[float, float, float, float] | None = None
     """Picture inside a uniform frame, as fractions (x0, y0, x1, y1) of the image; None without a frame."""
     phash_trim: int | None = None

@@ -23,7 +23,7 @@ from .group import Candidate, choose_keeper, cluster, components
 from .index import keypoint_pairs, neighbours, pairs_within
 from .model import Features, FileRecord, Group, ImageInfo, Member, Problem, ScanResult, Similar
 from .progress import CancelCheck, NullProgress, Progress, check, never
-from .verify import verify, verify_geometry
+from .verify import LOW_DETAIL, verify, verify_geometry
 from .walk import walk
 
 STAGES = 7
@@ -371,7 +371,7 @@ def _turn(f: Features, t: int) -> Features:
         return f
     k, mirrored = ORIENTATIONS[t]
     box = orient_box(f.box, k, mirrored) if f.box is not None else None
-    return Features(f.turned[t - 1], f.dhash, orient(f.thumb, k, mirrored), box)
+    return Features(f.turned[t - 1], f.dhash, orient(f.thumb, k, mirrored), f.detail, box)
 
 
 def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings) -> dict | None:
@@ -381,6 +381,8 @@ def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings)
     one is a crop of the other, or the same frame turned by quarter turns (a turned copy with an edit
     that keeps its SSIM under TURNED_MIN_SSIM is still confirmed by its geometry)."""
     best = None
+    if min(x.features.detail, y.features.detail) < LOW_DETAIL:
+        turns = [t for t in turns if t == 0]  # a featureless gradient turned looks like another one
     for t in sorted(turns):
         fx = _turn(x.features, t)
         found = verify(fx, y.features, settings.ssim_threshold if t == 0 else max(settings.ssim_threshold, TURNED_MIN_SSIM))

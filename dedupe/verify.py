@@ -32,6 +32,21 @@ _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
 
 
+DISAGREE_SSIM = 0.5
+"""Local SSIM under which a pixel with some detail (in either picture) disagrees."""
+TONE_GRID = 8
+"""Flat areas are compared by their mean tone on a TONE_GRID x TONE_GRID grid."""
+TONE_TOLERANCE = 0.75
+"""Difference of a cell's mean tone, in standard deviations of the cells' tones after matching the two
+pictures' overall brightness and contrast, over which the cell disagrees: dark water where the other
+picture has bright sea."""
+MAX_DISAGREEING = 0.15
+"""Share of the compared area that may disagree: a watermark or a logo covers a few percent; two
+collages sharing one half, or a 'crop' whose other half is another picture, disagree on 40% and more."""
+FLAT_MAX_DIFF = 3.0
+"""Mean absolute difference (grey levels) that two featureless pictures may have."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     ssim: float
@@ -41,6 +56,10 @@ class Verdict:
     cover: float
     warp: np.ndarray | None = None
     """The ECC warp from the first thumbnail's grid into the second's (resized to the first's shape)."""
+    consistent: bool = True
+    """No more than MAX_DISAGREEING of the area disagrees."""
+    mad: float = 0.0
+    """Mean absolute difference of the compared pixels, in grey levels."""
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +85,44 @@ def weighted_mean(values: np.ndarray, weights: np.ndarray, mask: np.ndarray | No
     if mask is not None:
         values, weights = values[mask], weights[mask]
     return float((values * weights).sum() / weights.sum())
+
+
+def _tones(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean grey level of each cell of a TONE_GRID grid over the masked pixels, and which cells are mostly
+    masked in."""
+    size = (TONE_GRID, TONE_GRID)
+    m = mask.astype(np.float32)
+    cover = cv2.resize(m, size, interpolation=cv2.INTER_AREA)
+    sums = cv2.resize(img.astype(np.float32) * m, size, interpolation=cv2.INTER_AREA)
+    return sums / np.maximum(cover, 1e-6), cover >= 0.5
+
+
+def _tone_mismatch(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Cells whose mean tones disagree once overall brightness and contrast are matched, as a pixel mask."""
+    ta, ok = _tones(a, mask)
+    tb, _ = _tones(b, mask)
+    if ok.sum() < 4:
+        return np.zeros(a.shape, bool)
+    za = (ta - ta[ok].mean()) / max(float(ta[ok].std()), 8.0)
+    zb = (tb - tb[ok].mean()) / max(float(tb[ok].std()), 8.0)
+    bad = ((np.abs(za - zb) > TONE_TOLERANCE) & ok).astype(np.uint8)
+    return cv2.resize(bad, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def agreement(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, bool, float]:
+    """(weighted SSIM, whether they agree nearly everywhere, mean absolute difference) of two aligned
+    thumbnails, over the `valid` pixels (all by default).
+
+    Disagreeing area: pixels with detail whose local SSIM is low, and cells whose mean tone differs
+    (flat areas, which SSIM's weighting passes over). At most MAX_DISAGREEING of the area may disagree.
+    """
+    values, weights = ssim_map(a, b)
+    mask = np.ones(a.shape, bool) if valid is None else valid
+    detailed = weights > 2 * LOW_DETAIL**2 + 1
+    disagree = (detailed & (values < DISAGREE_SSIM)) | _tone_mismatch(a, b, mask)
+    share = float((disagree & mask).sum() / max(1, mask.sum()))
+    mad = float(np.abs(a.astype(np.float32) - b.astype(np.float32))[mask].mean())
+    return weighted_mean(values, weights, mask), share <= MAX_DISAGREEING, mad
 
 
 def _ecc(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
@@ -98,7 +155,8 @@ def compare(a: np.ndarray, b: np.ndarray) -> Verdict | None:
         return None
     if (hb, wb) != (ha, wa):
         b = cv2.resize(b, (wa, ha), interpolation=cv2.INTER_AREA if hb * wb > ha * wa else cv2.INTER_LINEAR)
-    best = Verdict(weighted_mean(*ssim_map(a, b)), 0, False, 1.0)
+    value, consistent, mad = agreement(a, b)
+    best = Verdict(value, 0, False, 1.0, None, consistent, mad)
     warp = _ecc(a, b) if best.ssim < GOOD_ENOUGH else None
     if warp is not None and np.abs(warp - np.eye(2, 3)).max() > 0.25 / max(ha, wa):
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
@@ -107,11 +165,11 @@ def compare(a: np.ndarray, b: np.ndarray) -> Verdict | None:
         valid = cv2.erode(valid, np.ones((5, 5), np.uint8)).astype(bool)
         cover = float(valid.mean())
         if cover >= MIN_COVER:
-            value = weighted_mean(*ssim_map(a, moved), valid)
+            value, consistent, mad = agreement(a, moved, valid)
             if value > best.ssim:
-                best = Verdict(value, 0, True, cover, warp)
+                best = Verdict(value, 0, True, cover, warp, consistent, mad)
     score = max(0, min(100, round(100 * best.ssim)))
-    return Verdict(best.ssim, score, best.aligned, best.cover, best.warp)
+    return Verdict(best.ssim, score, best.aligned, best.cover, best.warp, best.consistent, best.mad)
 
 
 def _crop_from_warp(warp: np.ndarray, shape: tuple[int, int]) -> dict:
@@ -144,12 +202,33 @@ def _views(f: Features) -> list[tuple[str | None, np.ndarray]]:
     return views
 
 
+LOW_DETAIL = 1.5
+"""Mean local standard deviation (grey levels, 11x11 window on the thumbnail) under which a picture is
+featureless: a clear sky, a wall, a lens-cap frame. On the benchmark corpora such pictures measure
+0.5-1.3 and the least detailed real photo (a misty lake) 2.1."""
+FLAT_MIN_SSIM = 0.95
+"""What two featureless pictures need to count as the same, with FLAT_MAX_DIFF: SSIM cannot tell a
+brightened copy of a blank sky from another blank sky (a white and a purple gradient score 0.75, two
+pale ones 0.98), only near-identical pixels are evidence."""
+
+
+def detail(thumb: np.ndarray) -> float:
+    """Mean local standard deviation of a thumbnail: how much a picture has to recognise it by."""
+    a = thumb.astype(np.float32)
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    return float(np.sqrt(np.maximum(blur(a * a) - blur(a) ** 2, 0)).mean())
+
+
 def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict] | None:
     """The best evidence that two images are the same picture, or None when it falls below `threshold`.
 
     Framed pictures are also compared without their frame, so a copy with a border added still matches.
+    Featureless pictures need FLAT_MIN_SSIM whatever the threshold.
     Returns the verdict and the transform that was needed, for the report.
     """
+    flat = min(fa.detail, fb.detail) < LOW_DETAIL
+    if flat:
+        threshold = max(threshold, FLAT_MIN_SSIM)
     best: tuple[Verdict, dict] | None = None
     for trim_a, va in _views(fa):
         for trim_b, vb in _views(fb):
@@ -166,9 +245,15 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
                 break
         if best is not None and best[0].ssim >= GOOD_ENOUGH:
             break
-    if best is None or best[0].ssim < threshold:
+    if best is None or not _passes(best[0], threshold, flat):
         return None
     return best
+
+
+def _passes(verdict: Verdict, threshold: float, flat: bool) -> bool:
+    """Same picture: SSIM at the threshold, no large area in disagreement, and for featureless pictures
+    nearly the same grey levels."""
+    return verdict.ssim >= threshold and verdict.consistent and (not flat or verdict.mad <= FLAT_MAX_DIFF)
 
 
 MIN_INLIERS = 12
@@ -254,10 +339,10 @@ def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: floa
     valid = cv2.erode(valid, np.ones((5, 5), np.uint8)).astype(bool)
     if valid.mean() < (0.5 if cropped else MIN_OVERLAP / 2):
         return None
-    value = weighted_mean(*ssim_map(crop, warped), valid)
-    if value < threshold:
+    value, consistent, mad = agreement(crop, warped, valid)
+    verdict = Verdict(value, max(0, min(100, round(100 * value))), True, float(valid.mean()), None, consistent, mad)
+    if not _passes(verdict, threshold, min(fa.detail, fb.detail) < LOW_DETAIL):
         return None
-    verdict = Verdict(value, max(0, min(100, round(100 * value))), True, float(valid.mean()))
     if cropped is None:
         return verdict, {"quarter_turns": turns, "similar": True, "overlap": round(float(min(a_kept, b_kept)), 3),
                          "inliers": int(inliers.sum())}

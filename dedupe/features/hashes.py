@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..model import Features
+from ..verify import detail
 from .keypoints import keypoints
 
 HASH_SIZE = 8
@@ -142,7 +143,7 @@ def describe(gray: np.ndarray, with_keypoints: bool = True) -> Features:
     codes = phash_orientations(gray)
     x0, y0, x1, y1 = content_box(gray)
     thumb = thumbnail(gray)
-    feats = Features(codes[0], dhash(gray), thumb, turned=tuple(codes[1:]))
+    feats = Features(codes[0], dhash(gray), thumb, detail(thumb), turned=tuple(codes[1:]))
     if with_keypoints:
         feats.kp_xy, feats.kp_desc = keypoints(gray, thumb.shape[1] / w)
     if (x0, y0, x1, y1) != (0, 0, w, h):
