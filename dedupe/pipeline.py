@@ -394,6 +394,10 @@ def _confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings)
     verdict, transform, t, fx = best
     if t:  # a light crop's box would be in turned coordinates: say only that it was aligned
         transform = {k: v for k, v in transform.items() if k not in ("cropped", "crop_box", "kept_area")}
+    elif "cropped" in transform and settings.crops:  # a light crop found by alignment: add keypoint inliers
+        geometric = _geometry(x, y, settings)
+        if geometric is not None and "inliers" in geometric["transform"]:
+            transform = {**transform, "inliers": geometric["transform"]["inliers"]}
     dist = min(
         hamming(p, q)
         for p in (fx.phash, fx.phash_trim) if p is not None
