@@ -130,7 +130,7 @@ def child_descriptors(images: str, overrides: str, out: str) -> None:
     (Features.kp_desc + kp_xy; the ScanResult does not keep features, so they are recomputed here)."""
     package, sources = _package_sources()
     from dedupe.features import keypoints
-    from dedupe.pipeline import Analysed, analyse
+    from dedupe.read import Analysed, analyse
     from dedupe.walk import walk
 
     settings = _settings(overrides)
@@ -339,7 +339,7 @@ def print_config(c: dict, truth: dict, workers: str) -> None:
               "x (ORB descriptor 32 B + float16 x,y 4 B)")
         if d["decoded"]:
             print(f"    measured: mean {d['mean_bytes']:.0f} B ({d['mean_keypoints']:.1f} keypoints; min {d['min_bytes']}, "
-                  f"max {d['max_bytes']}) over {d['decoded']} images decoded by dedupe.pipeline.analyse, "
+                  f"max {d['max_bytes']}) over {d['decoded']} images decoded by dedupe.read.analyse, "
                   f"{d['sampled_files']} files spread evenly over the {d['image_files']} image files")
     else:
         print("  keypoint descriptors per image: none (crops off: no keypoints computed); "

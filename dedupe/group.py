@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .model import FileRecord, ImageInfo
+from .config import Settings
+from .features.hashes import ORIENTATIONS, inverse
+from .match import confirm, likely_turns
+from .model import FileRecord, Group, ImageInfo, Member
+from .progress import Progress
+from .read import Analysed
 
 FORMAT_RANK_TEXT = {3: "camera original", 2: "lossless file", 1: "re-encoded copy"}
 
@@ -140,3 +145,109 @@ def cluster(
             taken = {keeper}
         pending = [x for x in pending if x not in taken]
     return out
+
+
+def describe_transform(ev: dict, member_is_first: bool, keeper: ImageInfo, member: ImageInfo) -> dict:
+    """How the member relates to the keeper, in words and numbers a person reads.
+
+    Evidence is stored for a pair in index order (first, second); here it is turned around so that it
+    reads from the keeper: "rotated" (clockwise degrees) and "mirrored" turn the keeper into the member;
+    "crop" says which of the two is the crop and where it lies, in pixels of the uncropped one.
+    """
+    t = ev.get("orientation", 0)
+    # turning the first image by t gives the second: when the member is the first, the keeper -> member
+    # turn is the inverse of t
+    k, mirrored = inverse(*ORIENTATIONS[t]) if member_is_first else ORIENTATIONS[t]
+    out = {key: v for key, v in ev["transform"].items() if key not in ("cropped", "crop_box")}
+    if k:
+        out["rotated"] = 90 * k
+    if mirrored:
+        out["mirrored"] = True
+    if "cropped" in ev["transform"]:
+        member_is_crop = (ev["transform"]["cropped"] == "first") == member_is_first
+        whole = keeper if member_is_crop else member
+        x0, y0, x1, y1 = ev["transform"]["crop_box"]
+        out["crop"] = {
+            "of": "member" if member_is_crop else "keeper",
+            "box": [round(x0 * whole.width), round(y0 * whole.height), round(x1 * whole.width), round(y1 * whole.height)],
+        }
+    return out
+
+
+def build_groups(
+    files: list[FileRecord],
+    images: list[int],
+    analysed: dict[int, Analysed],
+    copy_of: dict[int, int],
+    evidence: dict[tuple[int, int], dict],
+    settings: Settings,
+    progress: Progress,
+    title: str,
+) -> list[Group]:
+    """Byte-identical sets and confirmed pairs -> groups with a keeper, confirmed against the keeper."""
+    progress.stage(title, len(images))
+    copies: dict[int, list[int]] = {i: [i] for i in images}
+    for c, rep in copy_of.items():
+        if rep in copies:
+            copies[rep].append(c)
+
+    def cand(i: int, rep: int) -> Candidate:
+        return Candidate(files[i], analysed[rep].info)
+
+    def best_file(img_ids: list[int]) -> tuple[int, int, str]:
+        """(image, file, reason) of the keeper among all files of these images."""
+        pool = [(rep, f) for rep in img_ids for f in copies[rep]]
+        k, reason = choose_keeper([cand(f, rep) for rep, f in pool], settings.keeper_rules)
+        return pool[k][0], pool[k][1], reason
+
+    edges: dict[int, set[int]] = {}
+    for a, b in evidence:
+        edges.setdefault(a, set()).add(b)
+        edges.setdefault(b, set()).add(a)
+
+    def matched(k: int, x: int) -> bool:
+        key = (min(k, x), max(k, x))
+        if key not in evidence:
+            a, b = key
+            ev = confirm(analysed[a], analysed[b], likely_turns(analysed[a], analysed[b], settings), settings)
+            if ev is None:
+                return False
+            evidence[key] = ev
+        return True
+
+    clusters: list[tuple[int, list[int]]] = []
+    index_of = {img: n for n, img in enumerate(images)}
+    for comp in components(len(images), [(index_of[a], index_of[b]) for a, b in evidence]):
+        clusters += cluster([images[n] for n in comp], matched, edges, lambda ids: best_file(ids)[0])
+    # byte-identical sets with no near match are groups of their own
+    clustered = {x for _, members in clusters for x in members}
+    clusters += [(rep, [rep]) for rep in images if len(copies[rep]) > 1 and rep not in clustered]
+
+    groups = []
+    for _keeper_img, member_imgs in clusters:
+        keeper_img, keeper_file, reason = best_file(member_imgs)
+        keeper_hash = analysed[keeper_img].content_hash
+        members = []
+        for img in member_imgs:
+            a = analysed[img]
+            if img == keeper_img:
+                ev = {"score": 100, "ssim": 1.0, "hash_distance": 0, "transform": {}}
+            else:
+                ev = evidence[(min(img, keeper_img), max(img, keeper_img))]
+                ev = {**ev, "transform": describe_transform(ev, img < keeper_img, analysed[keeper_img].info, a.info)}
+                ev.pop("orientation")
+            for f in copies[img]:
+                if f == keeper_file:
+                    relation = "keeper"
+                elif a.content_hash == keeper_hash:
+                    relation = "exact"
+                else:
+                    relation = "near"
+                members.append(Member(files[f], a.info, a.content_hash, a.features.phash, ev["score"], relation,
+                                      {k: v for k, v in ev.items() if k != "score"}))
+        members.sort(key=lambda m: (m.relation != "keeper", m.file.path))
+        kind = "exact" if all(m.relation != "near" for m in members) else "near"
+        groups.append(Group(kind, 0, reason, members))
+    groups.sort(key=lambda g: (-g.bytes_freed, g.members[0].file.path))
+    progress.advance(len(images))
+    return groups

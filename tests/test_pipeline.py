@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dedupe import pipeline
+from dedupe import read as pipeline
 from dedupe.exact import content_hash_file
 from dedupe.model import Problem
 from images import border, encode, photo
@@ -72,7 +72,7 @@ def test_large_files_are_streamed_with_the_same_result(files, monkeypatch):
 CRASHING_SCAN = """
 import os, sys
 sys.path[:0] = [{tests!r}]
-import dedupe.pipeline as P
+import dedupe.read as P
 from dedupe.config import Settings
 
 real = P.analyse
@@ -84,7 +84,8 @@ def analyse(path, *args):  # stands in for a decoder that kills its process (a s
 
 P.analyse = analyse  # at import time, so the spawned workers, which import this file, crash too
 if __name__ == "__main__":
-    result = P.scan([{folder!r}], Settings(workers=2))
+    from dedupe.pipeline import scan
+    result = scan([{folder!r}], Settings(workers=2))
     print("GROUPS", sorted(sorted(os.path.basename(m.file.path) for m in g.members) for g in result.groups))
     print("PROBLEMS", sorted((os.path.basename(p.path), p.reason) for p in result.problems))
 """
