@@ -36,8 +36,10 @@ CACHE = Path.home() / ".cache" / "dedupe-bench"
 
 PRESETS = {
     "default": ({}, "Settings() defaults"),
-    "baseline": ({"rotations": False, "mirror": False, "crops": False},
-                 "rotations, mirror and crops off: no keypoints computed (the tool before turned and cropped copies)"),
+    "baseline": (
+        {"rotations": False, "mirror": False, "crops": False},
+        "rotations, mirror and crops off: no keypoints computed (the tool before turned and cropped copies)",
+    ),
 }
 """Named configurations: (Settings fields that differ from the defaults, description)."""
 DESCRIPTOR_SAMPLE = 50
@@ -56,10 +58,13 @@ BAD_SETTINGS = 2
 
 # ---- in the children (these import dedupe) ----
 
+
 def _sources(package: Path) -> dict[str, str]:
     """A digest of each .py file of the package, by path relative to it."""
-    return {f.relative_to(package).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:12]
-            for f in sorted(package.rglob("*.py"))}
+    return {
+        f.relative_to(package).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:12]
+        for f in sorted(package.rglob("*.py"))
+    }
 
 
 def _package_sources() -> tuple[Path, dict[str, str]]:
@@ -79,8 +84,10 @@ def _code(package: Path, before: dict[str, str]) -> dict:
         if f and Path(f).resolve().is_relative_to(package.resolve()):
             used.add(Path(f).resolve().relative_to(package.resolve()).as_posix())
     after = _sources(package)
-    return {"before": {k: v for k, v in before.items() if k in used},
-            "after": {k: v for k, v in after.items() if k in used}}
+    return {
+        "before": {k: v for k, v in before.items() if k in used},
+        "after": {k: v for k, v in after.items() if k in used},
+    }
 
 
 def _settings(overrides: str):
@@ -144,22 +151,31 @@ def child_descriptors(images: str, overrides: str, out: str) -> None:
             f = got.features
             sizes.append(len(f.kp_desc) * 32 + f.kp_xy.nbytes)
             counts.append(len(f.kp_desc))
-    Path(out).write_text(json.dumps({
-        "settings": settings.as_dict(),
-        "code": _code(package, sources),
-        "descriptors": {
-            "keypoints_max": keypoints.KEYPOINTS,
-            "computed": settings.crops,
-            "upper_bound_bytes": keypoints.KEYPOINTS * (32 + 2 * 2) if settings.crops else 0,
-            "image_files": len(files), "sampled_files": n, "decoded": len(sizes),
-            "mean_bytes": statistics.fmean(sizes) if sizes else None,
-            "min_bytes": min(sizes, default=None), "max_bytes": max(sizes, default=None),
-            "mean_keypoints": statistics.fmean(counts) if counts else None,
-        },
-    }), "utf-8")
+    Path(out).write_text(
+        json.dumps(
+            {
+                "settings": settings.as_dict(),
+                "code": _code(package, sources),
+                "descriptors": {
+                    "keypoints_max": keypoints.KEYPOINTS,
+                    "computed": settings.crops,
+                    "upper_bound_bytes": keypoints.KEYPOINTS * (32 + 2 * 2) if settings.crops else 0,
+                    "image_files": len(files),
+                    "sampled_files": n,
+                    "decoded": len(sizes),
+                    "mean_bytes": statistics.fmean(sizes) if sizes else None,
+                    "min_bytes": min(sizes, default=None),
+                    "max_bytes": max(sizes, default=None),
+                    "mean_keypoints": statistics.fmean(counts) if counts else None,
+                },
+            }
+        ),
+        "utf-8",
+    )
 
 
 # ---- in the parent (standard library only) ----
+
 
 def build(corpus: Path, name: str) -> None:
     """Build the corpus with the kit's make_corpus.sh (venv, sources, corpus; each step skipped when done)."""
@@ -210,8 +226,9 @@ def score(truth: Path, report: dict, tmp: Path) -> dict:
     """score.py's verdict on the report's groups, converted to its PRED format."""
     pred = tmp / "pred.json"
     pred.write_text(json.dumps({"groups": [[m["path"] for m in g["members"]] for g in report["groups"]]}), "utf-8")
-    done = subprocess.run([sys.executable, str(KIT / "score.py"), str(truth), str(pred), "--json"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(KIT / "score.py"), str(truth), str(pred), "--json"], capture_output=True, text=True
+    )
     if done.returncode != 0:
         sys.exit(f"run_bench: score.py failed:\n{done.stderr}")
     return json.loads(done.stdout)
@@ -226,20 +243,27 @@ def missing_junk(truth: dict, report: dict, images: Path) -> list[dict]:
 def criteria(s: dict, missing: list[dict]) -> list[tuple[bool, str]]:
     """(passed, description with the measured values) for each acceptance criterion."""
     fp = s["fp_breakdown"]
-    low = {k: v["recall"] for k, v in s["recall_per_family"].items()
-           if k not in RECALL_EXEMPT and v["recall"] < MIN_RECALL}
+    low = {
+        k: v["recall"] for k, v in s["recall_per_family"].items() if k not in RECALL_EXEMPT and v["recall"] < MIN_RECALL
+    }
     return [
         (s["precision"] >= MIN_PRECISION, f"precision >= {MIN_PRECISION}: {s['precision']:.4f}"),
-        (not any(fp.get(k, 0) for k in ZERO_FP),
-         "no false positives on " + "/".join(ZERO_FP) + ": " + ", ".join(f"{k} {fp.get(k, 0)}" for k in ZERO_FP)),
-        (not low, f"recall >= {MIN_RECALL} for every family except {', '.join(RECALL_EXEMPT)}: "
-                  + (", ".join(f"{k} {v:.3f}" for k, v in low.items()) if low else "all met")),
+        (
+            not any(fp.get(k, 0) for k in ZERO_FP),
+            "no false positives on " + "/".join(ZERO_FP) + ": " + ", ".join(f"{k} {fp.get(k, 0)}" for k in ZERO_FP),
+        ),
+        (
+            not low,
+            f"recall >= {MIN_RECALL} for every family except {', '.join(RECALL_EXEMPT)}: "
+            + (", ".join(f"{k} {v:.3f}" for k, v in low.items()) if low else "all met"),
+        ),
         (not missing, f"every junk file reported as a problem: {len(missing)} missing"),
     ]
 
 
 def git_state(package: Path) -> str | None:
     """'git <commit>', plus whether the package folder has uncommitted changes; None outside a checkout."""
+
     def git(*argv: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(package), *argv], capture_output=True, text=True, timeout=30)
@@ -275,8 +299,10 @@ def groups_of(report: dict) -> list[list[str]]:
 def table(rows: list[list[str]]) -> list[str]:
     """Aligned columns: the first to the left, the others to the right."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-            for r in rows]
+    return [
+        "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+        for r in rows
+    ]
 
 
 def overrides_text(overrides: dict) -> str:
@@ -290,14 +316,18 @@ def print_config(c: dict, truth: dict, workers: str) -> None:
     wall = summ["wall_s"]
     print(f"\n==================== configuration {c['name']}: {c['about']}")
     print(f"settings changed from the defaults: {overrides_text(c['changed'])}")
-    print(f"scan: workers={workers}, {n} run{'s' * (n > 1)}, wall {'median ' * (n > 1)}{wall['median']:.2f} s"
-          + (f" (min {wall['min']:.2f}, max {wall['max']:.2f})" if n > 1 else ""))
+    print(
+        f"scan: workers={workers}, {n} run{'s' * (n > 1)}, wall {'median ' * (n > 1)}{wall['median']:.2f} s"
+        + (f" (min {wall['min']:.2f}, max {wall['max']:.2f})" if n > 1 else "")
+    )
     same = all(r["groups_same_as_first"] for r in runs)
     identical = f"; the groups were identical in all {n} runs" if n > 1 and same else ""
     print(f"\naccuracy (score.py, run 1{identical})")
     print(f"  precision {s['precision']:.4f}  recall {s['recall']:.4f}  F1 {s['f1']:.4f}")
-    print(f"  pairs: true {s['true_pairs']}, predicted {s['pred_pairs']}, TP {s['tp_pairs']}, "
-          f"FP {s['fp_pairs']}, FN {s['fn_pairs']}")
+    print(
+        f"  pairs: true {s['true_pairs']}, predicted {s['pred_pairs']}, TP {s['tp_pairs']}, "
+        f"FP {s['fp_pairs']}, FN {s['fn_pairs']}"
+    )
     print(f"  groups: true {s['true_groups']}, predicted {s['pred_groups']}, reproduced exactly {s['groups_exact']}")
     for title, tab in (("family", s["recall_per_family"]), ("kind", s["recall_per_kind"])):
         print(f"  recall per {title}:")
@@ -310,8 +340,10 @@ def print_config(c: dict, truth: dict, workers: str) -> None:
     for r in runs:
         if not r["groups_same_as_first"]:
             o = r["score"]
-            print(f"  WARNING: run {r['run']} found other groups: precision {o['precision']:.4f}  "
-                  f"recall {o['recall']:.4f}  F1 {o['f1']:.4f}")
+            print(
+                f"  WARNING: run {r['run']} found other groups: precision {o['precision']:.4f}  "
+                f"recall {o['recall']:.4f}  F1 {o['f1']:.4f}"
+            )
     junk = truth["junk"]
     print(f"\njunk: {len(junk) - len(missing)} of {len(junk)} junk files are in the report's problems")
     for j in missing:
@@ -322,28 +354,41 @@ def print_config(c: dict, truth: dict, workers: str) -> None:
     fps, ips = summ["files_per_s"], summ["decoded_per_s"]
     print(f"  files seen {stats['files_seen']}: {fps['median']:.1f} files/s{rng(fps, '.1f')} (scan wall time)")
     decode_s = summ["timings_s"].get("decode")
-    print(f"  images decoded {stats['images_decoded']}: {ips['median']:.1f} images/s{rng(ips, '.1f')} (scan wall time)"
-          + (f", {stats['images_decoded'] / decode_s:.1f}/s in the decode stage alone" if decode_s else ""))
-    print(f"  stage timings (s{', median' if n > 1 else ''}): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summ["timings_s"].items()))
+    print(
+        f"  images decoded {stats['images_decoded']}: {ips['median']:.1f} images/s{rng(ips, '.1f')} (scan wall time)"
+        + (f", {stats['images_decoded'] / decode_s:.1f}/s in the decode stage alone" if decode_s else "")
+    )
+    print(
+        f"  stage timings (s{', median' if n > 1 else ''}): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in summ["timings_s"].items())
+    )
     kp = summ["keypoints_s"]
     print(f"  keypoints stage (crop matching; ORB itself runs in decode): {kp['median']:.3f} s{rng(kp, '.3f')}")
     rss, rss_scan = summ["peak_rss_mb"], summ["scan_rss_mb"]
     print("\nmemory")
     of_runs = f" (highest of {n} runs; median {rss['median']:.0f} MB)" if n > 1 else ""
-    print(f"  peak RSS {rss['max']:.0f} MB{of_runs}: the largest single process, scan or decode worker "
-          f"(the scan process alone: {rss_scan['max']:.0f} MB; 1 MB = 2^20 bytes)")
+    print(
+        f"  peak RSS {rss['max']:.0f} MB{of_runs}: the largest single process, scan or decode worker "
+        f"(the scan process alone: {rss_scan['max']:.0f} MB; 1 MB = 2^20 bytes)"
+    )
     d = c["descriptors"]
     if d["computed"]:
-        print(f"  keypoint descriptors per image: upper bound {d['upper_bound_bytes']} B = {d['keypoints_max']} keypoints "
-              "x (ORB descriptor 32 B + float16 x,y 4 B)")
+        print(
+            f"  keypoint descriptors per image: upper bound {d['upper_bound_bytes']} B = "
+            f"{d['keypoints_max']} keypoints x (ORB descriptor 32 B + float16 x,y 4 B)"
+        )
         if d["decoded"]:
-            print(f"    measured: mean {d['mean_bytes']:.0f} B ({d['mean_keypoints']:.1f} keypoints; min {d['min_bytes']}, "
-                  f"max {d['max_bytes']}) over {d['decoded']} images decoded by dedupe.read.analyse, "
-                  f"{d['sampled_files']} files spread evenly over the {d['image_files']} image files")
+            print(
+                f"    measured: mean {d['mean_bytes']:.0f} B ({d['mean_keypoints']:.1f} keypoints; "
+                f"min {d['min_bytes']}, "
+                f"max {d['max_bytes']}) over {d['decoded']} images decoded by dedupe.read.analyse, "
+                f"{d['sampled_files']} files spread evenly over the {d['image_files']} image files"
+            )
     else:
-        print("  keypoint descriptors per image: none (crops off: no keypoints computed); "
-              f"measured 0 B on {d['decoded']} of {d['sampled_files']} sampled image files")
+        print(
+            "  keypoint descriptors per image: none (crops off: no keypoints computed); "
+            f"measured 0 B on {d['decoded']} of {d['sampled_files']} sampled image files"
+        )
     print("\ncriteria")
     for passed, text in c["criteria"]:
         print(f"  {'PASS' if passed else 'FAIL'}  {text}")
@@ -354,60 +399,129 @@ def print_config(c: dict, truth: dict, workers: str) -> None:
 
 def print_comparison(configs: list[dict], repeat: int) -> None:
     first = configs[0]["name"]
-    print(f"\n==================== comparison ({repeat} run{'s' * (repeat > 1)} per configuration"
-          f"{', interleaved; medians' if repeat > 1 else ''})")
+    print(
+        f"\n==================== comparison ({repeat} run{'s' * (repeat > 1)} per configuration"
+        f"{', interleaved; medians' if repeat > 1 else ''})"
+    )
     rows = [["config", "precision", "recall", "F1", "FP burst/tile/junk/other", "criteria"]]
     for c in configs:
         s = c["score"]
         fp = "/".join(str(s["fp_breakdown"].get(k, 0)) for k in ("burst", "tile", "junk", "other"))
         failed = sum(not passed for passed, _ in c["criteria"])
-        rows.append([c["name"], f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", fp,
-                     "PASS" if not failed else f"FAIL {failed}"])
+        rows.append(
+            [
+                c["name"],
+                f"{s['precision']:.4f}",
+                f"{s['recall']:.4f}",
+                f"{s['f1']:.4f}",
+                fp,
+                "PASS" if not failed else f"FAIL {failed}",
+            ]
+        )
     print("\n".join(table(rows)))
     print("\n  recall per family")
     families = list(dict.fromkeys(k for c in configs for k in c["score"]["recall_per_family"]))
     rows = [["family", *(c["name"] for c in configs)]]
     for f in families:
-        rows.append([f, *(f"{c['score']['recall_per_family'][f]['recall']:.3f}"
-                          if f in c["score"]["recall_per_family"] else "-" for c in configs)])
+        rows.append(
+            [
+                f,
+                *(
+                    f"{c['score']['recall_per_family'][f]['recall']:.3f}"
+                    if f in c["score"]["recall_per_family"]
+                    else "-"
+                    for c in configs
+                ),
+            ]
+        )
     print("\n".join(table(rows)))
     print()
-    rows = [["config", "wall s [min-max]", "files/s", "images/s [min-max]", "decode s", "keypoints s",
-             "peak RSS MB", "descriptors B/image", f"images/s vs {first}"]]
+    rows = [
+        [
+            "config",
+            "wall s [min-max]",
+            "files/s",
+            "images/s [min-max]",
+            "decode s",
+            "keypoints s",
+            "peak RSS MB",
+            "descriptors B/image",
+            f"images/s vs {first}",
+        ]
+    ]
     for c in configs:
         m, d = c["summary"], c["descriptors"]
         wall, ips = m["wall_s"], m["decoded_per_s"]
-        desc = (f"{d['mean_bytes']:.0f} (<= {d['upper_bound_bytes']})" if d["computed"] and d["decoded"]
-                else "0 (none)" if not d["computed"] else "-")
-        rows.append([c["name"], f"{wall['median']:.2f} [{wall['min']:.2f}-{wall['max']:.2f}]",
-                     f"{m['files_per_s']['median']:.1f}",
-                     f"{ips['median']:.1f} [{ips['min']:.1f}-{ips['max']:.1f}]",
-                     f"{m['timings_s'].get('decode', 0):.2f}", f"{m['keypoints_s']['median']:.3f}",
-                     f"{m['peak_rss_mb']['max']:.0f}", desc, f"{m['decoded_per_s_ratio_to_first']:.2f}"])
+        desc = (
+            f"{d['mean_bytes']:.0f} (<= {d['upper_bound_bytes']})"
+            if d["computed"] and d["decoded"]
+            else "0 (none)"
+            if not d["computed"]
+            else "-"
+        )
+        rows.append(
+            [
+                c["name"],
+                f"{wall['median']:.2f} [{wall['min']:.2f}-{wall['max']:.2f}]",
+                f"{m['files_per_s']['median']:.1f}",
+                f"{ips['median']:.1f} [{ips['min']:.1f}-{ips['max']:.1f}]",
+                f"{m['timings_s'].get('decode', 0):.2f}",
+                f"{m['keypoints_s']['median']:.3f}",
+                f"{m['peak_rss_mb']['max']:.0f}",
+                desc,
+                f"{m['decoded_per_s_ratio_to_first']:.2f}",
+            ]
+        )
     print("\n".join(table(rows)))
-    print(f"  images/s vs {first}: median images/s of each configuration divided by that of {first}, both measured in"
-          f" this one run ({'interleaved ' if repeat > 1 else ''}on the same files, one after another); compare"
-          " ratios between runs, not absolute rates, on this shared machine.")
-    print("  decode s: the decode + features stage, which includes computing the ORB keypoints; keypoints s: the"
-          " crop-matching stage. peak RSS: the largest single process, highest over the runs. descriptors:"
-          " measured mean (and upper bound) of kp_desc + kp_xy bytes per decoded image.")
+    print(
+        f"  images/s vs {first}: median images/s of each configuration divided by that of {first}, both measured in"
+        f" this one run ({'interleaved ' if repeat > 1 else ''}on the same files, one after another); compare"
+        " ratios between runs, not absolute rates, on this shared machine."
+    )
+    print(
+        "  decode s: the decode + features stage, which includes computing the ORB keypoints; keypoints s: the"
+        " crop-matching stage. peak RSS: the largest single process, highest over the runs. descriptors:"
+        " measured mean (and upper bound) of kp_desc + kp_xy bytes per decoded image."
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, metavar="DIR",
-                    help=f"folder with images/ and truth.json (default {CACHE}/dev, or the --build corpus there)")
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        metavar="DIR",
+        help=f"folder with images/ and truth.json (default {CACHE}/dev, or the --build corpus there)",
+    )
     ap.add_argument("--build", metavar="dev|scaleN", help="build the corpus with make_corpus.sh if it is missing")
-    ap.add_argument("--workers", type=int, default=0, metavar="N",
-                    help="decoding processes for the scan (default 0: one per core)")
-    ap.add_argument("--configs", default="default", metavar="NAME[,NAME...]",
-                    help="configurations to measure, side by side: "
-                         + "; ".join(f"{k} = {v[1]}" for k, v in PRESETS.items()) + " (default: default)")
-    ap.add_argument("--set", type=parse_set, action="append", default=[], dest="sets", metavar="KEY=VALUE",
-                    help="override a Settings field in every configuration; VALUE is JSON, or else a string "
-                         "(repeatable), e.g. --set ssim_threshold=0.75")
-    ap.add_argument("--repeat", type=int, default=1, metavar="N",
-                    help="scan each configuration N times, interleaved (A B A B ...); speed is the median (default 1)")
+    ap.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="decoding processes for the scan (default 0: one per core)"
+    )
+    ap.add_argument(
+        "--configs",
+        default="default",
+        metavar="NAME[,NAME...]",
+        help="configurations to measure, side by side: "
+        + "; ".join(f"{k} = {v[1]}" for k, v in PRESETS.items())
+        + " (default: default)",
+    )
+    ap.add_argument(
+        "--set",
+        type=parse_set,
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="KEY=VALUE",
+        help="override a Settings field in every configuration; VALUE is JSON, or else a string "
+        "(repeatable), e.g. --set ssim_threshold=0.75",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="scan each configuration N times, interleaved (A B A B ...); speed is the median (default 1)",
+    )
     ap.add_argument("--json", type=Path, dest="json_out", metavar="OUT", help="also write every measurement here")
     args = ap.parse_args()
     if args.build is not None and not re.fullmatch(r"dev|scale\d+", args.build):
@@ -448,13 +562,20 @@ def main() -> None:
             run_tmp.mkdir()
             report, measured = run_scan(images, c["overrides"], run_tmp)
             stats, wall = report["stats"], measured["wall_s"]
-            run = {"run": len(c.setdefault("runs", [])) + 1, "order": k + 1, "wall_s": round(wall, 3),
-                   "files_per_s": round(stats["files_seen"] / wall, 2),
-                   "decoded_per_s": round(stats["images_decoded"] / wall, 2),
-                   "keypoints_s": stats["timings"].get("keypoints", 0.0),
-                   "peak_rss_mb": {"largest_process": round(measured["rss_peak_bytes"] / 2**20, 1),
-                                   "scan_process": round(measured["rss_scan_bytes"] / 2**20, 1)},
-                   "stats": stats, "dedupe": measured["dedupe"]}
+            run = {
+                "run": len(c.setdefault("runs", [])) + 1,
+                "order": k + 1,
+                "wall_s": round(wall, 3),
+                "files_per_s": round(stats["files_seen"] / wall, 2),
+                "decoded_per_s": round(stats["images_decoded"] / wall, 2),
+                "keypoints_s": stats["timings"].get("keypoints", 0.0),
+                "peak_rss_mb": {
+                    "largest_process": round(measured["rss_peak_bytes"] / 2**20, 1),
+                    "scan_process": round(measured["rss_scan_bytes"] / 2**20, 1),
+                },
+                "stats": stats,
+                "dedupe": measured["dedupe"],
+            }
             if "score" not in c:
                 c["score"] = score(corpus / "truth.json", report, run_tmp)
                 c["groups"] = groups_of(report)
@@ -495,17 +616,29 @@ def main() -> None:
     git = git_state(Path(source["path"]))
     workers = str(args.workers or f"0 (= {os.cpu_count()} cores)") if "workers" not in sets else str(sets["workers"])
     same_code = not changed
-    warning = ("WARNING: dedupe changed during the benchmark, in " + ", ".join(changed)
-               + ": the runs did not all measure the same code")
+    warning = (
+        "WARNING: dedupe changed during the benchmark, in "
+        + ", ".join(changed)
+        + ": the runs did not all measure the same code"
+    )
     print(f"dedupe {source['version']} from {source['path']}" + (f" ({git} at the end)" if git else ""))
-    print(f"  code digest {code_id}: the {len(seen)} modules the children imported, the same in every run"
-          if same_code else f"  {warning}")
+    print(
+        f"  code digest {code_id}: the {len(seen)} modules the children imported, the same in every run"
+        if same_code
+        else f"  {warning}"
+    )
     print(f"corpus: {corpus} ({len(truth['files'])} files in truth.json)")
     print("configurations: " + "; ".join(f"{c['name']} = {c['about']}" for c in configs))
     print(f"--set (every configuration): {overrides_text(sets)}")
-    print(f"runs: {args.repeat} per configuration, one after another"
-          + (", interleaved: " + ", ".join(c["name"] for c in order[:2 * len(configs)]) + ", ..." if args.repeat > 1
-             and len(configs) > 1 else "") + f"; workers={workers}")
+    print(
+        f"runs: {args.repeat} per configuration, one after another"
+        + (
+            ", interleaved: " + ", ".join(c["name"] for c in order[: 2 * len(configs)]) + ", ..."
+            if args.repeat > 1 and len(configs) > 1
+            else ""
+        )
+        + f"; workers={workers}"
+    )
     for c in configs:
         print_config(c, truth, workers)
     print_comparison(configs, args.repeat)
@@ -513,28 +646,50 @@ def main() -> None:
         print(f"\n{warning}")
 
     if args.json_out is not None:
-        args.json_out.write_text(json.dumps({
-            "corpus": str(corpus),
-            "files_in_truth": len(truth["files"]),
-            "workers": args.workers,
-            "set": sets,
-            "repeat": args.repeat,
-            "order": [c["name"] for c in order],
-            "dedupe": {"version": source["version"], "path": source["path"], "git": git, "code_digest": code_id,
-                       "modules": {k: sorted(v) for k, v in sorted(seen.items())}, "changed": changed},
-            "same_code_in_every_run": same_code,
-            "ratio_note": f"decoded_per_s_ratio_to_first: median images/s over that of {configs[0]['name']}, "
-                          "measured in this one run",
-            "configs": [{
-                "name": c["name"], "about": c["about"], "overrides": c["overrides"], "settings": c["settings"],
-                "score": c["score"], "junk_missing": c["junk_missing"],
-                "criteria": [{"passed": passed, "check": text} for passed, text in c["criteria"]],
-                "passed": all(passed for passed, _ in c["criteria"]),
-                "groups_same_in_every_run": all(r["groups_same_as_first"] for r in c["runs"]),
-                "descriptors": c["descriptors"], "descriptors_code": c["code"], "summary": c["summary"],
-                "runs": c["runs"],
-            } for c in configs],
-        }, indent=1) + "\n", "utf-8")
+        args.json_out.write_text(
+            json.dumps(
+                {
+                    "corpus": str(corpus),
+                    "files_in_truth": len(truth["files"]),
+                    "workers": args.workers,
+                    "set": sets,
+                    "repeat": args.repeat,
+                    "order": [c["name"] for c in order],
+                    "dedupe": {
+                        "version": source["version"],
+                        "path": source["path"],
+                        "git": git,
+                        "code_digest": code_id,
+                        "modules": {k: sorted(v) for k, v in sorted(seen.items())},
+                        "changed": changed,
+                    },
+                    "same_code_in_every_run": same_code,
+                    "ratio_note": f"decoded_per_s_ratio_to_first: median images/s over that of {configs[0]['name']}, "
+                    "measured in this one run",
+                    "configs": [
+                        {
+                            "name": c["name"],
+                            "about": c["about"],
+                            "overrides": c["overrides"],
+                            "settings": c["settings"],
+                            "score": c["score"],
+                            "junk_missing": c["junk_missing"],
+                            "criteria": [{"passed": passed, "check": text} for passed, text in c["criteria"]],
+                            "passed": all(passed for passed, _ in c["criteria"]),
+                            "groups_same_in_every_run": all(r["groups_same_as_first"] for r in c["runs"]),
+                            "descriptors": c["descriptors"],
+                            "descriptors_code": c["code"],
+                            "summary": c["summary"],
+                            "runs": c["runs"],
+                        }
+                        for c in configs
+                    ],
+                },
+                indent=1,
+            )
+            + "\n",
+            "utf-8",
+        )
 
 
 if __name__ == "__main__":

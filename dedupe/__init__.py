@@ -13,6 +13,18 @@ from .progress import Cancelled  # noqa: E402
 from .report.jsonreport import ReportError, read_report, report_dict, write_report  # noqa: E402
 
 __all__ = [
-    "Cancelled", "ConfigError", "Group", "Member", "Problem", "ReportError", "ScanResult", "Settings",
-    "load_settings", "read_report", "report_dict", "scan", "write_report", "__version__",
+    "Cancelled",
+    "ConfigError",
+    "Group",
+    "Member",
+    "Problem",
+    "ReportError",
+    "ScanResult",
+    "Settings",
+    "load_settings",
+    "read_report",
+    "report_dict",
+    "scan",
+    "write_report",
+    "__version__",
 ]

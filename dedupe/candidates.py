@@ -55,6 +55,7 @@ def find_candidates(
 def allowed_turns(settings: Settings) -> list[int]:
     """Orientation indices other than "as is" that the settings let a copy have."""
     return [
-        t for t, (k, mirrored) in enumerate(ORIENTATIONS)
+        t
+        for t, (k, mirrored) in enumerate(ORIENTATIONS)
         if t and (settings.mirror or not mirrored) and (settings.rotations or not k)
     ]

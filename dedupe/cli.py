@@ -45,8 +45,14 @@ class TqdmProgress:
         if self.bars:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=title, unit=" files" if total is None else "", file=sys.stderr,
-                            dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=total,
+                desc=title,
+                unit=" files" if total is None else "",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+            )
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -100,17 +106,27 @@ def scan(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML settings file (see config.example.toml)."),
     include: Optional[List[str]] = typer.Option(None, "--include", help="Only files matching this glob (repeatable)."),
-    exclude: Optional[List[str]] = typer.Option(None, "--exclude", help="Skip files or folders matching this glob (repeatable)."),
+    exclude: Optional[List[str]] = typer.Option(
+        None, "--exclude", help="Skip files or folders matching this glob (repeatable)."
+    ),
     hidden: Optional[bool] = typer.Option(None, "--hidden/--no-hidden", help="Look inside hidden files and folders."),
-    follow_symlinks: Optional[bool] = typer.Option(None, "--follow-symlinks/--no-follow-symlinks", help="Follow symbolic links."),
+    follow_symlinks: Optional[bool] = typer.Option(
+        None, "--follow-symlinks/--no-follow-symlinks", help="Follow symbolic links."
+    ),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Report images with more pixels than this."),
     hash_radius: Optional[int] = typer.Option(None, "--hash-radius", help="pHash distance (of 64) to consider a pair."),
     ssim_threshold: Optional[float] = typer.Option(None, "--ssim-threshold", help="Least SSIM for the same picture."),
-    rotations: Optional[bool] = typer.Option(None, "--rotations/--no-rotations", help="Find copies turned by 90/180/270."),
+    rotations: Optional[bool] = typer.Option(
+        None, "--rotations/--no-rotations", help="Find copies turned by 90/180/270."
+    ),
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Find mirrored copies."),
     crops: Optional[bool] = typer.Option(None, "--crops/--no-crops", help="Find crops by keypoints."),
-    min_crop_area: Optional[float] = typer.Option(None, "--min-crop-area", help="Least share of a picture a crop keeps."),
-    similar: Optional[bool] = typer.Option(None, "--similar/--no-similar", help="Also list similar shots (never removed)."),
+    min_crop_area: Optional[float] = typer.Option(
+        None, "--min-crop-area", help="Least share of a picture a crop keeps."
+    ),
+    similar: Optional[bool] = typer.Option(
+        None, "--similar/--no-similar", help="Also list similar shots (never removed)."
+    ),
     keeper_rules: Optional[str] = typer.Option(None, "--keeper-rules", help="Comma-separated keeper rules, in order."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes (0 = one per core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, only the summary."),
@@ -159,15 +175,19 @@ def demo(
     if folder.exists() and any(folder.iterdir()):
         _fail(f"{folder} is not empty; give a new or empty folder")
     planted = make_library(folder)
-    typer.echo(f"Wrote {planted['files']} files to {folder}: {len(planted['groups'])} pictures with copies, "
-               f"{planted['singles']} without, {len(planted['junk'])} broken or non-image files.")
+    typer.echo(
+        f"Wrote {planted['files']} files to {folder}: {len(planted['groups'])} pictures with copies, "
+        f"{planted['singles']} without, {len(planted['junk'])} broken or non-image files."
+    )
     result = run_scan([folder], _settings(None), progress=TqdmProgress(quiet))
     root = folder.resolve()
     for n, g in enumerate(result.groups, 1):
         typer.echo(f"\nGroup {n} ({g.kind}), keep the first: {g.keeper_reason}")
         for m in g.members:
-            typer.echo(f"  {'keep  ' if m.relation == 'keeper' else 'remove'} {m.score:3d}  "
-                       f"{Path(m.file.path).relative_to(root)}  {_why(m)}")
+            typer.echo(
+                f"  {'keep  ' if m.relation == 'keeper' else 'remove'} {m.score:3d}  "
+                f"{Path(m.file.path).relative_to(root)}  {_why(m)}"
+            )
     if result.problems:
         typer.echo("\nProblems:")
         for p in result.problems:
@@ -183,8 +203,12 @@ def _why(m) -> str:
     if m.relation == "exact":
         return "(byte-identical)"
     t = m.evidence.get("transform", {})
-    words = [f"rotated {t['rotated']}" if "rotated" in t else "", "mirrored" if t.get("mirrored") else "",
-             f"crop of {t['crop']['of']}" if "crop" in t else "", "frame removed" if "frame removed" in t else ""]
+    words = [
+        f"rotated {t['rotated']}" if "rotated" in t else "",
+        "mirrored" if t.get("mirrored") else "",
+        f"crop of {t['crop']['of']}" if "crop" in t else "",
+        "frame removed" if "frame removed" in t else "",
+    ]
     return f"(SSIM {m.evidence.get('ssim', 0):.2f}" + "".join(f", {w}" for w in words if w) + ")"
 
 

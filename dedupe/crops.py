@@ -16,7 +16,6 @@ CROP_TRIES = 3
 """Members of a picture's set of copies that a crop is checked against, best keeper first."""
 
 
-
 def find_crops(
     files: list[FileRecord],
     images: list[int],
@@ -79,7 +78,9 @@ def find_crops(
     return added
 
 
-def similar_shots(files: list[FileRecord], groups: list[Group], similars: list[tuple[tuple[int, int], dict]]) -> list[Similar]:
+def similar_shots(
+    files: list[FileRecord], groups: list[Group], similars: list[tuple[tuple[int, int], dict]]
+) -> list[Similar]:
     """Similar shots between pictures that did not end up in one group, named by each one's keeper."""
     keeper_of = {}
     for g in groups:
@@ -91,5 +92,7 @@ def similar_shots(files: list[FileRecord], groups: list[Group], similars: list[t
         pb = keeper_of.get(files[b].path, files[b].path)
         if pa != pb:
             pa, pb = sorted((pa, pb))
-            out.setdefault((pa, pb), Similar(pa, pb, ev["score"], ev["transform"]["overlap"], ev["transform"]["inliers"]))
+            out.setdefault(
+                (pa, pb), Similar(pa, pb, ev["score"], ev["transform"]["overlap"], ev["transform"]["inliers"])
+            )
     return sorted(out.values(), key=lambda s: (s.a, s.b))

@@ -126,8 +126,10 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
             if fmt == "JPEG":
                 scale = WORK_MIN / max(width, height)
                 if scale < 0.5:
-                    im.draft("L" if im.mode in ("L", "RGB", "YCbCr") else None,
-                             (max(1, int(width * scale)), max(1, int(height * scale))))
+                    im.draft(
+                        "L" if im.mode in ("L", "RGB", "YCbCr") else None,
+                        (max(1, int(width * scale)), max(1, int(height * scale))),
+                    )
             im.load()
             # Some loaders (TIFF in recent Pillow) turn the picture themselves while loading, report the
             # turned size up front and drop the tag: only a tag still there after loading is ours to apply.

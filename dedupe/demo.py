@@ -25,8 +25,15 @@ CAMERAS = (
     ("samsung", "SM-G960F", "{when:%Y%m%d_%H%M%S}.jpg"),
 )
 """(Make, Model, file-name pattern): each camera names its files its own way."""
-EVENTS = (("Beach", 7), ("Birthday", 3), ("Hiking", 9), ("Christmas", 12), ("City trip", 5), ("Garden", 6),
-          ("Lake weekend", 8))
+EVENTS = (
+    ("Beach", 7),
+    ("Birthday", 3),
+    ("Hiking", 9),
+    ("Christmas", 12),
+    ("City trip", 5),
+    ("Garden", 6),
+    ("Lake weekend", 8),
+)
 """(Name, month) of the events the pictures are filed under."""
 SIZES = ((800, 600), (1024, 768), (1200, 900), (1200, 800), (1600, 1200))
 SIZE_WEIGHTS = (0.4, 0.3, 0.15, 0.1, 0.05)
@@ -144,8 +151,10 @@ def _shots(rng: np.random.Generator, count: int) -> list[Shot]:
     """`count` shots spread over a few dated events, each event taken with one camera."""
     events = [EVENTS[e] for e in rng.choice(len(EVENTS), 4, replace=False)]
     years = sorted(rng.choice(np.arange(2018, 2025), 4, replace=False))  # distinct years: no name clashes
-    starts = [datetime(int(y), month, int(rng.integers(1, 29)), int(rng.integers(8, 16)))
-              for y, (_, month) in zip(years, events)]
+    starts = [
+        datetime(int(y), month, int(rng.integers(1, 29)), int(rng.integers(8, 16)))
+        for y, (_, month) in zip(years, events)
+    ]
     folders = [f"{d.year}/{d:%Y-%m} {name}" for d, (name, _) in zip(starts, events)]
     cameras = rng.permutation(len(CAMERAS))
     number = int(rng.integers(100, 3000))  # one counter for all cameras, so no two stems are the same
@@ -205,7 +214,7 @@ def make_library(folder: Path, seed: int = 7) -> dict:
         f"Backup/{single.folder}/{single.name}": originals[single][: len(originals[single]) * 2 // 5],
         "Downloads/photo (2).jpg": b"",
         "Downloads/photo.jpg": b"<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head>"
-                               b"<body><h1>Forbidden</h1></body></html>\n",
+        b"<body><h1>Forbidden</h1></body></html>\n",
         f"{last.folder}/notes.txt": b"Who took which pictures, and who wants copies.\n",
     }
     for rel, data in junk.items():

@@ -169,7 +169,12 @@ def describe_transform(ev: dict, member_is_first: bool, keeper: ImageInfo, membe
         x0, y0, x1, y1 = ev["transform"]["crop_box"]
         out["crop"] = {
             "of": "member" if member_is_crop else "keeper",
-            "box": [round(x0 * whole.width), round(y0 * whole.height), round(x1 * whole.width), round(y1 * whole.height)],
+            "box": [
+                round(x0 * whole.width),
+                round(y0 * whole.height),
+                round(x1 * whole.width),
+                round(y1 * whole.height),
+            ],
         }
     return out
 
@@ -243,8 +248,17 @@ def build_groups(
                     relation = "exact"
                 else:
                     relation = "near"
-                members.append(Member(files[f], a.info, a.content_hash, a.features.phash, ev["score"], relation,
-                                      {k: v for k, v in ev.items() if k != "score"}))
+                members.append(
+                    Member(
+                        files[f],
+                        a.info,
+                        a.content_hash,
+                        a.features.phash,
+                        ev["score"],
+                        relation,
+                        {k: v for k, v in ev.items() if k != "score"},
+                    )
+                )
         members.sort(key=lambda m: (m.relation != "keeper", m.file.path))
         kind = "exact" if all(m.relation != "near" for m in members) else "near"
         groups.append(Group(kind, 0, reason, members))

@@ -133,7 +133,11 @@ def _nearest_votes(index, data: np.ndarray, owner: np.ndarray, max_distance: int
 
 
 def keypoint_pairs(
-    desc_sets: list[np.ndarray], labels: np.ndarray | None = None, max_distance: int = 64, min_votes: int = 8, top: int = 4
+    desc_sets: list[np.ndarray],
+    labels: np.ndarray | None = None,
+    max_distance: int = 64,
+    min_votes: int = 8,
+    top: int = 4,
 ) -> list[tuple[int, int]]:
     """Pairs (i, j), i < j, of labels whose descriptor sets share many near-identical keypoints.
 

@@ -19,7 +19,6 @@ two halves of a misty lake, one mirrored, reach 0.86 on 128-pixel thumbnails, wh
 confirmed by keypoint geometry, which ORB's rotation-invariant descriptors allow."""
 
 
-
 def _turn(f: Features, t: int) -> Features:
     """The features of the picture turned by ORIENTATIONS[t]."""
     if t == 0:
@@ -40,7 +39,9 @@ def confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings) 
         turns = [t for t in turns if t == 0]  # a featureless gradient turned looks like another one
     for t in sorted(turns):
         fx = _turn(x.features, t)
-        found = verify(fx, y.features, settings.ssim_threshold if t == 0 else max(settings.ssim_threshold, TURNED_MIN_SSIM))
+        found = verify(
+            fx, y.features, settings.ssim_threshold if t == 0 else max(settings.ssim_threshold, TURNED_MIN_SSIM)
+        )
         if found is None or (best is not None and found[0].ssim <= best[0].ssim):
             continue
         best = (found[0], found[1], t, fx)
@@ -55,11 +56,18 @@ def confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings) 
             transform = {**transform, "inliers": geometric["transform"]["inliers"]}
     dist = min(
         hamming(p, q)
-        for p in (fx.phash, fx.phash_trim) if p is not None
-        for q in (y.features.phash, y.features.phash_trim) if q is not None
+        for p in (fx.phash, fx.phash_trim)
+        if p is not None
+        for q in (y.features.phash, y.features.phash_trim)
+        if q is not None
     )
-    return {"score": verdict.score, "ssim": round(verdict.ssim, 4), "hash_distance": dist,
-            "orientation": t, "transform": transform}
+    return {
+        "score": verdict.score,
+        "ssim": round(verdict.ssim, 4),
+        "hash_distance": dist,
+        "orientation": t,
+        "transform": transform,
+    }
 
 
 def confirm_crop(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
@@ -88,9 +96,13 @@ def geometry(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
             transform["cropped"] = "first" if transform["cropped"] == "second" else "second"
     if turns and not settings.rotations:
         return None
-    return {"score": verdict.score, "ssim": round(verdict.ssim, 4),
-            "hash_distance": hamming(x.features.turned[turns - 1] if turns else x.features.phash, y.features.phash),
-            "orientation": ORIENTATIONS.index((turns, False)), "transform": transform}
+    return {
+        "score": verdict.score,
+        "ssim": round(verdict.ssim, 4),
+        "hash_distance": hamming(x.features.turned[turns - 1] if turns else x.features.phash, y.features.phash),
+        "orientation": ORIENTATIONS.index((turns, False)),
+        "transform": transform,
+    }
 
 
 def likely_turns(x: Analysed, y: Analysed, settings: Settings) -> set[int]:

@@ -73,7 +73,9 @@ def scan(
         progress.advance()
     for i, rep in copy_of.items():
         if rep not in analysed and files[rep].path not in unreadable:
-            problems.append(Problem(files[i].path, "decode", f"same bytes as {files[rep].path}, which could not be decoded"))
+            problems.append(
+                Problem(files[i].path, "decode", f"same bytes as {files[rep].path}, which could not be decoded")
+            )
     images = sorted(analysed)  # decoded representatives, in walk order
     stats["images_decoded"] = len(images)
     progress.note(f"{len(images)} distinct images decoded ({len(copy_of)} byte-identical copies not decoded again)")
@@ -98,14 +100,24 @@ def scan(
 
     similars: list[tuple[tuple[int, int], dict]] = []
     if settings.crops or settings.similar:
-        found = find_crops(files, images, analysed, evidence, similars, settings, progress, cancel,
-                           f"6/{STAGES}: matching keypoints for crops")
+        found = find_crops(
+            files,
+            images,
+            analysed,
+            evidence,
+            similars,
+            settings,
+            progress,
+            cancel,
+            f"6/{STAGES}: matching keypoints for crops",
+        )
         stats["keypoint_pairs"] = found
         progress.note(f"{found} more pairs confirmed by keypoints (crops)")
     lap("keypoints")
 
-    groups = build_groups(files, images, analysed, copy_of, evidence, settings, progress,
-                          f"7/{STAGES}: grouping and choosing keepers")
+    groups = build_groups(
+        files, images, analysed, copy_of, evidence, settings, progress, f"7/{STAGES}: grouping and choosing keepers"
+    )
     stats["groups"] = len(groups)
     similar = similar_shots(files, groups, similars) if settings.similar else []
     stats["similar_pairs"] = len(similar)
@@ -113,7 +125,9 @@ def scan(
     lap("group")
 
     for p in walked.links:
-        problems.append(Problem(p.path, "walk", f"same file as {p.same_as} (hard link or overlapping roots); read once", "skipped"))
+        problems.append(
+            Problem(p.path, "walk", f"same file as {p.same_as} (hard link or overlapping roots); read once", "skipped")
+        )
     problems.sort(key=lambda p: p.path)
     stats["problems"] = len(problems)
     stats["timings"]["total"] = round(sum(stats["timings"].values()), 3)

@@ -131,7 +131,9 @@ def _ecc(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     warp = np.eye(2, 3, dtype=np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-3)
     try:
-        _, warp = cv2.findTransformECC(a.astype(np.float32), b.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, None, 3)
+        _, warp = cv2.findTransformECC(
+            a.astype(np.float32), b.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, None, 3
+        )
     except cv2.error:
         return None
     h, w = a.shape
@@ -188,7 +190,11 @@ def _crop_from_warp(warp: np.ndarray, shape: tuple[int, int]) -> dict:
         return {}
     x0, y0 = np.clip(box.min(axis=0) / (w, h), 0, 1)
     x1, y1 = np.clip(box.max(axis=0) / (w, h), 0, 1)
-    return {"cropped": cropped, "crop_box": [round(float(v), 4) for v in (x0, y0, x1, y1)], "kept_area": round(float(kept), 3)}
+    return {
+        "cropped": cropped,
+        "crop_box": [round(float(v), 4) for v in (x0, y0, x1, y1)],
+        "kept_area": round(float(kept), 3),
+    }
 
 
 def _views(f: Features) -> list[tuple[str | None, np.ndarray]]:
@@ -310,8 +316,9 @@ def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: floa
         return None
     src = fa.kp_xy[[m.queryIdx for m in good]].astype(np.float32)
     dst = fb.kp_xy[[m.trainIdx for m in good]].astype(np.float32)
-    matrix, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0,
-                                                  maxIters=2000, confidence=0.995)
+    matrix, inliers = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0, maxIters=2000, confidence=0.995
+    )
     if matrix is None or int(inliers.sum()) < MIN_INLIERS:
         return None
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
@@ -347,8 +354,12 @@ def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: floa
     if cropped is not None and kept > 0.97:  # the same frame, only turned or rescaled: not a crop
         return verdict, {"quarter_turns": turns, "inliers": int(inliers.sum())}
     if cropped is None:
-        return verdict, {"quarter_turns": turns, "similar": True, "overlap": round(float(min(a_kept, b_kept)), 3),
-                         "inliers": int(inliers.sum())}
+        return verdict, {
+            "quarter_turns": turns,
+            "similar": True,
+            "overlap": round(float(min(a_kept, b_kept)), 3),
+            "inliers": int(inliers.sum()),
+        }
     fh, fw = frame
     x0, y0 = np.clip(box.min(axis=0) / (fw, fh), 0, 1)
     x1, y1 = np.clip(box.max(axis=0) / (fw, fh), 0, 1)

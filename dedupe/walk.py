@@ -13,9 +13,21 @@ from .model import FileRecord, Link, Problem
 from .progress import CancelCheck, NullProgress, Progress, check, never
 
 IMAGE_EXTENSIONS = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".webp": "WEBP",
-    ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".dib": "BMP", ".gif": "GIF",
-    ".heic": "HEIF", ".heif": "HEIF", ".hif": "HEIF", ".avif": "AVIF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".jfif": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+    ".dib": "BMP",
+    ".gif": "GIF",
+    ".heic": "HEIF",
+    ".heif": "HEIF",
+    ".hif": "HEIF",
+    ".avif": "AVIF",
 }
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
 
@@ -32,7 +44,11 @@ def sniff(head: bytes) -> str | None:
         return "TIFF"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"
-    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124):
+    if (
+        head[:2] == b"BM"
+        and len(head) >= 18
+        and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124)
+    ):
         return "BMP"
     if head[4:8] == b"ftyp":
         brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(len(head), 32), 4)}
@@ -50,7 +66,7 @@ def _describe(head: bytes) -> str:
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         return "not an image (OLE compound file, e.g. Thumbs.db)"
     stripped = head.lstrip()
-    if stripped[:1] in (b"{", b"[") :
+    if stripped[:1] in (b"{", b"["):
         return "not an image (JSON text)"
     if stripped[:1] == b"<":
         return "not an image (XML/HTML text)"
@@ -74,7 +90,9 @@ def _matches(patterns: tuple[str, ...], rel: str, name: str) -> bool:
     """A pattern matches the path relative to the root or the bare name; a leading "*/" may also match
     nothing, so "*/@eaDir" finds an @eaDir folder right under the root too."""
     return any(
-        fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) or (p.startswith("*/") and fnmatch.fnmatchcase(rel, p[2:]))
+        fnmatch.fnmatchcase(rel, p)
+        or fnmatch.fnmatchcase(name, p)
+        or (p.startswith("*/") and fnmatch.fnmatchcase(rel, p[2:]))
         for p in patterns
     )
 

@@ -115,8 +115,17 @@ def save(img: Image.Image, path: str | os.PathLike, fmt: str | None = None, **kw
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt is None:
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
-               ".bmp": "BMP", ".gif": "GIF", ".heic": "HEIF"}[path.suffix.lower()]
+        fmt = {
+            ".jpg": "JPEG",
+            ".jpeg": "JPEG",
+            ".png": "PNG",
+            ".webp": "WEBP",
+            ".tif": "TIFF",
+            ".tiff": "TIFF",
+            ".bmp": "BMP",
+            ".gif": "GIF",
+            ".heic": "HEIF",
+        }[path.suffix.lower()]
     path.write_bytes(encode(img, fmt, **kw))
     return path
 
@@ -150,8 +159,9 @@ def convert_format(img: Image.Image, fmt: str) -> bytes:
     return encode(img, fmt)
 
 
-def exif(orientation: int | None = None, date: str | None = None, make: str | None = None,
-         model: str | None = None) -> Image.Exif:
+def exif(
+    orientation: int | None = None, date: str | None = None, make: str | None = None, model: str | None = None
+) -> Image.Exif:
     ex = Image.Exif()
     if orientation is not None:
         ex[ORIENTATION] = orientation
@@ -253,14 +263,20 @@ def crop(img: Image.Image, frac: float = 0.025) -> Image.Image:
     return img.crop((dx, dy, w - dx, h - dy))
 
 
-def with_metadata(img: Image.Image, date: str = "2019:07:14 10:11:12", make: str = "Canon",
-                  model: str = "Canon EOS 80D", quality: int = 92) -> bytes:
+def with_metadata(
+    img: Image.Image,
+    date: str = "2019:07:14 10:11:12",
+    make: str = "Canon",
+    model: str = "Canon EOS 80D",
+    quality: int = 92,
+) -> bytes:
     """JPEG bytes of `img` with camera EXIF (a changed-metadata copy when the pixels are the same)."""
     return encode(img, "JPEG", quality=quality, exif=exif(date=date, make=make, model=model))
 
 
-def restamp_metadata(data: bytes, date: str = "2001:01:01 00:00:00", make: str = "Other",
-                     model: str = "Other 1") -> bytes:
+def restamp_metadata(
+    data: bytes, date: str = "2001:01:01 00:00:00", make: str = "Other", model: str = "Other 1"
+) -> bytes:
     """A JPEG's bytes with its EXIF replaced (Pillow re-encodes the pixels at a high quality)."""
     im = decoded(data)
     return encode(im, "JPEG", quality=95, exif=exif(date=date, make=make, model=model))

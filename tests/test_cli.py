@@ -39,8 +39,7 @@ def run(*args: str, input: str | None = None):
 
 
 def python_m(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dedupe", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "dedupe", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
 def stderr_of(result) -> str:
@@ -72,15 +71,38 @@ def test_scan_writes_json_report(lib, tmp_path):
     jsonschema.validate(data, schema())
     assert data["summary"]["groups"] == 1
     assert {Path(m["path"]).name for m in data["groups"][0]["members"]} == {
-        "a.jpg", "a_copy.jpg", "a_small.jpg", "a_q50.jpg"}
+        "a.jpg",
+        "a_copy.jpg",
+        "a_small.jpg",
+        "a_q50.jpg",
+    }
     assert data["settings"]["workers"] == 1
 
 
 def test_scan_flags_reach_the_settings(lib, tmp_path):
     out = tmp_path / "r.json"
-    result = run("scan", str(lib), "-q", "--workers", "1", "--json", str(out), "--hash-radius", "6",
-                 "--ssim-threshold", "0.9", "--keeper-rules", "path, pixels", "--exclude", "*_q50.jpg",
-                 "--include", "*.jpg", "--hidden", "--max-pixels", "1000000")
+    result = run(
+        "scan",
+        str(lib),
+        "-q",
+        "--workers",
+        "1",
+        "--json",
+        str(out),
+        "--hash-radius",
+        "6",
+        "--ssim-threshold",
+        "0.9",
+        "--keeper-rules",
+        "path, pixels",
+        "--exclude",
+        "*_q50.jpg",
+        "--include",
+        "*.jpg",
+        "--hidden",
+        "--max-pixels",
+        "1000000",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     s = data["settings"]
@@ -110,12 +132,15 @@ def test_missing_folder_exit_2_one_line(tmp_path):
     assert err.count("\n") == 0 and "no such file or folder" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--hash-radius", "99"], "hash_radius"),
-    (["--ssim-threshold", "0"], "ssim_threshold"),
-    (["--keeper-rules", "pixels,beauty"], "beauty"),
-    (["--workers", "-1"], "workers"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--hash-radius", "99"], "hash_radius"),
+        (["--ssim-threshold", "0"], "ssim_threshold"),
+        (["--keeper-rules", "pixels,beauty"], "beauty"),
+        (["--workers", "-1"], "workers"),
+    ],
+)
 def test_bad_flag_value_exit_2(lib, args, match):
     result = run("scan", str(lib), "-q", *args)
     assert result.exit_code == 2

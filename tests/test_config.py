@@ -85,19 +85,22 @@ def test_unknown_key_in_user_config(user_config):
         load_settings()
 
 
-@pytest.mark.parametrize("line", [
-    'hash_radius = "ten"',
-    "hash_radius = 3.5",
-    "hash_radius = true",
-    "hidden = 1",
-    'hidden = "yes"',
-    'ssim_threshold = "high"',
-    "ssim_threshold = false",
-    'exclude = "*.tmp"',
-    "exclude = [1, 2]",
-    "keeper_rules = 5",
-    "max_pixels = [1]",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        'hash_radius = "ten"',
+        "hash_radius = 3.5",
+        "hash_radius = true",
+        "hidden = 1",
+        'hidden = "yes"',
+        'ssim_threshold = "high"',
+        "ssim_threshold = false",
+        'exclude = "*.tmp"',
+        "exclude = [1, 2]",
+        "keeper_rules = 5",
+        "max_pixels = [1]",
+    ],
+)
 def test_wrong_type(tmp_path, line):
     cfg = tmp_path / "c.toml"
     cfg.write_text(line + "\n")
@@ -107,17 +110,20 @@ def test_wrong_type(tmp_path, line):
     assert line.split()[0] in str(err.value)
 
 
-@pytest.mark.parametrize("line,match", [
-    ("hash_radius = 40", "hash_radius"),
-    ("hash_radius = -1", "hash_radius"),
-    ("dhash_radius = 33", "dhash_radius"),
-    ("ssim_threshold = 0", "ssim_threshold"),
-    ("ssim_threshold = 1.5", "ssim_threshold"),
-    ("max_pixels = 0", "max_pixels"),
-    ("workers = -2", "workers"),
-    ('keeper_rules = ["pixels", "beauty"]', "beauty"),
-    ("keeper_rules = []", "keeper_rules"),
-])
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ("hash_radius = 40", "hash_radius"),
+        ("hash_radius = -1", "hash_radius"),
+        ("dhash_radius = 33", "dhash_radius"),
+        ("ssim_threshold = 0", "ssim_threshold"),
+        ("ssim_threshold = 1.5", "ssim_threshold"),
+        ("max_pixels = 0", "max_pixels"),
+        ("workers = -2", "workers"),
+        ('keeper_rules = ["pixels", "beauty"]', "beauty"),
+        ("keeper_rules = []", "keeper_rules"),
+    ],
+)
 def test_bad_value(tmp_path, line, match):
     cfg = tmp_path / "c.toml"
     cfg.write_text(line + "\n")

@@ -46,8 +46,7 @@ def test_work_image_is_gray_uint8_and_info_is_filled(pic):
     assert "D750" in info.camera
 
 
-@pytest.mark.parametrize("fmt,lossless", [("PNG", True), ("BMP", True), ("GIF", True), ("TIFF", True),
-                                          ("JPEG", False)])
+@pytest.mark.parametrize("fmt,lossless", [("PNG", True), ("BMP", True), ("GIF", True), ("TIFF", True), ("JPEG", False)])
 def test_lossless_flag(pic, fmt, lossless):
     assert dec(encode(pic, fmt))[1].lossless is lossless
 
@@ -150,9 +149,19 @@ def test_palette_transparency_composited_on_white(pic):
     assert gray[:50, :50].min() == 255
 
 
-@pytest.mark.parametrize("make", [
-    "L", "LA", "P", "CMYK_JPEG", "I16_PNG", "I16_TIFF", "RGB_TIFF_LZW", "1",
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        "L",
+        "LA",
+        "P",
+        "CMYK_JPEG",
+        "I16_PNG",
+        "I16_TIFF",
+        "RGB_TIFF_LZW",
+        "1",
+    ],
+)
 def test_modes_give_a_sane_gray_image(pic, ref, make):
     g8 = np.asarray(pic.convert("L"))
     data = {
@@ -217,14 +226,17 @@ def test_truncated_png(pic):
         dec(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    b"hello, this is not a picture",
-    b"\xff\xd8\xff" + bytes(range(256)) * 4,
-    b"\x89PNG\r\n\x1a\n" + b"junk" * 50,
-    b"GIF89a" + b"\x00" * 10,
-    bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8)),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"hello, this is not a picture",
+        b"\xff\xd8\xff" + bytes(range(256)) * 4,
+        b"\x89PNG\r\n\x1a\n" + b"junk" * 50,
+        b"GIF89a" + b"\x00" * 10,
+        bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8)),
+    ],
+)
 def test_garbage_bytes(data):
     with pytest.raises(DecodeError) as err:
         dec(data)
@@ -247,7 +259,9 @@ def test_decompression_bomb_header_is_refused_without_decoding():
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0)
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    data = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    )
     with pytest.raises(DecodeError, match="too many pixels"):
         dec(data, max_pixels=150_000_000)
 

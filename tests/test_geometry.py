@@ -19,13 +19,31 @@ from PIL import Image, ImageDraw, ImageFilter
 from dedupe import Settings, report_dict, scan
 from dedupe.decode import decode
 from dedupe.features.hashes import (
-    ORIENTATIONS, describe, hamming, inverse, orient, orient_box, phash, phash_orientations,
+    ORIENTATIONS,
+    describe,
+    hamming,
+    inverse,
+    orient,
+    orient_box,
+    phash,
+    phash_orientations,
 )
 from dedupe.index import keypoint_pairs
 from dedupe.verify import INSIDE, MIN_INLIERS, verify, verify_geometry
 from images import (
-    contrast, encode, gray_array, grayscale, group_names, group_of, logo, photo, recompress, resize, save,
-    store_oriented, with_metadata,
+    contrast,
+    encode,
+    gray_array,
+    grayscale,
+    group_names,
+    group_of,
+    logo,
+    photo,
+    recompress,
+    resize,
+    save,
+    store_oriented,
+    with_metadata,
 )
 
 SERIAL = Settings(workers=1)
@@ -186,7 +204,7 @@ def test_turned_copies_grouped_with_original(turned_library):
 
 @pytest.mark.parametrize("k,mirrored", ORIENTATIONS[1:], ids=[oname(k, m)[5:-4] for k, m in ORIENTATIONS[1:]])
 def test_report_says_how_the_keeper_is_turned(turned_library, k, mirrored):
-    """"rotated" (clockwise degrees) and "mirrored" turn the keeper into the member, whichever of the two
+    """ "rotated" (clockwise degrees) and "mirrored" turn the keeper into the member, whichever of the two
     comes first in the walk (the stored evidence is the other way round for one of the orders)."""
     root, original = turned_library
     _, report = scanned(root, SERIAL)
@@ -269,7 +287,6 @@ CROPS = {  # name -> (share of the area kept, (cx, cy) placement)
     "c80_small_q70.jpg": (0.80, (0.3, 0.6)),  # and resized to 60%, JPEG quality 70
 }
 HALF = "c50_centre.jpg"
-
 
 
 @pytest.fixture(scope="module", params=["a_orig.jpg", "z_orig.jpg"], ids=["original-first", "original-last"])
@@ -357,9 +374,7 @@ def test_crops_off_still_groups_the_lightly_trimmed(crop_library):
     assert {"c95_centre.jpg", "c95_off.jpg", "c85_centre.jpg", "c85_off.jpg"} <= group_of(result, original)
 
 
-@pytest.mark.parametrize(
-    "area", [0.95, 0.85, 0.75]
-)
+@pytest.mark.parametrize("area", [0.95, 0.85, 0.75])
 def test_whole_frame_verify_is_symmetric_for_a_crop(area):
     pic = photo(53, CROP_SIZE)
     whole = features(pic, 92)
@@ -467,7 +482,10 @@ def test_crop_as_keeper_box_in_the_members_pixels(tmp_path):
 
 FRAME = (560, 420)
 BURSTS = [  # (seed, offset as a share of the frame's width, or of its height for "v")
-    (61, 0.25, "h"), (62, 0.30, "h"), (63, 0.35, "h"), (64, 0.30, "v"),
+    (61, 0.25, "h"),
+    (62, 0.30, "h"),
+    (63, 0.35, "h"),
+    (64, 0.30, "v"),
 ]
 
 
@@ -533,8 +551,9 @@ def test_non_overlapping_halves_and_quarters_not_grouped(tmp_path):
 # --------------------------------------------------------------------------- 5. repeated texture
 
 
-def bricks(seed: int, size: tuple[int, int] = (560, 420), brick: tuple[int, int] = (56, 24),
-           mortar: int = 4) -> Image.Image:
+def bricks(
+    seed: int, size: tuple[int, int] = (560, 420), brick: tuple[int, int] = (56, 24), mortar: int = 4
+) -> Image.Image:
     """A brick wall: one brick size for every seed; colours, bond offset, per-brick shade, stains and
     grain from the seed. Walls of different seeds share their structure, not their content."""
     rng = np.random.default_rng(seed)
@@ -547,8 +566,10 @@ def bricks(seed: int, size: tuple[int, int] = (560, 420), brick: tuple[int, int]
     for row, y in enumerate(range(-oy, h, bh)):
         for x in range(-ox - (bw // 2) * (row % 2), w, bw):
             colour = np.clip(base * (1 + rng.normal(0, 0.08)) + rng.normal(0, 6, 3), 0, 255)
-            draw.rectangle([x + mortar // 2, y + mortar // 2, x + bw - mortar // 2 - 1, y + bh - mortar // 2 - 1],
-                           fill=tuple(int(v) for v in colour))
+            draw.rectangle(
+                [x + mortar // 2, y + mortar // 2, x + bw - mortar // 2 - 1, y + bh - mortar // 2 - 1],
+                fill=tuple(int(v) for v in colour),
+            )
     coarse = Image.fromarray(rng.random((5, 6)).astype(np.float32), "F")
     stains = np.asarray(coarse.resize(size, Image.Resampling.BICUBIC))
     arr = np.asarray(img, dtype=np.float32) * (0.8 + 0.4 * stains[:, :, None]) + rng.normal(0, 5, (h, w, 3))

@@ -27,6 +27,7 @@ def never_matched(calls=None):
         if calls is not None:
             calls.append((k, x))
         return False
+
     return matched
 
 
@@ -113,8 +114,9 @@ def test_cluster_is_deterministic():
 # --------------------------------------------------------------------------- keeper rules
 
 
-def cand(path="/p/a.jpg", w=4000, h=3000, fmt="JPEG", lossless=False, size=1_000_000, date=None, camera=None,
-         content=None) -> Candidate:
+def cand(
+    path="/p/a.jpg", w=4000, h=3000, fmt="JPEG", lossless=False, size=1_000_000, date=None, camera=None, content=None
+) -> Candidate:
     f = FileRecord(path, "/p", size, 0, 1, abs(hash(path)) % 10**6, fmt)
     info = ImageInfo(w, h, fmt, lossless, content if content is not None else w * h, date, camera)
     return Candidate(f, info)
@@ -126,29 +128,35 @@ def keeper(cands, rules=KEEPER_RULES):
 
 
 def test_most_pixels_wins():
-    path, reason = keeper([
-        cand("/p/small.png", 2000, 1500, "PNG", lossless=True, size=9_000_000, date="2001:01:01 00:00:00"),
-        cand("/p/longer/name/big.jpg", 4000, 3000, size=100),
-    ])
+    path, reason = keeper(
+        [
+            cand("/p/small.png", 2000, 1500, "PNG", lossless=True, size=9_000_000, date="2001:01:01 00:00:00"),
+            cand("/p/longer/name/big.jpg", 4000, 3000, size=100),
+        ]
+    )
     assert path == "/p/longer/name/big.jpg"
     assert reason.startswith("most pixels") and "4000x3000" in reason
 
 
 def test_content_pixels_not_canvas_decide():
     """A framed copy has a bigger canvas but no more picture."""
-    path, _ = keeper([
-        cand("/p/framed.jpg", 4200, 3150, content=4000 * 3000 - 10),
-        cand("/p/orig.jpg", 4000, 3000),
-    ])
+    path, _ = keeper(
+        [
+            cand("/p/framed.jpg", 4200, 3150, content=4000 * 3000 - 10),
+            cand("/p/orig.jpg", 4000, 3000),
+        ]
+    )
     assert path == "/p/orig.jpg"
 
 
 def test_nearly_equal_pixel_counts_tie():
     """Content pixels within 3% are a tie (framed copies are measured on a small image): format decides."""
-    path, reason = keeper([
-        cand("/p/a.jpg", content=102_000, size=10_000),
-        cand("/p/b_longer_name.png", fmt="PNG", lossless=True, content=100_000, size=500),
-    ])
+    path, reason = keeper(
+        [
+            cand("/p/a.jpg", content=102_000, size=10_000),
+            cand("/p/b_longer_name.png", fmt="PNG", lossless=True, content=100_000, size=500),
+        ]
+    )
     assert path == "/p/b_longer_name.png"
     assert reason.startswith("better format")
 
@@ -165,29 +173,35 @@ def test_keeper_is_never_beaten_on_pixels():
 
 
 def test_reason_explains_the_choice_over_the_runner_up():
-    path, reason = keeper([
-        cand("/p/a.png", 4000, 3000, "PNG", lossless=True),
-        cand("/p/b.jpg", 4000, 3000),
-        cand("/p/c.jpg", 2000, 1500),
-    ])
+    path, reason = keeper(
+        [
+            cand("/p/a.png", 4000, 3000, "PNG", lossless=True),
+            cand("/p/b.jpg", 4000, 3000),
+            cand("/p/c.jpg", 2000, 1500),
+        ]
+    )
     assert path == "/p/a.png"
     assert reason.startswith("better format")
 
 
 def test_lossless_over_reencoded():
-    path, reason = keeper([
-        cand("/p/a.jpg", size=5_000_000),
-        cand("/p/b_longer_name.png", fmt="PNG", lossless=True, size=1000),
-    ])
+    path, reason = keeper(
+        [
+            cand("/p/a.jpg", size=5_000_000),
+            cand("/p/b_longer_name.png", fmt="PNG", lossless=True, size=1000),
+        ]
+    )
     assert path == "/p/b_longer_name.png"
     assert reason.startswith("better format")
 
 
 def test_camera_original_over_reencoded():
-    path, reason = keeper([
-        cand("/p/a.jpg", size=5_000_000),
-        cand("/p/camera_original.jpg", camera="Canon EOS 80D", size=1000),
-    ])
+    path, reason = keeper(
+        [
+            cand("/p/a.jpg", size=5_000_000),
+            cand("/p/camera_original.jpg", camera="Canon EOS 80D", size=1000),
+        ]
+    )
     assert path == "/p/camera_original.jpg"
     assert "original" in reason
 
@@ -199,11 +213,13 @@ def test_larger_file_then():
 
 
 def test_earlier_exif_date_then():
-    path, reason = keeper([
-        cand("/p/a.jpg", date="2020:01:01 00:00:00"),
-        cand("/p/bbbbbb.jpg", date="2019:12:31 23:59:59"),
-        cand("/p/c.jpg"),  # no date loses to any date
-    ])
+    path, reason = keeper(
+        [
+            cand("/p/a.jpg", date="2020:01:01 00:00:00"),
+            cand("/p/bbbbbb.jpg", date="2019:12:31 23:59:59"),
+            cand("/p/c.jpg"),  # no date loses to any date
+        ]
+    )
     assert path == "/p/bbbbbb.jpg"
     assert reason.startswith("earliest EXIF date")
     path, _ = keeper([cand("/p/a.jpg"), cand("/p/bbbbbb.jpg", date="2030:01:01 00:00:00")])
@@ -230,13 +246,16 @@ def test_single_candidate():
     assert choose_keeper([cand()], KEEPER_RULES) == (0, "only file")
 
 
-@pytest.mark.parametrize("rules,expected", [
-    (("path",), "/p/a.jpg"),
-    (("size", "pixels"), "/p/big_file_small_picture.jpg"),
-    (("date", "pixels"), "/p/old.jpg"),
-    (("format", "pixels"), "/p/lossless.png"),
-    (("pixels", "path"), "/p/the_biggest_picture.jpg"),
-])
+@pytest.mark.parametrize(
+    "rules,expected",
+    [
+        (("path",), "/p/a.jpg"),
+        (("size", "pixels"), "/p/big_file_small_picture.jpg"),
+        (("date", "pixels"), "/p/old.jpg"),
+        (("format", "pixels"), "/p/lossless.png"),
+        (("pixels", "path"), "/p/the_biggest_picture.jpg"),
+    ],
+)
 def test_custom_rule_order(rules, expected):
     cands = [
         cand("/p/a.jpg", 1000, 750, size=10),
@@ -250,8 +269,7 @@ def test_custom_rule_order(rules, expected):
 
 
 def test_keeper_choice_independent_of_input_order():
-    cands = [cand(f"/p/{n}.jpg", size=1000 + (n % 3), date=None if n % 2 else "2000:01:01 00:00:00")
-             for n in range(8)]
+    cands = [cand(f"/p/{n}.jpg", size=1000 + (n % 3), date=None if n % 2 else "2000:01:01 00:00:00") for n in range(8)]
     first = keeper(cands)
     rng = random.Random(3)
     for _ in range(10):

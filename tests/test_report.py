@@ -105,12 +105,15 @@ def test_write_report_into_missing_folder_fails_cleanly(result, tmp_path):
     assert not (tmp_path / "nope").exists()
 
 
-@pytest.mark.parametrize("content", [
-    '{"hello": "world"}',
-    "[1, 2, 3]",
-    '{"groups": []}',
-    '"just a string"',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"hello": "world"}',
+        "[1, 2, 3]",
+        '{"groups": []}',
+        '"just a string"',
+    ],
+)
 def test_read_report_refuses_non_reports(tmp_path, content):
     path = tmp_path / "x.json"
     path.write_text(content)

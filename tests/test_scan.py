@@ -9,8 +9,27 @@ import pytest
 
 from dedupe import Cancelled, Settings, scan
 from images import (
-    HAVE_HEIF, add_comment, blur, border, brighten, contrast, convert_format, crop, encode, grayscale, group_names,
-    group_of, logo, noise, photo, recompress, resize, restamp_metadata, store_oriented, strip_metadata, watermark,
+    HAVE_HEIF,
+    add_comment,
+    blur,
+    border,
+    brighten,
+    contrast,
+    convert_format,
+    crop,
+    encode,
+    grayscale,
+    group_names,
+    group_of,
+    logo,
+    noise,
+    photo,
+    recompress,
+    resize,
+    restamp_metadata,
+    store_oriented,
+    strip_metadata,
+    watermark,
     with_metadata,
 )
 
@@ -100,15 +119,31 @@ def build_library(root: Path) -> dict:
         (root / name).write_bytes(data)
 
     groups = [
-        {"a_orig.jpg", "a_exact_copy.jpg", "a_comment.jpg", "a_stripped.jpg", "a_restamped.jpg", "a_q40.jpg",
-         "a_q55.jpg", "a_q70.jpg", "a_half.jpg", "a_quarter.jpg"},  # copies/a_orig.jpg has the same name
+        {
+            "a_orig.jpg",
+            "a_exact_copy.jpg",
+            "a_comment.jpg",
+            "a_stripped.jpg",
+            "a_restamped.jpg",
+            "a_q40.jpg",
+            "a_q55.jpg",
+            "a_q70.jpg",
+            "a_half.jpg",
+            "a_quarter.jpg",
+        },  # copies/a_orig.jpg has the same name
         {n for n in files if n.startswith(("b_", "b."))},
         {n for n in files if n.startswith("c_")},
         {"d.jpg", "d_copy.jpg"},
     ]
     apart = [n for n in files if n[0] in "xyzw"]
-    bad = {"corrupt.jpg": "error", "truncated.jpg": "error", "empty.jpg": "error", "text.jpg": "error",
-           "movie.png": "error", "notes.txt": "skipped"}
+    bad = {
+        "corrupt.jpg": "error",
+        "truncated.jpg": "error",
+        "empty.jpg": "error",
+        "text.jpg": "error",
+        "movie.png": "error",
+        "notes.txt": "skipped",
+    }
     warn = {"b_png_named.jpg": "warning"}  # read and grouped, but its name does not match its content
     return {"files": files, "groups": groups, "apart": apart, "bad": bad, "warn": warn}
 

@@ -48,7 +48,9 @@ def test_ssim_map_of_identical_images_is_one():
     assert (weights > 0).all()
 
 
-@pytest.mark.parametrize("edit", ["q40", "resize50", "resize25", "shift3px", "crop3pct", "blur", "brighten", "jpeg_q70"])
+@pytest.mark.parametrize(
+    "edit", ["q40", "resize50", "resize25", "shift3px", "crop3pct", "blur", "brighten", "jpeg_q70"]
+)
 def test_same_picture_scores_high(pic, fpic, edit):
     other = {
         "q40": lambda: recompress(pic, 40),

@@ -32,9 +32,17 @@ def test_matching_names_give_no_warning(tmp_path, serial):
     assert out.problems == []
 
 
-@pytest.mark.parametrize("fmt,expected", [
-    ("JPEG", "JPEG"), ("PNG", "PNG"), ("WEBP", "WEBP"), ("TIFF", "TIFF"), ("BMP", "BMP"), ("GIF", "GIF"),
-])
+@pytest.mark.parametrize(
+    "fmt,expected",
+    [
+        ("JPEG", "JPEG"),
+        ("PNG", "PNG"),
+        ("WEBP", "WEBP"),
+        ("TIFF", "TIFF"),
+        ("BMP", "BMP"),
+        ("GIF", "GIF"),
+    ],
+)
 def test_sniff_recognises_formats_by_their_bytes(fmt, expected):
     assert sniff(encode(tiny(), fmt)[:32]) == expected
 
@@ -44,7 +52,7 @@ def test_sniff_recognises_heic():
     assert sniff(encode(tiny(), "HEIF")[:32]) == "HEIF"
 
 
-@pytest.mark.parametrize("head", [b"", b"hello world", b"{\"a\": 1}", b"\x00" * 32, b"BM" + b"\x00" * 30])
+@pytest.mark.parametrize("head", [b"", b"hello world", b'{"a": 1}', b"\x00" * 32, b"BM" + b"\x00" * 30])
 def test_sniff_rejects_non_images(head):
     assert sniff(head) is None
 
@@ -132,7 +140,11 @@ def test_hidden_files_and_folders(tmp_path):
     save(tiny(), tmp_path / "sub" / ".cache" / "c.jpg")
     assert names(f.path for f in walk([tmp_path], Settings()).files) == {"visible.jpg"}
     assert names(f.path for f in walk([tmp_path], Settings(hidden=True)).files) == {
-        "visible.jpg", ".hidden.jpg", "t.jpg", "c.jpg"}
+        "visible.jpg",
+        ".hidden.jpg",
+        "t.jpg",
+        "c.jpg",
+    }
 
 
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
@@ -173,7 +185,7 @@ def test_followed_file_link_is_read_once(tmp_path):
     os.symlink(lib / "a.jpg", lib / "b_link.jpg")
     out = walk([lib], Settings(follow_symlinks=True))
     assert names(f.path for f in out.files) == {"a.jpg"}
-    assert [(os.path.basename(l.path), os.path.basename(l.same_as)) for l in out.links] == [("b_link.jpg", "a.jpg")]
+    assert [(os.path.basename(k.path), os.path.basename(k.same_as)) for k in out.links] == [("b_link.jpg", "a.jpg")]
 
 
 @needs_symlinks

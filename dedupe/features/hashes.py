@@ -91,7 +91,9 @@ def phash_orientations(gray: np.ndarray) -> list[int]:
 def dhash(gray: np.ndarray) -> int:
     """64-bit gradient hash (imagehash.dhash): its errors are independent of pHash's, so a copy with a
     logo in one corner, which moves pHash by up to 18 bits, is still a candidate through dHash."""
-    small = np.asarray(Image.fromarray(gray).resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.LANCZOS), dtype=np.int16)
+    small = np.asarray(
+        Image.fromarray(gray).resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.LANCZOS), dtype=np.int16
+    )
     return pack_bits(small[:, 1:] > small[:, :-1])
 
 
@@ -99,7 +101,9 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def content_box(gray: np.ndarray, tol: int = 20, min_frac: float = 0.01, max_frac: float = 0.3) -> tuple[int, int, int, int]:
+def content_box(
+    gray: np.ndarray, tol: int = 20, min_frac: float = 0.01, max_frac: float = 0.3
+) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the picture inside a uniform frame or letterbox, or the whole image.
 
     A side counts as frame when its outer rows (or columns) are within `tol` of the frame colour (the

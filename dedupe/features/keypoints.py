@@ -17,8 +17,9 @@ _ORB = None
 def _orb():
     global _ORB  # one detector per process: creating it costs more than running it on a small image
     if _ORB is None:
-        _ORB = cv2.ORB_create(nfeatures=KEYPOINTS, scaleFactor=1.2, nlevels=6, edgeThreshold=15, patchSize=15,
-                              fastThreshold=10)
+        _ORB = cv2.ORB_create(
+            nfeatures=KEYPOINTS, scaleFactor=1.2, nlevels=6, edgeThreshold=15, patchSize=15, fastThreshold=10
+        )
     return _ORB
 
 
