@@ -156,3 +156,25 @@ def test_report_error_is_one_line(tmp_path):
     with pytest.raises(ReportError) as err:
         read_report(path)
     assert "\n" not in str(err.value)
+
+
+def test_odd_file_names_round_trip(tmp_path):
+    """Names that are not valid UTF-8, or hold markup or a newline, are written as valid JSON and read
+    back as the same paths."""
+    from dedupe.config import Settings
+
+    data = encode(photo(34, (200, 150)))
+    odd = [
+        os.fsdecode(b"\xff\xfename.jpg"),  # not UTF-8: lone surrogates in Python
+        "copy <img src=x onerror=alert(1)>.jpg",
+        "new\nline.jpg",
+    ]
+    for name in odd:
+        (tmp_path / name).write_bytes(data)
+    report = tmp_path / "r.json"
+    write_report(scan([tmp_path], Settings(workers=1)), report)
+    json.loads(report.read_bytes().decode("utf-8"))  # strict UTF-8 and valid JSON
+    back = read_report(report)
+    paths = sorted(m["path"] for g in back["groups"] for m in g["members"])
+    assert paths == sorted(str(tmp_path / n) for n in odd)
+    assert all(os.path.exists(p) for p in paths)

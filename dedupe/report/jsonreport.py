@@ -94,7 +94,9 @@ def write_report(result: ScanResult, path: str | os.PathLike, argv: list[str] | 
     data = json.dumps(report_dict(result, argv), indent=1, ensure_ascii=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        # A file name that is not valid UTF-8 reaches Python as lone surrogates; written as the JSON escape
+        # \udcXX it reads back as the same name, and the file stays valid UTF-8 JSON.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(data)
             fh.write("\n")
         os.replace(tmp, path)
