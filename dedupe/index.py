@@ -108,9 +108,9 @@ def _descriptor_index(data: np.ndarray):
     else:
         nlist = int(np.sqrt(len(data)))
         index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
-        sample = np.random.default_rng(0).choice(len(data), min(len(data), 64 * nlist), replace=False)
+        sample = np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)
         index.train(data[np.sort(sample)])
-        index.nprobe = 8
+        index.nprobe = 6
     index.add(data)
     return index
 

@@ -10,7 +10,7 @@ from .config import Settings
 from .features.hashes import ORIENTATIONS, hamming, orient, orient_box
 from .model import Features
 from .read import Analysed
-from .verify import GOOD_ENOUGH, LOW_DETAIL, verify, verify_geometry
+from .verify import GOOD_ENOUGH, LOW_DETAIL, fit_similarity, verify, verify_geometry
 
 TURNED_MIN_SSIM = 0.9
 """A turned or mirrored match on thumbnails alone needs at least this SSIM. Turning adds freedom: the
@@ -83,8 +83,12 @@ def geometry(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
     """Keypoint-geometry evidence for a pair: a crop, a similar shot (transform["similar"]), or None.
 
     RANSAC's model depends on which side its matches start from (a degree off one way can cost the
-    crop its SSIM), so a pair that fails one way is tried the other way round."""
-    found = verify_geometry(x.features, y.features, settings.ssim_threshold, settings.min_crop_area)
+    crop its SSIM), so a pair whose geometry fits one way but fails a check is tried the other way
+    round; one whose keypoints fit no transform at all is not."""
+    fit = fit_similarity(x.features, y.features)
+    if fit is None:
+        return None
+    found = verify_geometry(x.features, y.features, settings.ssim_threshold, settings.min_crop_area, fit)
     swapped = found is None
     if swapped:
         found = verify_geometry(y.features, x.features, settings.ssim_threshold, settings.min_crop_area)

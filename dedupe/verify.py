@@ -308,7 +308,28 @@ MIN_OVERLAP = 0.3
 """Least share of each picture that two similar shots (not duplicates) must have in common."""
 
 
-def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: float) -> tuple[Verdict, dict] | None:
+def fit_similarity(fa: Features, fb: Features) -> tuple[np.ndarray, int] | None:
+    """The similarity transform (2x3, a's thumbnail pixels to b's) that most keypoint matches agree on,
+    with its inlier count; None under MIN_INLIERS."""
+    if len(fa.kp_desc) < MIN_INLIERS or len(fb.kp_desc) < MIN_INLIERS:
+        return None
+    pairs = _MATCHER.knnMatch(fa.kp_desc, fb.kp_desc, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.85 * p[1].distance and p[0].distance <= 64]
+    if len(good) < MIN_INLIERS:
+        return None
+    src = fa.kp_xy[[m.queryIdx for m in good]].astype(np.float32)
+    dst = fb.kp_xy[[m.trainIdx for m in good]].astype(np.float32)
+    matrix, mask = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0, maxIters=2000, confidence=0.995
+    )
+    if matrix is None or int(mask.sum()) < MIN_INLIERS:
+        return None
+    return matrix, int(mask.sum())
+
+
+def verify_geometry(
+    fa: Features, fb: Features, threshold: float, min_area: float, fit: tuple[np.ndarray, int] | None = None
+) -> tuple[Verdict, dict] | None:
     """Is one picture a crop (possibly resized and re-encoded) of the other, or a similar shot?
 
     Keypoint matches (ratio test) fit a similarity transform by RANSAC; it must turn by a multiple of 90
@@ -320,21 +341,13 @@ def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: floa
     Neighbouring burst frames and overlapping parts of one picture fail the inside test however well
     their overlap matches: when they still share MIN_OVERLAP of each and the overlap passes SSIM, the
     transform says "similar" with the overlap; they are different photos, never duplicates.
-    None when there is no consistent geometry or the content does not agree.
+    None when there is no consistent geometry or the content does not agree. `fit` is
+    fit_similarity(fa, fb) when the caller already has it.
     """
-    if len(fa.kp_desc) < MIN_INLIERS or len(fb.kp_desc) < MIN_INLIERS:
+    fit = fit or fit_similarity(fa, fb)
+    if fit is None:
         return None
-    pairs = _MATCHER.knnMatch(fa.kp_desc, fb.kp_desc, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.85 * p[1].distance and p[0].distance <= 64]
-    if len(good) < MIN_INLIERS:
-        return None
-    src = fa.kp_xy[[m.queryIdx for m in good]].astype(np.float32)
-    dst = fb.kp_xy[[m.trainIdx for m in good]].astype(np.float32)
-    matrix, inliers = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0, maxIters=2000, confidence=0.995
-    )
-    if matrix is None or int(inliers.sum()) < MIN_INLIERS:
-        return None
+    matrix, inliers = fit
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
     angle = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))  # clockwise, as y points down
     turns = round(angle / 90) % 4
@@ -366,13 +379,13 @@ def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: floa
     if not _passes(verdict, threshold, min(fa.detail, fb.detail) < LOW_DETAIL):
         return None
     if cropped is not None and kept > 0.97:  # the same frame, only turned or rescaled: not a crop
-        return verdict, {"quarter_turns": turns, "inliers": int(inliers.sum())}
+        return verdict, {"quarter_turns": turns, "inliers": inliers}
     if cropped is None:
         return verdict, {
             "quarter_turns": turns,
             "similar": True,
             "overlap": round(float(min(a_kept, b_kept)), 3),
-            "inliers": int(inliers.sum()),
+            "inliers": inliers,
         }
     fh, fw = frame
     x0, y0 = np.clip(box.min(axis=0) / (fw, fh), 0, 1)
@@ -382,6 +395,6 @@ def verify_geometry(fa: Features, fb: Features, threshold: float, min_area: floa
         "cropped": cropped,
         "crop_box": [round(float(v), 4) for v in (x0, y0, x1, y1)],
         "kept_area": round(float(kept), 3),
-        "inliers": int(inliers.sum()),
+        "inliers": inliers,
     }
     return verdict, transform
