@@ -15,6 +15,7 @@ import typer
 from . import __version__
 from .config import ConfigError, load_settings
 from .progress import Cancelled
+from .report.html import human_bytes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find every copy of a photo in a library.")
 
@@ -22,14 +23,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find every c
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"dedupe: {message}", err=True)
     raise typer.Exit(code)
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)  # pragma: no cover
 
 
 class TqdmProgress:
@@ -82,7 +75,7 @@ def _summary(result, json_path: Path | None) -> str:
         f"Files seen: {s['files_seen']:,}; images read: {s['images_decoded'] + s.get('exact_copies', 0):,}"
         f" ({s.get('exact_copies', 0):,} of them byte-identical copies)",
         f"Duplicate groups: {len(result.groups):,} ({exact:,} exact, {len(result.groups) - exact:,} near)",
-        f"Files that could go: {result.files_to_remove:,}, freeing {_size(result.bytes_freed)}",
+        f"Files that could go: {result.files_to_remove:,}, freeing {human_bytes(result.bytes_freed)}",
         *([f"Similar shots (different photos, kept apart): {len(result.similar):,} pairs"] if result.similar else []),
         f"Problems: {errors:,} unreadable or broken files, {skipped:,} skipped (not images, links),"
         f" {warnings:,} warnings (e.g. misnamed files)",
@@ -104,6 +97,7 @@ def _settings(config: Optional[Path], **flags):
 def scan(
     roots: List[Path] = typer.Argument(..., help="Folders (or files) to scan.", show_default=False),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report here (and a _files folder)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML settings file (see config.example.toml)."),
     include: Optional[List[str]] = typer.Option(None, "--include", help="Only files matching this glob (repeatable)."),
     exclude: Optional[List[str]] = typer.Option(
@@ -138,8 +132,9 @@ def scan(
     for root in roots:
         if not root.exists():
             _fail(f"no such file or folder: {root}")
-    if json_out is not None and not json_out.resolve().parent.is_dir():
-        _fail(f"folder for the report does not exist: {json_out.parent}")
+    for out in (json_out, html_out):
+        if out is not None and not out.resolve().parent.is_dir():
+            _fail(f"folder for the report does not exist: {out.parent}")
     settings = _settings(
         config,
         include=tuple(include) if include else None,
@@ -157,10 +152,42 @@ def scan(
         keeper_rules=tuple(r.strip() for r in keeper_rules.split(",") if r.strip()) if keeper_rules else None,
         workers=workers,
     )
-    result = run_scan(roots, settings, progress=TqdmProgress(quiet))
+    progress = TqdmProgress(quiet)
+    result = run_scan(roots, settings, progress=progress)
     if json_out is not None:
         write_report(result, json_out, argv=sys.argv)
+    if html_out is not None:
+        from .report.html import write_html
+        from .report.jsonreport import report_dict
+
+        write_html(report_dict(result, sys.argv), html_out, settings.workers, progress)
+        progress.close()
     typer.echo(_summary(result, json_out))
+    if html_out is not None:
+        typer.echo(f"HTML report: {html_out} (open it in a browser)")
+
+
+@app.command()
+def report(
+    report_json: Path = typer.Argument(..., help="A JSON report written by `dedupe scan --json`."),
+    html_out: Path = typer.Option(..., "--html", help="Write the HTML report here (and a _files folder)."),
+    workers: int = typer.Option(0, "--workers", help="Processes making thumbnails (0 = one per core)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Render the HTML report again from a saved JSON report, without scanning."""
+    from .report.html import write_html
+    from .report.jsonreport import ReportError, read_report
+
+    if not html_out.resolve().parent.is_dir():
+        _fail(f"folder for the report does not exist: {html_out.parent}")
+    try:
+        data = read_report(report_json)
+    except ReportError as exc:
+        _fail(str(exc))
+    progress = TqdmProgress(quiet)
+    write_html(data, html_out, workers, progress)
+    progress.close()
+    typer.echo(f"HTML report: {html_out} ({len(data['groups']):,} groups; open it in a browser)")
 
 
 @app.command()

@@ -1,0 +1,161 @@
+"""The HTML report a person reviews: one self-contained page plus a sibling folder of small images.
+
+The page carries the report as JSON and renders it with its own script, a page of groups at a time, so
+that 20,000 groups open quickly; nothing is fetched from the network and it works from file://.
+Templates are jinja2 with autoescaping; report strings reach the page only as escaped JSON or as text.
+Thumbnails and difference views are made at report time from the files, in worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from ..progress import CancelCheck, NullProgress, Progress, check, never
+
+THUMB = 360
+"""Long side of the thumbnails, in pixels (shown at about 250)."""
+
+
+def assets_dir(html_path: Path) -> Path:
+    """The folder beside the page that holds its images: report.html -> report_files/."""
+    return html_path.with_name(html_path.stem + "_files")
+
+
+def _script_json(data) -> Markup:
+    """JSON that can sit inside <script>: '<', '>' and '&' escaped, everything non-ASCII escaped too
+    (file names that are not UTF-8 arrive as lone surrogates)."""
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def _jobs(report: dict, folder: Path) -> list[tuple]:
+    """(kind, out file, keeper path, member path, transform) for every image the page shows."""
+    jobs = []
+    for g in report["groups"]:
+        keeper = g["keeper"]
+        for i, m in enumerate(g["members"]):
+            jobs.append(("thumb", str(folder / f"t{g['id']}_{i}.jpg"), m["path"], None, None))
+            if m["relation"] == "near":
+                jobs.append(("diff", str(folder / f"d{g['id']}_{i}.png"), keeper, m["path"], m["transform"]))
+    for n, s in enumerate(report.get("similar", [])):
+        for side, path in (("a", s["a"]), ("b", s["b"])):
+            jobs.append(("thumb", str(folder / f"s{n}_{side}.jpg"), path, None, None))
+    return jobs
+
+
+def _make(job: tuple) -> tuple[str, bool, int]:
+    """Make one image; (file, made, boxes). A file that cannot be read any more just has no image."""
+    from PIL import Image
+
+    from ..diff import difference, load_color, render_diff
+
+    kind, out, first, second, transform = job
+    try:
+        if kind == "thumb":
+            Image.fromarray(load_color(first, THUMB)).save(out, "JPEG", quality=82)
+            return out, True, 0
+        diff = difference(load_color(first, 640), load_color(second, 640), transform or {})
+        Path(out).write_bytes(render_diff(diff))
+        return out, True, len(diff.boxes)
+    except Exception:  # the file moved or broke since the scan: the page shows it without an image
+        return out, False, 0
+
+
+def _make_all(jobs: list[tuple], workers: int, progress: Progress, cancel: CancelCheck) -> dict[str, int]:
+    """{file: boxes} of the images made."""
+    made: dict[str, int] = {}
+    if workers <= 1 or len(jobs) < 16:
+        results = map(_make, jobs)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_make, jobs, chunksize=8)
+    try:
+        for out, ok, boxes in results:
+            check(cancel)
+            if ok:
+                made[out] = boxes
+            progress.advance()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return made
+
+
+def write_html(
+    report: dict,
+    path: str | os.PathLike,
+    workers: int = 0,
+    progress: Progress | None = None,
+    cancel: CancelCheck = never,
+    images: bool = True,
+) -> Path:
+    """Write the page for `report` (the JSON report's data) at `path`, and its images beside it.
+
+    Returns the folder of images. An existing folder of that name from an earlier report is replaced.
+    `images=False` writes the page alone (the files are elsewhere, or only the page is being measured).
+    """
+    progress = progress or NullProgress()
+    path = Path(path)
+    folder = assets_dir(path)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    jobs = _jobs(report, folder) if images else []
+    progress.stage("report: thumbnails and difference views", len(jobs))
+    made = _make_all(jobs, workers or (os.cpu_count() or 1), progress, cancel)
+
+    def rel(file: str) -> str | None:
+        return f"{folder.name}/{Path(file).name}" if file in made else None
+
+    assets = {}
+    for g in report["groups"]:
+        row = []
+        for i, m in enumerate(g["members"]):
+            diff = str(folder / f"d{g['id']}_{i}.png")
+            row.append({"thumb": rel(str(folder / f"t{g['id']}_{i}.jpg")), "diff": rel(diff), "boxes": made.get(diff)})
+        assets[g["id"]] = row
+    similar = [
+        {**s, "assets": [rel(str(folder / f"s{n}_a.jpg")), rel(str(folder / f"s{n}_b.jpg"))]}
+        for n, s in enumerate(report.get("similar", []))
+    ]
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("dedupe.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    script = resources.files("dedupe.report").joinpath("templates/report.js").read_text("utf-8")
+    page = env.get_template("report.html.j2").render(
+        summary=report["summary"],
+        stats=report["stats"],
+        tool=report["tool"],
+        roots=report["roots"],
+        started=report["started"],
+        finished=report["finished"],
+        settings_text=json.dumps(report["settings"], indent=1, ensure_ascii=True),
+        bytes_text=human_bytes(report["summary"]["bytes_freed"]),
+        problems=report["problems"],
+        similar_count=len(similar),
+        data_json=_script_json({"groups": report["groups"], "similar": similar, "assets": assets}),
+        script=Markup(script),
+    )
+    path.write_text(page, encoding="utf-8", errors="backslashreplace")
+    return folder
+
+
+def human_bytes(n: int) -> str:
+    """1234567 -> '1.2 MB' (powers of 1000, as file managers show sizes)."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)  # pragma: no cover
