@@ -25,7 +25,9 @@ def synthetic(groups: int, members: int) -> dict:
         for i in range(members):
             ms.append(
                 {
-                    "path": f"/photos/{2000 + g % 25}/{g % 12 + 1:02d} Event {g % 97}/IMG_{g:06d}{'' if i == 0 else f'_{i}'}.jpg",
+                    "path": f"/photos/{2000 + g % 25}/{g % 12 + 1:02d} Event {g % 97}/IMG_{g:06d}"
+                + ("" if i == 0 else f"_{i}")
+                + ".jpg",
                     "root": "/photos",
                     "relation": "keeper" if i == 0 else "near",
                     "action": "keep" if i == 0 else "remove",

@@ -172,10 +172,10 @@ def _head(path: str) -> bytes:
         return fh.read(16)
 
 
-def shrink(gray: np.ndarray, long_side: int) -> np.ndarray:
-    """Area-averaged reduction so the long side is at most `long_side` (never enlarges)."""
-    h, w = gray.shape
+def shrink(image: np.ndarray, long_side: int) -> np.ndarray:
+    """Area-averaged reduction so the long side is at most `long_side` (never enlarges); gray or colour."""
+    h, w = image.shape[:2]
     if max(h, w) <= long_side:
-        return gray
+        return image
     s = long_side / max(h, w)
-    return cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)

@@ -1,21 +1,25 @@
-"""Where two near-duplicate pictures differ: a watermark, a logo, a removed object, shown to a person.
+"""Where two near-duplicate pictures differ (a watermark, a logo, a removed object), shown to a person.
 
 The member is brought onto the keeper's frame with the transform the report already holds (turn, mirror,
-crop, frame), refined by the same small ECC warp that verification uses, and both are reduced to the
-smaller one's resolution (sharpening a small copy back up would make every edge "differ"). The pictures
-are the same picture, so edits that touch every pixel (brightness, contrast, a tone curve, grayscale)
-are undone first by matching each picture's tones to the other's. Two measures then find edits:
+crop, frame), refined by the small ECC warp verification uses, at the smaller picture's resolution
+(enlarging a small copy would make every edge differ). Both are the same picture, so edits that touch
+every pixel (brightness, contrast, saturation, a tone curve, grayscale) are undone first by fitting a
+global colour model from each picture to the other. Two measures then find what is left:
 
-- structure: 1 - local SSIM on luminance, where detail appears or disappears (text, outlines);
-- tone: the difference of the Gaussian-blurred colours, where a flat area changed colour (the inside
-  of a solid logo on a flat wall, which SSIM barely sees).
+- structure: 1 - local SSIM of the luminances, where detail appears or goes (text, outlines, patches);
+- tone: the difference of the Gaussian-blurred colours, where colour changed but luminance structure did
+  not (an object recoloured at the same brightness, a soft-edged retouch), which SSIM does not see.
 
-Regions strong in either, after a morphological open (noise specks) and close (the letters of one
-text), become boxes; small regions are dropped and overlapping boxes merged.
+A region is a connected area over the weak threshold of either measure that holds some pixels over the
+strong one (hysteresis: a faint watermark's letters join its clear ones, noise specks start nothing),
+after a morphological open (specks) and close (the letters of one word). Both thresholds rise with the
+pair's own noise floor, so a heavily re-encoded copy needs a clearer edit. Small regions are dropped and
+nearby boxes merged.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 
@@ -23,31 +27,37 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .decode import _TRANSPOSE, BACKGROUND, _exif_fields, _to_gray
+from .decode import BACKGROUND, DecodeError, _exif_fields, shrink, _to_gray, _TRANSPOSE
 from .features.hashes import ORIENTATIONS, content_box, inverse, orient
-from .verify import _ecc, ssim_map, weighted_mean
+from .verify import ecc_warp, ssim_map, weighted_mean
 
 DIFF_SIDE = 640
-"""Long side the views are compared at, at most: enough for a few-percent watermark, fast (~30 ms)."""
-STRUCTURE = 0.45
-"""1 - local SSIM over which a pixel differs in structure. A q40 re-encode or a 50% resize stays under
-0.3 on all but scattered pixels; text, outlines and pasted patches reach 0.6-1."""
-TONE = 36.0
-"""Difference in grey levels of the blurred, tone-matched colours over which a pixel differs in tone. A
-q40 re-encode's colour bleeding at sharp colour edges stays under 25 once blurred; a logo is 80+."""
+"""Longest side the views are compared at: plenty for a watermark of a few percent of the picture."""
+STRUCTURE = (0.2, 0.45)
+"""(weak, strong) thresholds of 1 - local SSIM. Copies re-encoded at JPEG q40 or resized by half stay
+under 0.37 on 99.9% of their pixels (q20: 0.49, scattered); text, outlines and pasted patches reach
+0.6-1, a faint watermark on a pale background 0.3-0.4."""
+STRUCTURE_OVER_NOISE = (0.12, 0.25)
+"""How far above the pair's structural noise floor the (weak, strong) thresholds stay at least."""
+TONE = (12.0, 36.0)
+"""(weak, strong) thresholds of the tone difference, in grey levels. JPEG q40's colour bleeding at sharp
+colour edges stays under 22 once blurred (q20: 32); a logo differs by 80 and more."""
+TONE_OVER_NOISE = (3.0, 6.0)
+"""How many times the pair's tone noise floor the (weak, strong) thresholds are at least."""
+NOISE_FLOOR = 90
+"""Percentile of each measure taken as the pair's noise floor: edits cover a few percent of a picture."""
 TONE_SIGMA = 2.0
-"""Gaussian blur (pixels) before the tone difference: noise and edge ringing average out."""
-WEAK_STRUCTURE = 0.2
-WEAK_MARGIN = 0.12
-STRONG_MARGIN = 0.25
-WEAK_TONE = 12.0
-TONE_NOISE_WEAK = 3
-TONE_NOISE_STRONG = 6
+"""Gaussian blur (pixels) before the tone difference: grain and edge ringing average out."""
 MIN_SEED = 9
+"""Strong pixels (left after removing specks) a region needs."""
 MIN_REGION = 0.002
-"""Least share of the compared area a differing region must cover to be boxed."""
+"""Least share of the compared area a region must cover to be boxed."""
+RIM = 0.01
+"""Share of the short side left out of the comparison along the edges (at least 3 pixels): where a crop
+box or a removed frame, rounded to whole pixels, leaves a sliver of border, and where SSIM's window
+reaches past the picture."""
 GRAY_CHROMA = 4.0
-"""Mean max-min channel spread under which a picture counts as grayscale (then only luminance counts)."""
+"""Mean max-min channel spread under which a picture counts as grayscale: only luminance is compared."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +70,10 @@ class Diff:
     """Member brought onto the keeper view, RGB uint8, same shape."""
     valid: np.ndarray
     """Pixels the aligned member covers (bool)."""
-    ssim: np.ndarray
+    ssim_diff: np.ndarray
     """1 - local SSIM of the tone-matched luminances, 0..1 (float32)."""
-    tone: np.ndarray
-    """Tone difference of the blurred colours, as a fraction of TONE's scale: 1 at 2 x TONE (float32)."""
+    tone_diff: np.ndarray
+    """Difference of the blurred, tone-matched colours, 0..1 (float32): 0.5 at the strong TONE threshold."""
     boxes: list[tuple[int, int, int, int]]
     """(x0, y0, x1, y1), x1 and y1 exclusive, around each region that differs."""
     region: tuple[int, int, int, int]
@@ -87,21 +97,26 @@ def load_color(path: str, long_side: int) -> np.ndarray:
     """The picture upright (EXIF orientation applied), RGB uint8, long side at most `long_side`.
 
     Decoded small as decode.decode does (a JPEG drafted in the DCT domain), but in colour: the report
-    shows the picture. Raises what Pillow raises on a bad file: the pair was decoded once already.
+    shows the picture. A file that no longer decodes (changed since the scan) raises DecodeError.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(path) as im:
-            w, h = im.size
-            scale = long_side / max(w, h)
-            if im.format == "JPEG" and scale < 1:
-                im.draft("RGB" if im.mode in ("RGB", "YCbCr") else None, (max(1, int(w * scale)), max(1, int(h * scale))))
-            im.load()
-            orientation = _exif_fields(im)[0]
-            rgb = _to_rgb(im)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
+                s = long_side / max(w, h)
+                if im.format == "JPEG" and s < 1:
+                    im.draft("RGB" if im.mode in ("RGB", "YCbCr") else None, (max(1, int(w * s)), max(1, int(h * s))))
+                im.load()
+                orientation = _exif_fields(im)[0]  # after loading, as decode.decode does
+                rgb = _to_rgb(im)
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as exc:
+        raise DecodeError(f"cannot decode: {exc or type(exc).__name__}") from None
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"too many pixels ({exc})") from None
     if orientation in _TRANSPOSE:
         rgb = np.asarray(Image.fromarray(rgb).transpose(_TRANSPOSE[orientation]))
-    return np.ascontiguousarray(_shrink(rgb, long_side))
+    return np.ascontiguousarray(shrink(rgb, long_side))
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
@@ -116,20 +131,14 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def _shrink(img: np.ndarray, long_side: int) -> np.ndarray:
-    """decode.shrink for colour images (it unpacks a 2-D shape)."""
-    h, w = img.shape[:2]
-    if max(h, w) <= long_side:
-        return img
-    s = long_side / max(h, w)
-    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-
-
 # --------------------------------------------------------------------------- alignment
 
 
 def _luma(img: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+    """Luminance (Rec. 601, as Pillow's "L") of an RGB or one-channel image."""
+    if img.ndim == 2:
+        return img
+    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.shape[2] == 3 else img[:, :, 0]
 
 
 def _box_px(box, size: tuple[int, int] | None, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -185,18 +194,21 @@ def _align(
     size = (max(1, round(vw * s)), max(1, round(vh * s)))
     view, member = _resize(view, size), _resize(member, size)
     valid = np.ones(view.shape[:2], bool)
-    if min(size) < 16:
+    if min(size) < 32:
         return view, member, valid, region
 
+    # a crop box or frame rounded to the full-size pixels leaves a sliver of the other's edge: skip a rim
+    rim = max(3, round(RIM * min(size)))
+    valid[:rim], valid[-rim:], valid[:, :rim], valid[:, -rim:] = False, False, False, False
     a, b = _luma(view), _luma(member)
-    warp = _ecc(a, b)
+    warp = ecc_warp(a, b)
     if warp is not None and np.abs(warp - np.eye(2, 3)).max() > 0.25 / max(size):
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         moved = cv2.warpAffine(member, warp, size, flags=flags, borderMode=cv2.BORDER_REFLECT)
         covered = cv2.warpAffine(np.ones(size[::-1], np.uint8), warp, size, flags=flags, borderValue=0)
         covered = cv2.erode(covered, np.ones((5, 5), np.uint8)).astype(bool)
         if weighted_mean(*ssim_map(a, _luma(moved)), covered) > weighted_mean(*ssim_map(a, b)):
-            member, valid = moved, covered
+            member, valid = moved, valid & covered
     return view, np.ascontiguousarray(member), valid, region
 
 
@@ -256,15 +268,13 @@ def _match_tones(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> np.ndarr
 
 def _measures(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(1 - local SSIM of the luminances, max over channels of the blurred colour difference)."""
-    if a.shape[2] == 3:
-        weights = np.array([0.299, 0.587, 0.114], np.float32)
-        la, lb = a @ weights, b @ weights
-    else:
-        la, lb = a[:, :, 0], b[:, :, 0]
-    structure = 1 - ssim_map(la, lb)[0]
-    blur = lambda x: cv2.GaussianBlur(x, (0, 0), TONE_SIGMA, borderType=cv2.BORDER_REFLECT)  # noqa: E731
-    tone = np.abs(blur(a) - blur(b))
+    structure = 1 - ssim_map(_luma(a), _luma(b))[0]
+    tone = np.abs(_blur(a) - _blur(b))
     return structure, (_channels(np.maximum, tone) if tone.ndim == 3 else tone)
+
+
+def _blur(img: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(img, (0, 0), TONE_SIGMA, borderType=cv2.BORDER_REFLECT)
 
 
 def _channels(op, img: np.ndarray) -> np.ndarray:
@@ -342,40 +352,36 @@ def difference(
     structure = np.clip(np.minimum(s1, s2), 0, 1)
     tone = np.minimum(t1, t2)
     boxes = []
-    if min(valid.shape) >= 16:
-        # the pair's own noise (re-encoding, resampling) sets how weak a difference may be and still count
-        s_floor, t_floor = (float(np.percentile(x[valid], 90)) for x in (structure, tone))
-        weak = (structure > max(WEAK_STRUCTURE, s_floor + WEAK_MARGIN)) | (tone > max(WEAK_TONE, TONE_NOISE_WEAK * t_floor))
-        strong = (structure > max(STRUCTURE, s_floor + STRONG_MARGIN)) | (tone > max(TONE, TONE_NOISE_STRONG * t_floor))
+    if min(valid.shape) >= 16 and valid.any():
+        s_floor, t_floor = (float(np.percentile(x[valid], NOISE_FLOOR)) for x in (structure, tone))
+        weak, strong = (
+            (structure > max(STRUCTURE[i], s_floor + STRUCTURE_OVER_NOISE[i]))
+            | (tone > max(TONE[i], t_floor * TONE_OVER_NOISE[i]))
+            for i in (0, 1)
+        )
         boxes = _boxes(weak, strong, valid)
-    return Diff(
-        view,
-        member,
-        valid,
-        structure.astype(np.float32),
-        np.clip(tone / (2 * TONE), 0, 1).astype(np.float32),
-        boxes,
-        region,
-    )
+    tone = np.clip(tone / (2 * TONE[1]), 0, 1)
+    return Diff(view, member, valid, structure.astype(np.float32), tone.astype(np.float32), boxes, region)
 
 
 # --------------------------------------------------------------------------- rendering
 
 
-def render_diff(diff: Diff, width: int = 720) -> bytes:
-    """PNG bytes, at most `width` wide: keeper, member and the difference heat map side by side, with
-    red boxes around what differs. The heat map is the larger of the two measures over a dimmed keeper,
-    so a person sees why a box was drawn; pixels the member does not cover are greyed out."""
+def render_diff(diff: Diff, width: int = 720, height: int = 480) -> bytes:
+    """PNG bytes of at most `width` x `height`: keeper, member and the difference heat map side by side
+    under their labels, red boxes around what differs, in 256 colours. The heat map (the larger of the
+    two measures, over the keeper in grey) shows a person why a box was drawn; what the member does not
+    cover is washed out."""
     gap, bar = 6, 18
     h, w = diff.keeper.shape[:2]
-    pw = max(1, min(w, (width - 2 * gap) // 3))
-    ph = max(1, round(h * pw / w))
+    pw = max(1, min(w, (width - 2 * gap) // 3, (height - bar) * w // h))
+    ph = max(1, min(height - bar, round(h * pw / w)))
     s = pw / w
 
     def panel(rgb: np.ndarray) -> np.ndarray:
         return cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
 
-    heat = np.maximum(diff.ssim, np.clip(diff.tone, 0, 1))
+    heat = np.maximum(diff.ssim_diff, diff.tone_diff)
     heat = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
     dim = np.repeat(_luma(diff.keeper)[:, :, None], 3, axis=2)
     blended = cv2.addWeighted(dim, 0.35, heat, 0.65, 0)
@@ -394,7 +400,6 @@ def render_diff(diff: Diff, width: int = 720) -> bytes:
         x = i * (pw + gap)
         canvas[bar:, x : x + pw] = img
         cv2.putText(canvas, label, (x + 2, bar - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    ok, png = cv2.imencode(".png", canvas[:, :, ::-1])
-    if not ok:  # pragma: no cover - encoding a valid uint8 array does not fail
-        raise RuntimeError("PNG encoding failed")
-    return png.tobytes()
+    out = io.BytesIO()  # 256 colours: a quarter of the bytes (about 55 KB), the difference still plain
+    Image.fromarray(canvas).quantize(256, method=Image.Quantize.FASTOCTREE).save(out, "PNG")
+    return out.getvalue()

@@ -151,7 +151,8 @@ def describe_transform(ev: dict, member_is_first: bool, keeper: ImageInfo, membe
     """How the member relates to the keeper, in words and numbers a person reads.
 
     Evidence is stored for a pair in index order (first, second); here it is turned around so that it
-    reads from the keeper: "rotated" (clockwise degrees) and "mirrored" turn the keeper into the member;
+    reads from the keeper: "rotated" (clockwise degrees) and "mirrored" turn the keeper into the member,
+    "frame removed" says whose frame ("keeper", "member" or "both");
     "crop" says which of the two is the crop and where it lies, in pixels of the uncropped one.
     """
     t = ev.get("orientation", 0)
@@ -159,6 +160,8 @@ def describe_transform(ev: dict, member_is_first: bool, keeper: ImageInfo, membe
     # turn is the inverse of t
     k, mirrored = inverse(*ORIENTATIONS[t]) if member_is_first else ORIENTATIONS[t]
     out = {key: v for key, v in ev["transform"].items() if key not in ("cropped", "crop_box")}
+    if out.get("frame removed") in ("first", "second"):  # whose frame, said from the keeper's side
+        out["frame removed"] = "member" if (out["frame removed"] == "first") == member_is_first else "keeper"
     if k:
         out["rotated"] = 90 * k
     if mirrored:

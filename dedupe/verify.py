@@ -126,7 +126,7 @@ def agreement(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> 
     return weighted_mean(values, weights, mask), share <= MAX_DISAGREEING, mad
 
 
-def _ecc(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+def ecc_warp(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     """Affine warp mapping a's pixel grid into b, or None when ECC fails or wanders off identity.
 
     Coarse to fine: ECC converges on half-size copies (a quarter of the work), then a few iterations
@@ -174,7 +174,7 @@ def compare(a: np.ndarray, b: np.ndarray) -> Verdict | None:
         b = cv2.resize(b, (wa, ha), interpolation=cv2.INTER_AREA if hb * wb > ha * wa else cv2.INTER_LINEAR)
     value, consistent, mad = agreement(a, b)
     best = Verdict(value, 0, False, 1.0, None, consistent, mad)
-    warp = _ecc(a, b) if best.ssim < GOOD_ENOUGH else None
+    warp = ecc_warp(a, b) if best.ssim < GOOD_ENOUGH else None
     if warp is not None and np.abs(warp - np.eye(2, 3)).max() > 0.25 / max(ha, wa):
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         moved = cv2.warpAffine(b, warp, (wa, ha), flags=flags, borderMode=cv2.BORDER_REFLECT)

@@ -38,17 +38,22 @@ def _script_json(data) -> Markup:
 
 
 def _jobs(report: dict, folder: Path) -> list[tuple]:
-    """(kind, out file, keeper path, member path, transform) for every image the page shows."""
+    """(kind, out file, keeper path, member path, transform, keeper size, member size) for every image
+    the page shows; the full sizes place a crop box, given in full-size pixels, on the reduced pictures."""
     jobs = []
     for g in report["groups"]:
-        keeper = g["keeper"]
+        keeper = next(m for m in g["members"] if m["path"] == g["keeper"])
+        keeper_size = (keeper["width"], keeper["height"])
         for i, m in enumerate(g["members"]):
-            jobs.append(("thumb", str(folder / f"t{g['id']}_{i}.jpg"), m["path"], None, None))
+            jobs.append(("thumb", str(folder / f"t{g['id']}_{i}.jpg"), m["path"], None, None, None, None))
             if m["relation"] == "near":
-                jobs.append(("diff", str(folder / f"d{g['id']}_{i}.png"), keeper, m["path"], m["transform"]))
+                out = str(folder / f"d{g['id']}_{i}.png")
+                jobs.append(
+                    ("diff", out, keeper["path"], m["path"], m["transform"], keeper_size, (m["width"], m["height"]))
+                )
     for n, s in enumerate(report.get("similar", [])):
         for side, path in (("a", s["a"]), ("b", s["b"])):
-            jobs.append(("thumb", str(folder / f"s{n}_{side}.jpg"), path, None, None))
+            jobs.append(("thumb", str(folder / f"s{n}_{side}.jpg"), path, None, None, None, None))
     return jobs
 
 
@@ -58,12 +63,12 @@ def _make(job: tuple) -> tuple[str, bool, int]:
 
     from ..diff import difference, load_color, render_diff
 
-    kind, out, first, second, transform = job
+    kind, out, first, second, transform, first_size, second_size = job
     try:
         if kind == "thumb":
             Image.fromarray(load_color(first, THUMB)).save(out, "JPEG", quality=82)
             return out, True, 0
-        diff = difference(load_color(first, 640), load_color(second, 640), transform or {})
+        diff = difference(load_color(first, 640), load_color(second, 640), transform or {}, first_size, second_size)
         Path(out).write_bytes(render_diff(diff))
         return out, True, len(diff.boxes)
     except Exception:  # the file moved or broke since the scan: the page shows it without an image
