@@ -94,15 +94,30 @@ def _to_gray(im: Image.Image) -> np.ndarray:
         top = arr.max() if arr.size else 0
         scale = 255.0 if (mode == "F" and top <= 1.0) else (1 / 257 if top > 255 else 1.0)
         return np.clip(arr * scale, 0, 255).astype(np.uint8)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    if has_alpha:
-        rgba = im.convert("RGBA")
-        flat = Image.new("RGBA", rgba.size, (BACKGROUND, BACKGROUND, BACKGROUND, 255))
-        flat.alpha_composite(rgba)
+    flat = _flatten(im)
+    if flat is not None:
         return np.asarray(flat.convert("L"))
     if mode == "CMYK":
         im = im.convert("RGB")
     return np.asarray(im if im.mode == "L" else im.convert("L"))
+
+
+def _flatten(im: Image.Image) -> Image.Image | None:
+    """A picture with transparency composited on BACKGROUND (RGBA), or None when it has none."""
+    if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:
+        return None
+    rgba = im.convert("RGBA")
+    flat = Image.new("RGBA", rgba.size, (BACKGROUND, BACKGROUND, BACKGROUND, 255))
+    flat.alpha_composite(rgba)
+    return flat
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any mode -> RGB uint8, alpha composited on BACKGROUND as the grayscale work image is."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F", "L"):
+        return np.repeat(_to_gray(im)[:, :, None], 3, axis=2)
+    flat = _flatten(im)
+    return np.asarray((flat if flat is not None else im).convert("RGB"))
 
 
 def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
@@ -165,6 +180,32 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
         orientation=orientation,
     )
     return np.ascontiguousarray(gray), info
+
+
+def decode_color(path: str, long_side: int) -> np.ndarray:
+    """The picture upright (EXIF orientation applied), RGB uint8, long side at most `long_side`.
+
+    Decoded small as decode() does (a JPEG drafted in the DCT domain), but in colour, for what a person
+    sees: the report's thumbnails and difference views. A file that no longer decodes raises DecodeError.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
+                s = long_side / max(w, h)
+                if im.format == "JPEG" and s < 1:
+                    im.draft("RGB" if im.mode in ("RGB", "YCbCr") else None, (max(1, int(w * s)), max(1, int(h * s))))
+                im.load()
+                orientation = _exif_fields(im)[0]  # after loading, as decode() does
+                rgb = _to_rgb(im)
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as exc:
+        raise DecodeError(f"cannot decode: {exc or type(exc).__name__}") from None
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"too many pixels ({exc})") from None
+    if orientation in _TRANSPOSE:
+        rgb = np.asarray(Image.fromarray(rgb).transpose(_TRANSPOSE[orientation]))
+    return np.ascontiguousarray(shrink(rgb, long_side))
 
 
 def _head(path: str) -> bytes:

@@ -20,14 +20,12 @@ nearby boxes merged.
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from .decode import BACKGROUND, DecodeError, _exif_fields, shrink, _to_gray, _TRANSPOSE
 from .features.hashes import ORIENTATIONS, content_box, inverse, orient
 from .verify import ecc_warp, ssim_map, weighted_mean
 
@@ -91,44 +89,6 @@ class Diff:
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def load_color(path: str, long_side: int) -> np.ndarray:
-    """The picture upright (EXIF orientation applied), RGB uint8, long side at most `long_side`.
-
-    Decoded small as decode.decode does (a JPEG drafted in the DCT domain), but in colour: the report
-    shows the picture. A file that no longer decodes (changed since the scan) raises DecodeError.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                w, h = im.size
-                s = long_side / max(w, h)
-                if im.format == "JPEG" and s < 1:
-                    im.draft("RGB" if im.mode in ("RGB", "YCbCr") else None, (max(1, int(w * s)), max(1, int(h * s))))
-                im.load()
-                orientation = _exif_fields(im)[0]  # after loading, as decode.decode does
-                rgb = _to_rgb(im)
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as exc:
-        raise DecodeError(f"cannot decode: {exc or type(exc).__name__}") from None
-    except Image.DecompressionBombError as exc:
-        raise DecodeError(f"too many pixels ({exc})") from None
-    if orientation in _TRANSPOSE:
-        rgb = np.asarray(Image.fromarray(rgb).transpose(_TRANSPOSE[orientation]))
-    return np.ascontiguousarray(shrink(rgb, long_side))
-
-
-def _to_rgb(im: Image.Image) -> np.ndarray:
-    """Any mode -> RGB uint8, alpha composited on decode.BACKGROUND as the work image is."""
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F", "L"):
-        return np.repeat(_to_gray(im)[:, :, None], 3, axis=2)
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        flat = Image.new("RGBA", rgba.size, (BACKGROUND, BACKGROUND, BACKGROUND, 255))
-        flat.alpha_composite(rgba)
-        return np.asarray(flat.convert("RGB"))
-    return np.asarray(im.convert("RGB"))
 
 
 # --------------------------------------------------------------------------- alignment

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from dedupe.diff import align, difference, load_color, render_diff
+from dedupe.decode import decode_color as load_color
+from dedupe.diff import align, difference, render_diff
 from dedupe.features.hashes import orient
 from images import (
     border,

@@ -61,14 +61,15 @@ def _make(job: tuple) -> tuple[str, bool, int]:
     """Make one image; (file, made, boxes). A file that cannot be read any more just has no image."""
     from PIL import Image
 
-    from ..diff import difference, load_color, render_diff
+    from ..decode import decode_color
+    from ..diff import difference, render_diff
 
     kind, out, first, second, transform, first_size, second_size = job
     try:
         if kind == "thumb":
-            Image.fromarray(load_color(first, THUMB)).save(out, "JPEG", quality=82)
+            Image.fromarray(decode_color(first, THUMB)).save(out, "JPEG", quality=82)
             return out, True, 0
-        diff = difference(load_color(first, 640), load_color(second, 640), transform or {}, first_size, second_size)
+        diff = difference(decode_color(first, 640), decode_color(second, 640), transform or {}, first_size, second_size)
         Path(out).write_bytes(render_diff(diff))
         return out, True, len(diff.boxes)
     except Exception:  # the file moved or broke since the scan: the page shows it without an image
