@@ -1,7 +1,7 @@
 """dedupe: find every copy of a photo in a large library.
 
 Public API: `scan(roots, settings, progress=..., cancel=...) -> ScanResult`, `Settings`, `load_settings`,
-and the JSON report functions `report_dict`, `write_report`, `read_report`.
+the JSON report functions `report_dict`, `write_report`, `read_report`, and `write_html` for the page.
 """
 
 __version__ = "0.1.0"
@@ -10,6 +10,7 @@ from .config import ConfigError, Settings, load_settings  # noqa: E402
 from .model import Group, Member, Problem, ScanResult  # noqa: E402
 from .pipeline import scan  # noqa: E402
 from .progress import Cancelled  # noqa: E402
+from .report.html import write_html  # noqa: E402
 from .report.jsonreport import ReportError, read_report, report_dict, write_report  # noqa: E402
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "read_report",
     "report_dict",
     "scan",
+    "write_html",
     "write_report",
     "__version__",
 ]
