@@ -29,6 +29,8 @@ IMAGE_EXTENSIONS = {
     ".hif": "HEIF",
     ".avif": "AVIF",
 }
+REPORT_MARKER = ".dedupe-report-files"
+"""A file that marks a folder of an HTML report's thumbnails: a later scan of the same tree skips it."""
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
 
 
@@ -166,6 +168,9 @@ def walk(
                     entries = sorted(it, key=lambda e: e.name)
             except OSError as exc:
                 out.problems.append(Problem(folder, "walk", f"cannot list folder: {exc.strerror or exc}"))
+                continue
+            if any(e.name == REPORT_MARKER for e in entries):
+                out.problems.append(Problem(folder, "walk", "images of a dedupe HTML report, not photos", "skipped"))
                 continue
             subfolders = []
             for entry in entries:

@@ -83,3 +83,18 @@ def test_scan_writes_html(tmp_path):
     assert res.exit_code == 0, res.output
     assert "HTML report:" in res.output
     assert "a.jpg" in out.read_text("utf-8")
+
+
+def test_a_rescan_skips_the_reports_images(scanned, tmp_path):
+    """A report written inside the photo folder must not make its thumbnails look like more copies."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    pic = photo(303, (480, 360))
+    (root / "a.jpg").write_bytes(encode(pic, quality=92))
+    (root / "b.jpg").write_bytes(encode(resize(pic, 0.5)))
+    first = scan([root], Settings(workers=1))
+    write_html(report_dict(first), root / "report.html", workers=1)
+    assert any(assets_dir(root / "report.html").glob("t*.jpg"))
+    again = scan([root], Settings(workers=1))
+    assert [len(g.members) for g in again.groups] == [2]
+    assert any("dedupe HTML report" in p.reason for p in again.problems)

@@ -20,6 +20,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..progress import CancelCheck, NullProgress, Progress, check, never
+from ..walk import REPORT_MARKER
 
 THUMB = 360
 """Long side of the thumbnails, in pixels (shown at about 250)."""
@@ -116,6 +117,9 @@ def write_html(
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    (folder / REPORT_MARKER).write_text(
+        "Thumbnails and difference views of a dedupe report; dedupe scan skips this folder.\n"
+    )
     jobs = _jobs(report, folder) if images else []
     progress.stage("report: thumbnails and difference views", len(jobs))
     made = _make_all(jobs, workers or (os.cpu_count() or 1), progress, cancel)
