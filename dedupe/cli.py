@@ -190,6 +190,58 @@ def report(
     typer.echo(f"HTML report: {html_out} ({len(data['groups']):,} groups; open it in a browser)")
 
 
+KEEP_IN = typer.Option(None, "--keep-in", help="Reference folder: nothing under it goes (repeatable).")
+ONLY = typer.Option(None, "--only", help="Remove only byte-identical copies (exact) or only the others (near).")
+
+
+def _plan(source: Path, keep_in: Optional[List[Path]], only: Optional[str]) -> dict:
+    from .actions.plan import PlanError, load_plan
+
+    try:
+        return load_plan(source, [str(p) for p in keep_in or []], only)
+    except PlanError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def plan(
+    report_json: Path = typer.Argument(..., help="A JSON report written by `dedupe scan --json`."),
+    out: Path = typer.Option(..., "-o", "--output", help="Write the plan (JSON) here."),
+    keep_in: Optional[List[Path]] = KEEP_IN,
+    only: Optional[str] = ONLY,
+) -> None:
+    """Write the decision per file (keep / remove) to a plan that a person can edit; changes nothing."""
+    import json
+
+    decided = _plan(report_json, keep_in, only)
+    out.write_text(json.dumps(decided, indent=1, ensure_ascii=True) + "\n", encoding="utf-8")
+    goes = sum(f["action"] == "remove" for g in decided["groups"] for f in g["files"])
+    typer.echo(f"Plan: {goes:,} files to remove in {len(decided['groups']):,} groups, written to {out}")
+
+
+@app.command()
+def apply(
+    source: Path = typer.Argument(..., help="A JSON report or a plan."),
+    keep_in: Optional[List[Path]] = KEEP_IN,
+    only: Optional[str] = ONLY,
+) -> None:
+    """Dry run: print every operation the plan asks for and the bytes it would free; changes nothing.
+
+    Each group is checked against the disk first: a group with a file changed since the scan is skipped
+    whole and listed."""
+    from .actions.dryrun import dry_run
+
+    run = dry_run(_plan(source, keep_in, only))
+    for path, keeper in run.operations:
+        typer.echo(f"would remove {path}  (duplicate of {keeper})")
+    for gid, reasons in run.skipped:
+        typer.echo(f"skip group {gid}: " + "; ".join(reasons))
+    typer.echo(
+        f"Dry run: {len(run.operations):,} files would go, freeing {human_bytes(run.bytes_freed)}; "
+        f"{len(run.skipped):,} groups skipped because they changed since the scan. Nothing was changed."
+    )
+
+
 @app.command()
 def demo(
     folder: Path = typer.Argument(..., help="Empty or new folder to write the sample library into."),

@@ -1,0 +1,1 @@
+"""Acting on a report: the plan (pure decisions), re-verification against the disk, and the dry run."""

@@ -1,0 +1,36 @@
+"""Before a group is touched: is every file still the one the scan saw? Read-only."""
+
+from __future__ import annotations
+
+import os
+
+
+def why_changed(f: dict) -> str | None:
+    """None when the file at f["path"] is still what the scan recorded (size, mtime_ns, device, inode),
+    else the reason in a few words. A symbolic link now standing at the path counts as changed."""
+    try:
+        st = os.lstat(f["path"])
+    except FileNotFoundError:
+        return "no longer there"
+    except OSError as exc:
+        return f"cannot be checked: {exc.strerror or exc}"
+    if not os.path.isfile(f["path"]) or os.path.islink(f["path"]):
+        return "no longer a regular file"
+    if st.st_size != f["size"]:
+        return f"size changed ({f['size']:,} -> {st.st_size:,} bytes)"
+    if st.st_mtime_ns != f["mtime_ns"]:
+        return "modified since the scan"
+    if (st.st_dev, st.st_ino) != (f["device"], f["inode"]):
+        return "replaced by another file since the scan"
+    return None
+
+
+def group_problems(group: dict) -> list[str]:
+    """Why the group must be skipped whole: any file changed, or a file to remove that is the very same
+    file (one inode, two paths) as a file to keep, whose removal would lose the picture."""
+    out = [f"{f['path']}: {why}" for f in group["files"] if (why := why_changed(f))]
+    kept = {(f["device"], f["inode"]) for f in group["files"] if f["action"] == "keep"}
+    for f in group["files"]:
+        if f["action"] == "remove" and (f["device"], f["inode"]) in kept:
+            out.append(f"{f['path']}: the same file as a copy being kept")
+    return out

@@ -1,0 +1,35 @@
+"""What apply would do, without doing it: every operation, the bytes freed, the groups it would skip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .check import group_problems
+
+
+@dataclass
+class DryRun:
+    operations: list[tuple[str, str]] = field(default_factory=list)
+    """(file to remove, the kept file it duplicates)."""
+    bytes_freed: int = 0
+    skipped: list[tuple[int, list[str]]] = field(default_factory=list)
+    """(group id, reasons) of groups that changed since the scan: left alone whole."""
+
+
+def dry_run(plan: dict) -> DryRun:
+    """Walk the plan as apply would, checking each group against the disk, changing nothing."""
+    out = DryRun()
+    for g in plan["groups"]:
+        removals = [f for f in g["files"] if f["action"] == "remove"]
+        if not removals:
+            continue
+        problems = group_problems(g)
+        if problems:
+            out.skipped.append((g["id"], problems))
+            continue
+        kept = [f for f in g["files"] if f["action"] == "keep"]
+        keeper = next((f for f in kept if f["relation"] == "keeper"), kept[0])
+        for f in removals:
+            out.operations.append((f["path"], keeper["path"]))
+            out.bytes_freed += f["size"]
+    return out

@@ -1,0 +1,111 @@
+"""Which files go: a report (or an edited plan) -> a checked plan. Pure: reads nothing from disk.
+
+A plan is JSON (PLAN_VERSION) that a person or the HTML review may edit:
+
+    {"plan_version": 1, "roots": ["/photos"], "source": "dupes.json",
+     "groups": [{"id": 1, "kind": "near",
+                 "files": [{"path": "/photos/a.jpg", "action": "keep", "relation": "keeper", "size": 123,
+                            "mtime_ns": 0, "device": 1, "inode": 2, "content_hash": "..."}, ...]}]}
+
+`action` is "keep" or "remove"; the identity fields are those recorded at scan time, which apply checks
+again before touching anything. A plan never removes every file of a group, never touches a file under a
+reference folder, and names only files under the report's scan roots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import PurePath
+
+from ..report.jsonreport import ReportError, read_report
+
+PLAN_VERSION = 1
+_IDENTITY = ("size", "mtime_ns", "device", "inode", "content_hash")
+
+
+class PlanError(ValueError):
+    """A plan that must not be carried out; the message says why, in one line."""
+
+
+def _under(path: str, folders: list[str]) -> bool:
+    p = PurePath(os.path.normpath(path))
+    return any(p == PurePath(f) or PurePath(f) in p.parents for f in folders)
+
+
+def make_plan(report: dict, keep_in: list[str] = (), only: str | None = None, source: str = "") -> dict:
+    """The plan a report proposes: every member but the keeper goes, with these changes:
+
+    - `keep_in` (reference folders): nothing under them goes, and a member under one becomes the keeper;
+    - `only="exact"` removes only byte-identical copies of the keeper, `only="near"` only the others.
+    """
+    if only not in (None, "exact", "near"):
+        raise PlanError(f"--only takes exact or near, not {only!r}")
+    refs = [os.path.normpath(os.path.abspath(f)) for f in keep_in]
+    groups = []
+    for g in report["groups"]:
+        members = g["members"]
+        keeper = next(m for m in members if m["relation"] == "keeper")
+        in_ref = [m for m in members if _under(m["path"], refs)]
+        if in_ref and keeper not in in_ref:
+            keeper = in_ref[0]  # members are listed keeper first, then by path
+        files = []
+        for m in members:
+            byte_identical = m["content_hash"] == keeper["content_hash"]
+            goes = m is not keeper and not _under(m["path"], refs)
+            if only == "exact":
+                goes = goes and byte_identical
+            elif only == "near":
+                goes = goes and not byte_identical
+            files.append(
+                {
+                    "path": m["path"],
+                    "action": "remove" if goes else "keep",
+                    "relation": "keeper" if m is keeper else ("exact" if byte_identical else "near"),
+                    **{k: m[k] for k in _IDENTITY},
+                }
+            )
+        groups.append({"id": g["id"], "kind": g["kind"], "files": files})
+    plan = {"plan_version": PLAN_VERSION, "roots": list(report["roots"]), "source": source, "groups": groups}
+    check_plan(plan, keep_in)
+    return plan
+
+
+def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
+    """Refuse a plan that is malformed, removes a whole group, touches a reference folder, or names a
+    file outside its scan roots (a relative path, or one that '..' takes out)."""
+    if not isinstance(plan, dict) or plan.get("plan_version") != PLAN_VERSION or "groups" not in plan:
+        raise PlanError("not a dedupe plan of version 1")
+    roots = [os.path.normpath(r) for r in plan.get("roots", [])]
+    refs = [os.path.normpath(os.path.abspath(f)) for f in keep_in]
+    for g in plan["groups"]:
+        files = g.get("files", [])
+        for f in files:
+            path = f.get("path", "")
+            if f.get("action") not in ("keep", "remove"):
+                raise PlanError(f"group {g.get('id')}: action must be keep or remove, not {f.get('action')!r}")
+            if not os.path.isabs(path) or os.path.normpath(path) != path.rstrip("/") or not _under(path, roots):
+                raise PlanError(f"group {g.get('id')}: {path!r} is not a plain path under the scan roots")
+            if f["action"] == "remove" and _under(path, refs):
+                raise PlanError(f"group {g.get('id')}: {path} is under a reference folder and cannot go")
+        if files and all(f["action"] == "remove" for f in files):
+            raise PlanError(f"group {g.get('id')}: every file would go; at least one copy must stay")
+
+
+def load_plan(path: str | os.PathLike, keep_in: list[str] = (), only: str | None = None) -> dict:
+    """A checked plan from a plan file, or made from a scan report with these options."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(f"cannot read {path}: {exc}") from None
+    if isinstance(data, dict) and "plan_version" in data:
+        if only is not None:
+            raise PlanError("--only applies to a report; a plan already says what goes")
+        check_plan(data, keep_in)
+        return data
+    try:
+        report = read_report(path)
+    except ReportError as exc:
+        raise PlanError(str(exc)) from None
+    return make_plan(report, keep_in, only, source=str(path))
