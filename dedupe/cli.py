@@ -224,14 +224,21 @@ def apply(
     source: Path = typer.Argument(..., help="A JSON report or a plan."),
     keep_in: Optional[List[Path]] = KEEP_IN,
     only: Optional[str] = ONLY,
+    move_to: Optional[Path] = typer.Option(None, "--move-to", help="Move the files that go into this folder."),
+    journal_dir: Optional[Path] = typer.Option(None, "--journal-dir", help="Where the journal goes."),
 ) -> None:
-    """Dry run: print every operation the plan asks for and the bytes it would free; changes nothing.
+    """Without an action: a dry run that prints every operation and the bytes it would free.
 
-    Each group is checked against the disk first: a group with a file changed since the scan is skipped
-    whole and listed."""
+    With --move-to DIR: move each file that goes into DIR (its path relative to its scan root kept),
+    journaled for `dedupe undo`. Each group is checked against the disk first: a group with a file
+    changed since the scan is skipped whole and listed."""
+    decided = _plan(source, keep_in, only)
+    if move_to is not None:
+        _apply_move(decided, move_to, journal_dir)
+        return
     from .actions.dryrun import dry_run
 
-    run = dry_run(_plan(source, keep_in, only))
+    run = dry_run(decided)
     for path, keeper in run.operations:
         typer.echo(f"would remove {path}  (duplicate of {keeper})")
     for gid, reasons in run.skipped:
@@ -240,6 +247,49 @@ def apply(
         f"Dry run: {len(run.operations):,} files would go, freeing {human_bytes(run.bytes_freed)}; "
         f"{len(run.skipped):,} groups skipped because they changed since the scan. Nothing was changed."
     )
+
+
+def _apply_move(decided: dict, move_to: Path, journal_dir: Optional[Path]) -> None:
+    """Run the moves; Ctrl-C stops after the current one, with the journal complete."""
+    import signal
+
+    from .actions.apply import apply_plan
+
+    stop = []
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    try:
+        result = apply_plan(decided, move_to, journal_dir, cancel=lambda: bool(stop))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for src, dst in result.moved:
+        typer.echo(f"moved {src} -> {dst}")
+    for src, reason in result.failed:
+        typer.echo(f"FAILED {src}: {reason}", err=True)
+    for gid, reasons in result.skipped:
+        typer.echo(f"skipped group {gid}: " + "; ".join(reasons))
+    typer.echo(
+        f"{'Interrupted after' if result.interrupted else 'Done:'} {len(result.moved):,} files moved to {move_to} "
+        f"({human_bytes(result.bytes_freed)}), {len(result.failed):,} failed, {len(result.skipped):,} groups skipped."
+    )
+    typer.echo(f"Journal: {result.journal}  (undo with: dedupe undo '{result.journal}')")
+    if result.failed or result.interrupted:
+        raise typer.Exit(1)
+
+
+@app.command()
+def undo(journal: Path = typer.Argument(..., help="The journal an apply run printed.")) -> None:
+    """Put back every file an apply run moved, never overwriting anything that appeared since."""
+    from .actions.undo import undo as run_undo
+
+    try:
+        result = run_undo(journal)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    for path, reason in result.refused:
+        typer.echo(f"NOT restored {path}: {reason}", err=True)
+    typer.echo(f"Restored {len(result.restored):,} files; {len(result.refused):,} not restored.")
+    if result.refused:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -1,0 +1,158 @@
+"""Moving duplicates to a quarantine folder, journaled, and undoing it: the tree comes back byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dedupe import Settings, report_dict, scan
+from dedupe.actions.apply import apply_plan, free_name, move
+from dedupe.actions.plan import make_plan
+from dedupe.actions.undo import undo
+from dedupe.cli import app
+from images import encode, photo, recompress, resize
+
+
+@pytest.fixture
+def library(tmp_path):
+    root = tmp_path / "photos"
+    for n in range(3):
+        pic = photo(700 + n, (400, 300))
+        (root / "2021" / f"e{n}").mkdir(parents=True)
+        (root / "2021" / f"e{n}" / "IMG.jpg").write_bytes(encode(pic, quality=92))
+        (root / "Backup" / f"e{n}").mkdir(parents=True)
+        (root / "Backup" / f"e{n}" / "IMG.jpg").write_bytes((root / "2021" / f"e{n}" / "IMG.jpg").read_bytes())
+        (root / "Downloads").mkdir(exist_ok=True)
+        (root / "Downloads" / f"IMG_{n}_small.jpg").write_bytes(encode(resize(recompress(pic, 70), 0.5)))
+    (root / "single.jpg").write_bytes(encode(photo(710, (400, 300))))
+    report = report_dict(scan([root], Settings(workers=1)))
+    assert len(report["groups"]) == 3
+    return root, report
+
+
+def tree(root: Path) -> dict:
+    """Every file and folder under root: content hash and mtime for files."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) if p.is_file() else "dir"
+    return out
+
+
+def test_move_then_undo_restores_the_tree(library, tmp_path):
+    root, report = library
+    before = tree(root)
+    result = apply_plan(make_plan(report), tmp_path / "q", tmp_path / "journals")
+    assert len(result.moved) == 6 and not result.failed and not result.skipped
+    for src, dst in result.moved:  # the path relative to the scan root is kept
+        assert not os.path.exists(src)
+        assert Path(dst) == tmp_path / "q" / os.path.relpath(src, root)
+    keepers = {g["keeper"] for g in report["groups"]}
+    assert all(os.path.exists(k) for k in keepers)
+    back = undo(result.journal)
+    assert len(back.restored) == 6 and not back.refused
+    assert tree(root) == before
+    assert undo(result.journal).restored == []  # a second undo finds nothing left to do
+
+
+def test_reference_folders_are_untouched(library, tmp_path):
+    root, report = library
+    backup_before = tree(root / "Backup")
+    result = apply_plan(make_plan(report, keep_in=[str(root / "Backup")]), tmp_path / "q", tmp_path / "j")
+    assert result.moved and all("/Backup/" not in src for src, _ in result.moved)
+    assert tree(root / "Backup") == backup_before
+
+
+def test_a_file_changed_since_the_scan_skips_its_group(library, tmp_path):
+    root, report = library
+    changed = root / "Downloads" / "IMG_1_small.jpg"
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    result = apply_plan(make_plan(report), tmp_path / "q", tmp_path / "j")
+    group = next(g for g in report["groups"] if any(m["path"] == str(changed) for m in g["members"]))
+    assert [gid for gid, _ in result.skipped] == [group["id"]]
+    assert all(os.path.exists(m["path"]) for m in group["members"])
+    assert len(result.moved) == 4
+
+
+def test_undo_never_overwrites(library, tmp_path):
+    root, report = library
+    result = apply_plan(make_plan(report), tmp_path / "q", tmp_path / "j")
+    src, _ = result.moved[0]
+    Path(src).write_bytes(b"a new file that appeared since")
+    res = CliRunner().invoke(app, ["undo", str(result.journal)])
+    assert res.exit_code == 1
+    assert Path(src).read_bytes() == b"a new file that appeared since"
+    assert "not overwritten" in res.output
+
+
+def test_move_never_overwrites_and_names_are_freed(tmp_path):
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    with pytest.raises(FileExistsError):
+        move(a, b)
+    assert b.read_bytes() == b"b" and a.exists()
+    assert free_name(b) == tmp_path / "b (1).jpg"
+
+
+KILLED_RUN = """
+import os, sys
+sys.path[:0] = [{tests!r}]
+import dedupe.actions.apply as A
+from dedupe.actions.plan import load_plan
+
+real, calls = A.move, []
+
+def move(src, dst):  # the third move is killed half way: the file has arrived, the original is still there
+    calls.append(src)
+    if len(calls) == 3:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.link(src, dst)
+        os._exit(9)
+    real(src, dst)
+
+A.move = move
+A.apply_plan(load_plan({report!r}), {quarantine!r}, __import__("pathlib").Path({journals!r}))
+"""
+
+
+def test_a_killed_run_is_undone(library, tmp_path):
+    root, report = library
+    before = tree(root)
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    script = tmp_path / "killed.py"
+    script.write_text(
+        KILLED_RUN.format(
+            tests=str(Path(__file__).parent),
+            report=str(saved),
+            quarantine=str(tmp_path / "q"),
+            journals=str(tmp_path / "j"),
+        )
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 9, run.stderr
+    journal = next((tmp_path / "j").glob("*.jsonl"))
+    assert tree(root) != before  # two files had gone
+    res = CliRunner().invoke(app, ["undo", str(journal)])
+    assert res.exit_code == 0, res.output
+    assert tree(root) == before
+
+
+def test_apply_command(library, tmp_path):
+    root, report = library
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    res = CliRunner().invoke(
+        app, ["apply", str(saved), "--move-to", str(tmp_path / "q"), "--journal-dir", str(tmp_path / "j")]
+    )
+    assert res.exit_code == 0, res.output
+    assert sum(line.startswith("moved ") for line in res.output.splitlines()) == 6
+    assert "dedupe undo" in res.output
