@@ -225,16 +225,35 @@ def apply(
     keep_in: Optional[List[Path]] = KEEP_IN,
     only: Optional[str] = ONLY,
     move_to: Optional[Path] = typer.Option(None, "--move-to", help="Move the files that go into this folder."),
+    trash: bool = typer.Option(False, "--trash", help="Send the files that go to the platform trash."),
+    hardlink: bool = typer.Option(False, "--hardlink", help="Replace byte-identical copies by hard links."),
+    symlink: bool = typer.Option(False, "--symlink", help="Replace byte-identical copies by symbolic links."),
+    delete: bool = typer.Option(False, "--delete", help="Delete the files that go, permanently."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask before --delete."),
+    paranoid: bool = typer.Option(False, "--paranoid", help="Hash byte-identical files again before acting."),
     journal_dir: Optional[Path] = typer.Option(None, "--journal-dir", help="Where the journal goes."),
 ) -> None:
     """Without an action: a dry run that prints every operation and the bytes it would free.
 
-    With --move-to DIR: move each file that goes into DIR (its path relative to its scan root kept),
+    With one action (--move-to DIR, --trash, --hardlink, --symlink, --delete) it is carried out,
     journaled for `dedupe undo`. Each group is checked against the disk first: a group with a file
     changed since the scan is skipped whole and listed."""
     decided = _plan(source, keep_in, only)
-    if move_to is not None:
-        _apply_move(decided, move_to, journal_dir)
+    chosen = [
+        name
+        for name, on in (
+            ("move", move_to is not None),
+            ("trash", trash),
+            ("hardlink", hardlink),
+            ("symlink", symlink),
+            ("delete", delete),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        _fail("choose one action: --move-to, --trash, --hardlink, --symlink or --delete")
+    if chosen:
+        _act(decided, chosen[0], move_to, journal_dir, paranoid, yes)
         return
     from .actions.dryrun import dry_run
 
@@ -249,30 +268,45 @@ def apply(
     )
 
 
-def _apply_move(decided: dict, move_to: Path, journal_dir: Optional[Path]) -> None:
-    """Run the moves; Ctrl-C stops after the current one, with the journal complete."""
+def _act(
+    decided: dict, action: str, move_to: Optional[Path], journal_dir: Optional[Path], paranoid: bool, yes: bool
+) -> None:
+    """Carry out one action; Ctrl-C stops after the current operation, with the journal complete."""
     import signal
 
     from .actions.apply import apply_plan
+    from .actions.dryrun import dry_run
 
+    if action == "delete" and not yes:
+        preview = dry_run(decided)
+        if not sys.stdin.isatty():
+            _fail("--delete removes files for good: add --yes to confirm")
+        if not typer.confirm(
+            f"Delete {len(preview.operations):,} files ({human_bytes(preview.bytes_freed)}) "
+            "permanently? This cannot be undone"
+        ):
+            _fail("nothing deleted", 1)
     stop = []
     previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     try:
-        result = apply_plan(decided, move_to, journal_dir, cancel=lambda: bool(stop))
+        result = apply_plan(decided, action, move_to, journal_dir, cancel=lambda: bool(stop), paranoid=paranoid)
     finally:
         signal.signal(signal.SIGINT, previous)
-    for src, dst in result.moved:
-        typer.echo(f"moved {src} -> {dst}")
+    for src, what in result.done:
+        typer.echo(f"{action} {src} -> {what}")
     for src, reason in result.failed:
         typer.echo(f"FAILED {src}: {reason}", err=True)
     for gid, reasons in result.skipped:
         typer.echo(f"skipped group {gid}: " + "; ".join(reasons))
+    if result.stopped:
+        typer.echo(f"dedupe: stopped: {result.stopped}", err=True)
+    ended = "Interrupted after" if result.interrupted or result.stopped else "Done:"
     typer.echo(
-        f"{'Interrupted after' if result.interrupted else 'Done:'} {len(result.moved):,} files moved to {move_to} "
-        f"({human_bytes(result.bytes_freed)}), {len(result.failed):,} failed, {len(result.skipped):,} groups skipped."
+        f"{ended} {len(result.done):,} files ({human_bytes(result.bytes_freed)}), {len(result.failed):,} failed, "
+        f"{len(result.skipped):,} groups skipped."
     )
     typer.echo(f"Journal: {result.journal}  (undo with: dedupe undo '{result.journal}')")
-    if result.failed or result.interrupted:
+    if result.failed or result.interrupted or result.stopped:
         raise typer.Exit(1)
 
 

@@ -49,9 +49,9 @@ def tree(root: Path) -> dict:
 def test_move_then_undo_restores_the_tree(library, tmp_path):
     root, report = library
     before = tree(root)
-    result = apply_plan(make_plan(report), tmp_path / "q", tmp_path / "journals")
-    assert len(result.moved) == 6 and not result.failed and not result.skipped
-    for src, dst in result.moved:  # the path relative to the scan root is kept
+    result = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "journals")
+    assert len(result.done) == 6 and not result.failed and not result.skipped
+    for src, dst in result.done:  # the path relative to the scan root is kept
         assert not os.path.exists(src)
         assert Path(dst) == tmp_path / "q" / os.path.relpath(src, root)
     keepers = {g["keeper"] for g in report["groups"]}
@@ -65,8 +65,8 @@ def test_move_then_undo_restores_the_tree(library, tmp_path):
 def test_reference_folders_are_untouched(library, tmp_path):
     root, report = library
     backup_before = tree(root / "Backup")
-    result = apply_plan(make_plan(report, keep_in=[str(root / "Backup")]), tmp_path / "q", tmp_path / "j")
-    assert result.moved and all("/Backup/" not in src for src, _ in result.moved)
+    result = apply_plan(make_plan(report, keep_in=[str(root / "Backup")]), "move", tmp_path / "q", tmp_path / "j")
+    assert result.done and all("/Backup/" not in src for src, _ in result.done)
     assert tree(root / "Backup") == backup_before
 
 
@@ -74,17 +74,17 @@ def test_a_file_changed_since_the_scan_skips_its_group(library, tmp_path):
     root, report = library
     changed = root / "Downloads" / "IMG_1_small.jpg"
     changed.write_bytes(changed.read_bytes() + b"\0")
-    result = apply_plan(make_plan(report), tmp_path / "q", tmp_path / "j")
+    result = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "j")
     group = next(g for g in report["groups"] if any(m["path"] == str(changed) for m in g["members"]))
     assert [gid for gid, _ in result.skipped] == [group["id"]]
     assert all(os.path.exists(m["path"]) for m in group["members"])
-    assert len(result.moved) == 4
+    assert len(result.done) == 4
 
 
 def test_undo_never_overwrites(library, tmp_path):
     root, report = library
-    result = apply_plan(make_plan(report), tmp_path / "q", tmp_path / "j")
-    src, _ = result.moved[0]
+    result = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "j")
+    src, _ = result.done[0]
     Path(src).write_bytes(b"a new file that appeared since")
     res = CliRunner().invoke(app, ["undo", str(result.journal)])
     assert res.exit_code == 1
@@ -119,7 +119,7 @@ def move(src, dst):  # the third move is killed half way: the file has arrived, 
     real(src, dst)
 
 A.move = move
-A.apply_plan(load_plan({report!r}), {quarantine!r}, __import__("pathlib").Path({journals!r}))
+A.apply_plan(load_plan({report!r}), "move", {quarantine!r}, __import__("pathlib").Path({journals!r}))
 """
 
 
@@ -154,5 +154,85 @@ def test_apply_command(library, tmp_path):
         app, ["apply", str(saved), "--move-to", str(tmp_path / "q"), "--journal-dir", str(tmp_path / "j")]
     )
     assert res.exit_code == 0, res.output
-    assert sum(line.startswith("moved ") for line in res.output.splitlines()) == 6
+    assert sum(line.startswith("move ") for line in res.output.splitlines()) == 6
     assert "dedupe undo" in res.output
+
+
+@pytest.fixture
+def home_trash(tmp_path, monkeypatch):
+    """The freedesktop trash of a made-up home, so tests never touch the real one."""
+    from send2trash import plat_other
+
+    data = tmp_path / "xdg"
+    data.mkdir()
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(data))
+    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(data / "Trash"))
+    return data / "Trash"
+
+
+def test_trash_then_undo(library, tmp_path, home_trash):
+    root, report = library
+    before = tree(root)
+    result = apply_plan(make_plan(report), "trash", journal_dir=tmp_path / "j")
+    assert len(result.done) == 6 and not result.failed and result.stopped is None
+    assert len(list((home_trash / "files").iterdir())) == 6
+    assert all(not os.path.exists(src) for src, _ in result.done)
+    assert undo(result.journal).refused == []
+    assert tree(root) == before
+    assert list((home_trash / "info").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["hardlink", "symlink"])
+def test_links_replace_only_byte_identical_copies_and_undo(library, tmp_path, kind):
+    root, report = library
+    before = tree(root)
+    result = apply_plan(make_plan(report), kind, journal_dir=tmp_path / "j")
+    assert len(result.done) == 3  # the Backup copies; the resized copies are not byte-identical
+    for n in range(3):
+        copy, keeper = root / "Backup" / f"e{n}" / "IMG.jpg", root / "2021" / f"e{n}" / "IMG.jpg"
+        if {copy.as_posix(), keeper.as_posix()} & {src for src, _ in result.done}:
+            assert os.path.samefile(copy, keeper)
+            assert (kind == "symlink") == (copy.is_symlink() or keeper.is_symlink())
+        assert (root / "Downloads" / f"IMG_{n}_small.jpg").is_file()
+    assert undo(result.journal).refused == []
+    assert tree(root) == before
+    assert not any(p.is_symlink() for p in root.rglob("*"))
+
+
+def test_delete_cannot_be_undone_and_asks_first(library, tmp_path):
+    root, report = library
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    res = CliRunner().invoke(app, ["apply", str(saved), "--delete"])
+    assert res.exit_code == 2 and "--yes" in res.output
+    assert all(os.path.exists(m["path"]) for g in report["groups"] for m in g["members"])
+    res = CliRunner().invoke(app, ["apply", str(saved), "--delete", "--yes", "--journal-dir", str(tmp_path / "j")])
+    assert res.exit_code == 0, res.output
+    gone = [m["path"] for g in report["groups"] for m in g["members"] if m["relation"] != "keeper"]
+    assert gone and not any(os.path.exists(p) for p in gone)
+    assert all(os.path.exists(g["keeper"]) for g in report["groups"])
+    back = undo(next((tmp_path / "j").glob("*.jsonl")))
+    assert back.restored == [] and all("permanently" in why for _, why in back.refused)
+
+
+def test_paranoid_skips_a_group_whose_bytes_changed_under_the_same_size_and_time(library, tmp_path):
+    root, report = library
+    copy = root / "Backup" / "e0" / "IMG.jpg"
+    st = copy.stat()
+    data = bytearray(copy.read_bytes())
+    data[-3] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))  # size and mtime as scanned: only the bytes differ
+    result = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "j", paranoid=True)
+    group = next(g for g in report["groups"] if any(m["path"] == str(copy) for m in g["members"]))
+    assert group["id"] in [gid for gid, _ in result.skipped]
+    assert copy.exists()
+
+
+def test_one_action_at_a_time(library, tmp_path):
+    _, report = library
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    res = CliRunner().invoke(app, ["apply", str(saved), "--trash", "--delete", "--yes"])
+    assert res.exit_code == 2 and "choose one action" in res.output

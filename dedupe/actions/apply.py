@@ -1,8 +1,9 @@
 """Carrying out a plan: each group checked against the disk first, each operation journaled, undoable.
 
-Only moving to a quarantine folder is implemented so far: it keeps each file's path relative to its
-scan root, never overwrites (a name taken gets " (1)", " (2)"...), and works across file systems (copy,
-fsync, check the size, then remove the original).
+Actions: move to a quarantine folder (path relative to its scan root kept, never overwriting, across
+file systems), the platform trash (send2trash; a trash that cannot take a file stops the run instead of
+pretending), a hard or symbolic link to the keeper in place of a byte-identical copy (made under a
+temporary name and renamed over it, so the path is never missing), and permanent deletion.
 """
 
 from __future__ import annotations
@@ -13,22 +14,32 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..exact import content_hash_file
 from ..progress import CancelCheck, never
 from .check import group_problems
 from .journal import Journal
+
+ACTIONS = ("move", "trash", "hardlink", "symlink", "delete")
+LINKS = ("hardlink", "symlink")
+
+
+class TrashUnavailable(RuntimeError):
+    """The platform trash cannot take a file (another file system without a trash folder, ...)."""
 
 
 @dataclass
 class ApplyResult:
     journal: Path
-    moved: list[tuple[str, str]] = field(default_factory=list)
-    """(original path, where it went)."""
+    done: list[tuple[str, str]] = field(default_factory=list)
+    """(path, what happened to it: where it went, or what it links to)."""
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) of operations that could not be done; the run went on."""
     skipped: list[tuple[int, list[str]]] = field(default_factory=list)
     """(group id, reasons) of groups left alone because they changed since the scan."""
     bytes_freed: int = 0
     interrupted: bool = False
+    stopped: str | None = None
+    """Why the run stopped before the end (the trash could not take a file)."""
 
 
 def free_name(path: Path) -> Path:
@@ -71,26 +82,102 @@ def _root_of(path: str, roots: list[str]) -> str:
     return max(matches, key=len)
 
 
-def apply_plan(
-    plan: dict, move_to: str | os.PathLike, journal_dir: Path | None = None, cancel: CancelCheck = never
-) -> ApplyResult:
-    """Move every file the plan removes into `move_to`, group by group, journaling each move.
+def _replace_with_link(path: str, keeper: str, kind: str) -> None:
+    """Put a link to `keeper` at `path`: made under a temporary name beside it, then renamed over it."""
+    tmp = Path(path).with_name(f".{Path(path).name}.dedupe-link")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    if kind == "hardlink":
+        os.link(keeper, tmp)
+    else:
+        os.symlink(keeper, tmp)
+    os.replace(tmp, path)
 
-    A group with any file changed since the scan, or a file to remove that is the very file kept, is
-    skipped whole. `cancel` is checked between operations, so a stop leaves the journal complete.
+
+def _trash(path: str) -> str | None:
+    """Send a file to the platform trash; where it went when that can be found (freedesktop trash)."""
+    from send2trash import send2trash
+    from send2trash.exceptions import TrashPermissionError
+
+    try:
+        send2trash(path)
+    except TrashPermissionError as exc:
+        raise TrashUnavailable(f"the trash cannot take {path}: {exc}") from None
+    except OSError as exc:
+        if os.path.lexists(path):
+            raise TrashUnavailable(f"the trash cannot take {path}: {exc.strerror or exc}") from None
+        raise
+    return trashed_location(path)
+
+
+def trashed_location(original: str) -> str | None:
+    """The newest file in a freedesktop trash whose .trashinfo names `original`, or None."""
+    from urllib.parse import unquote
+
+    home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "Trash"
+    found = []
+    mount = Path(original).parent
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    for trash in (home, mount / ".Trash" / str(os.getuid()), mount / f".Trash-{os.getuid()}"):
+        info_dir = trash / "info"
+        if not info_dir.is_dir():
+            continue
+        for info in info_dir.glob("*.trashinfo"):
+            try:
+                lines = info.read_text("utf-8", "surrogateescape").splitlines()
+            except OSError:
+                continue
+            named = next((unquote(x[5:]) for x in lines if x.startswith("Path=")), None)
+            if named is not None and (named == original or str(trash.parent / named) == original):
+                found.append((info.stat().st_mtime_ns, str(trash / "files" / info.name[: -len(".trashinfo")])))
+    return max(found)[1] if found else None
+
+
+def apply_plan(
+    plan: dict,
+    action: str,
+    target: str | os.PathLike | None = None,
+    journal_dir: Path | None = None,
+    cancel: CancelCheck = never,
+    paranoid: bool = False,
+) -> ApplyResult:
+    """Carry out `action` on every file the plan removes, group by group, journaling each operation.
+
+    `target` is the quarantine folder for "move". Links replace only byte-identical copies of the
+    keeper (others stay). A group with any file changed since the scan, a file to remove that is the very
+    file kept, or (with `paranoid`) content that no longer hashes as scanned, is skipped whole. `cancel`
+    is checked between operations, so a stop leaves the journal complete.
     """
-    quarantine = Path(move_to).resolve()
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    quarantine = Path(target).resolve() if action == "move" else None
     journal = Journal.create(
         journal_dir,
-        {"action": "move", "quarantine": str(quarantine), "source": plan.get("source", ""), "roots": plan["roots"]},
+        {
+            "action": action,
+            "quarantine": str(quarantine or ""),
+            "source": plan.get("source", ""),
+            "roots": plan["roots"],
+        },
     )
     result = ApplyResult(journal.path)
     try:
         for g in plan["groups"]:
             removals = [f for f in g["files"] if f["action"] == "remove"]
+            if action in LINKS:
+                removals = [f for f in removals if f["relation"] == "exact"]
             if not removals:
                 continue
+            kept = [f for f in g["files"] if f["action"] == "keep"]
+            keeper = next((f for f in kept if f["relation"] == "keeper"), kept[0])
             problems = group_problems(g)
+            if not problems and (paranoid or action in LINKS):
+                problems = [
+                    f"{f['path']}: content changed since the scan"
+                    for f in [keeper, *removals]
+                    if f["relation"] != "near" and content_hash_file(f["path"]) != f["content_hash"]
+                ]
             if problems:
                 result.skipped.append((g["id"], problems))
                 journal.write({"skipped": g["id"], "reasons": problems})
@@ -100,18 +187,48 @@ def apply_plan(
                     result.interrupted = True
                     return result
                 src = f["path"]
-                dst = free_name(quarantine / os.path.relpath(src, _root_of(src, plan["roots"])))
-                op = f"{g['id']}.{n}"
-                journal.write({"op": op, "state": "start", "move": src, "to": str(dst), "size": f["size"]})
+                record = {
+                    "op": f"{g['id']}.{n}",
+                    "kind": action,
+                    "path": src,
+                    "size": f["size"],
+                    "mtime_ns": f["mtime_ns"],
+                    "content_hash": f["content_hash"],
+                    "keeper": keeper["path"],
+                }
+                if quarantine is not None:
+                    record["to"] = str(free_name(quarantine / os.path.relpath(src, _root_of(src, plan["roots"]))))
+                journal.write({**record, "state": "start"})
                 try:
-                    move(src, dst)
+                    outcome = _do(action, src, record)
+                except TrashUnavailable as exc:
+                    result.stopped = str(exc)
+                    journal.write({"op": record["op"], "state": "failed", "reason": str(exc)})
+                    return result
                 except OSError as exc:
                     result.failed.append((src, exc.strerror or str(exc)))
-                    journal.write({"op": op, "state": "failed", "reason": exc.strerror or str(exc)})
+                    journal.write({"op": record["op"], "state": "failed", "reason": exc.strerror or str(exc)})
                     continue
-                journal.write({"op": op, "state": "done"})
-                result.moved.append((src, str(dst)))
+                journal.write(
+                    {"op": record["op"], "state": "done", **({"to": record["trashed"]} if action == "trash" else {})}
+                )
+                result.done.append((src, outcome or ""))
                 result.bytes_freed += f["size"]
     finally:
         journal.close()
     return result
+
+
+def _do(action: str, src: str, record: dict) -> str | None:
+    """One operation; what became of the file, in words for the summary (or the trash location)."""
+    if action == "move":
+        move(src, record["to"])
+        return record["to"]
+    if action == "trash":
+        record["trashed"] = _trash(src)
+        return record["trashed"] or "the trash"
+    if action in LINKS:
+        _replace_with_link(src, record["keeper"], action)
+        return f"{action} to {record['keeper']}"
+    os.unlink(src)
+    return "deleted"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..exact import content_hash_file
 from .apply import move
 from .journal import read
 
@@ -17,36 +20,72 @@ class UndoResult:
     """(original path, why it was not restored)."""
 
 
-def undo(journal_path: str | os.PathLike) -> UndoResult:
-    """Put every moved file back where it was, last moved first, and note each in the journal.
+def _unlink_copy(path: str, keeper: str, content_hash: str, mtime_ns: int) -> None:
+    """Replace the link at `path` by a copy of the keeper's content, which the scan found identical."""
+    if content_hash_file(keeper) != content_hash:
+        raise OSError(0, f"the kept file {keeper} no longer has the content to restore")
+    tmp = Path(path).with_name(f".{Path(path).name}.dedupe-undo")
+    shutil.copyfile(keeper, tmp)
+    os.utime(tmp, ns=(mtime_ns, mtime_ns))
+    os.replace(tmp, path)
 
-    An operation the run only started is resolved from the disk: if the original is still there the
-    move never happened. A file is not put back over something that appeared at its path since.
+
+def _undo_one(start: dict, finished: bool) -> tuple[bool, str | None]:
+    """Reverse one operation: (whether a file was put back, why it could not be)."""
+    kind, path = start["kind"], start["path"]
+    if kind in ("hardlink", "symlink"):
+        is_ours = (
+            os.path.islink(path) and os.readlink(path) == start["keeper"]
+            if kind == "symlink"
+            else os.path.exists(path) and os.path.samefile(path, start["keeper"])
+        )
+        if not is_ours:
+            return False, ("no longer the link that was made; left as it is" if finished else None)
+        _unlink_copy(path, start["keeper"], start["content_hash"], start["mtime_ns"])
+        return True, None
+    if not finished and os.path.lexists(path):
+        return False, None  # stopped before the file went
+    if kind == "delete":
+        return False, "deleted permanently; cannot be restored"
+    where = start.get("to")
+    if kind == "trash" and not where:
+        return False, "sent to the system trash; restore it from there"
+    if not where or not os.path.lexists(where):
+        return False, f"the file is no longer at {where}"
+    if os.path.lexists(path):
+        return False, "something has appeared at the original path since; not overwritten"
+    move(where, path)
+    if kind == "trash":
+        info = Path(where).parent.parent / "info" / (Path(where).name + ".trashinfo")
+        info.unlink(missing_ok=True)
+    return True, None
+
+
+def undo(journal_path: str | os.PathLike) -> UndoResult:
+    """Put every file back as it was, last operation first, and note each in the journal.
+
+    An operation the run only started is resolved from the disk: if the original is still there it
+    never happened. Nothing that appeared at a path since is overwritten.
     """
     _header, records = read(journal_path)
     starts = {r["op"]: r for r in records if r.get("state") == "start"}
-    finished = {r["op"] for r in records if r.get("state") == "done"}
+    finished = {r["op"]: r for r in records if r.get("state") == "done"}
     undone = {r["undone"] for r in records if "undone" in r}
     result = UndoResult()
     with open(journal_path, "a", encoding="utf-8", errors="backslashreplace") as log:
         for op in reversed(list(starts)):
             if op in undone:
                 continue
-            src, dst = starts[op]["move"], starts[op]["to"]
-            if op not in finished and os.path.lexists(src):
-                continue  # killed before the move: nothing to undo
-            if not os.path.lexists(dst):
-                result.refused.append((src, f"the moved file is no longer at {dst}"))
-                continue
-            if os.path.lexists(src):
-                result.refused.append((src, "something has appeared at the original path since; not overwritten"))
-                continue
+            start = {**starts[op], **{k: v for k, v in finished.get(op, {}).items() if k == "to" and v}}
             try:
-                move(dst, src)
+                restored, why = _undo_one(start, op in finished)
             except OSError as exc:
-                result.refused.append((src, exc.strerror or str(exc)))
+                restored, why = False, exc.strerror or str(exc)
+            if why:
+                result.refused.append((start["path"], why))
                 continue
-            result.restored.append(src)
+            if restored:
+                result.restored.append(start["path"])
             log.write(json.dumps({"undone": op}) + "\n")
             log.flush()
             os.fsync(log.fileno())
