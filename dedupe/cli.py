@@ -192,13 +192,18 @@ def report(
 
 KEEP_IN = typer.Option(None, "--keep-in", help="Reference folder: nothing under it goes (repeatable).")
 ONLY = typer.Option(None, "--only", help="Remove only byte-identical copies (exact) or only the others (near).")
+RULES = typer.Option(None, "--keeper-rules", help="Choose keepers again by these comma-separated rules.")
 
 
-def _plan(source: Path, keep_in: Optional[List[Path]], only: Optional[str]) -> dict:
+def _plan(source: Path, keep_in: Optional[List[Path]], only: Optional[str], rules: Optional[str]) -> dict:
     from .actions.plan import PlanError, load_plan
 
+    keeper_rules = None
+    if rules:
+        keeper_rules = tuple(r.strip() for r in rules.split(",") if r.strip())
+        _settings(None, keeper_rules=keeper_rules)  # checks the rule names
     try:
-        return load_plan(source, [str(p) for p in keep_in or []], only)
+        return load_plan(source, [str(p) for p in keep_in or []], only, keeper_rules)
     except PlanError as exc:
         _fail(str(exc))
 
@@ -209,11 +214,12 @@ def plan(
     out: Path = typer.Option(..., "-o", "--output", help="Write the plan (JSON) here."),
     keep_in: Optional[List[Path]] = KEEP_IN,
     only: Optional[str] = ONLY,
+    keeper_rules: Optional[str] = RULES,
 ) -> None:
     """Write the decision per file (keep / remove) to a plan that a person can edit; changes nothing."""
     import json
 
-    decided = _plan(report_json, keep_in, only)
+    decided = _plan(report_json, keep_in, only, keeper_rules)
     out.write_text(json.dumps(decided, indent=1, ensure_ascii=True) + "\n", encoding="utf-8")
     goes = sum(f["action"] == "remove" for g in decided["groups"] for f in g["files"])
     typer.echo(f"Plan: {goes:,} files to remove in {len(decided['groups']):,} groups, written to {out}")
@@ -224,6 +230,7 @@ def apply(
     source: Path = typer.Argument(..., help="A JSON report or a plan."),
     keep_in: Optional[List[Path]] = KEEP_IN,
     only: Optional[str] = ONLY,
+    keeper_rules: Optional[str] = RULES,
     move_to: Optional[Path] = typer.Option(None, "--move-to", help="Move the files that go into this folder."),
     trash: bool = typer.Option(False, "--trash", help="Send the files that go to the platform trash."),
     hardlink: bool = typer.Option(False, "--hardlink", help="Replace byte-identical copies by hard links."),
@@ -238,7 +245,7 @@ def apply(
     With one action (--move-to DIR, --trash, --hardlink, --symlink, --delete) it is carried out,
     journaled for `dedupe undo`. Each group is checked against the disk first: a group with a file
     changed since the scan is skipped whole and listed."""
-    decided = _plan(source, keep_in, only)
+    decided = _plan(source, keep_in, only, keeper_rules)
     chosen = [
         name
         for name, on in (

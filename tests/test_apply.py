@@ -236,3 +236,31 @@ def test_one_action_at_a_time(library, tmp_path):
     saved.write_text(json.dumps(report))
     res = CliRunner().invoke(app, ["apply", str(saved), "--trash", "--delete", "--yes"])
     assert res.exit_code == 2 and "choose one action" in res.output
+
+
+def test_an_unavailable_trash_stops_the_run_with_a_message(library, tmp_path, monkeypatch):
+    import send2trash
+    from send2trash.exceptions import TrashPermissionError
+
+    root, report = library
+    calls = []
+
+    def refuse(path):
+        calls.append(path)
+        raise TrashPermissionError(path)
+
+    monkeypatch.setattr(send2trash, "send2trash", refuse)
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    res = CliRunner().invoke(app, ["apply", str(saved), "--trash", "--journal-dir", str(tmp_path / "j")])
+    assert res.exit_code == 1 and "the trash cannot take" in res.output
+    assert len(calls) == 1  # stopped at the first refusal, claimed nothing
+    assert all(os.path.exists(m["path"]) for g in report["groups"] for m in g["members"])
+
+
+def test_a_stop_request_ends_the_run_between_operations(library, tmp_path):
+    root, report = library
+    asked = iter([False, False, True])
+    result = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "j", cancel=lambda: next(asked, True))
+    assert result.interrupted and len(result.done) == 2
+    assert undo(result.journal).restored == [src for src, _ in reversed(result.done)]

@@ -144,3 +144,14 @@ def test_plan_command_round_trip(library, tmp_path):
     out.write_text(json.dumps(edited))
     res = CliRunner().invoke(app, ["apply", str(out)])
     assert res.exit_code == 2 and "scan roots" in res.output
+
+
+def test_keepers_chosen_again_by_other_rules(library):
+    root, report = library
+    plan = make_plan(report, keeper_rules=("path",))
+    files = plan["groups"][0]["files"]
+    keeper = next(f for f in files if f["relation"] == "keeper")
+    assert keeper["path"] == min((f["path"] for f in files), key=len)  # shortest path now decides
+    assert keeper["action"] == "keep" and sum(f["action"] == "keep" for f in files) == 1
+    res = CliRunner().invoke(app, ["plan", "-o", "/dev/null", "--keeper-rules", "biggest", str(root)])
+    assert res.exit_code == 2 and "keeper_rules" in res.output

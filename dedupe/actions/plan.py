@@ -33,9 +33,39 @@ def _under(path: str, folders: list[str]) -> bool:
     return any(p == PurePath(f) or PurePath(f) in p.parents for f in folders)
 
 
-def make_plan(report: dict, keep_in: list[str] = (), only: str | None = None, source: str = "") -> dict:
+def _rechoose(members: list[dict], rules: tuple[str, ...]) -> dict:
+    """The keeper by other rules than the scan's, from what the report records of each member."""
+    from ..group import Candidate, choose_keeper
+    from ..model import FileRecord, ImageInfo
+
+    cands = [
+        Candidate(
+            FileRecord(m["path"], m["root"], m["size"], m["mtime_ns"], m["device"], m["inode"], m["format"]),
+            ImageInfo(
+                m["width"],
+                m["height"],
+                m["format"],
+                m["lossless"],
+                m["width"] * m["height"],
+                m["exif_date"],
+                m["camera"],
+            ),
+        )
+        for m in members
+    ]
+    return members[choose_keeper(cands, rules)[0]]
+
+
+def make_plan(
+    report: dict,
+    keep_in: list[str] = (),
+    only: str | None = None,
+    source: str = "",
+    keeper_rules: tuple[str, ...] | None = None,
+) -> dict:
     """The plan a report proposes: every member but the keeper goes, with these changes:
 
+    - `keeper_rules`: the keeper is chosen again by these rules (see Settings.keeper_rules);
     - `keep_in` (reference folders): nothing under them goes, and a member under one becomes the keeper;
     - `only="exact"` removes only byte-identical copies of the keeper, `only="near"` only the others.
     """
@@ -46,6 +76,8 @@ def make_plan(report: dict, keep_in: list[str] = (), only: str | None = None, so
     for g in report["groups"]:
         members = g["members"]
         keeper = next(m for m in members if m["relation"] == "keeper")
+        if keeper_rules:
+            keeper = _rechoose(members, keeper_rules)
         in_ref = [m for m in members if _under(m["path"], refs)]
         if in_ref and keeper not in in_ref:
             keeper = in_ref[0]  # members are listed keeper first, then by path
@@ -92,7 +124,12 @@ def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
             raise PlanError(f"group {g.get('id')}: every file would go; at least one copy must stay")
 
 
-def load_plan(path: str | os.PathLike, keep_in: list[str] = (), only: str | None = None) -> dict:
+def load_plan(
+    path: str | os.PathLike,
+    keep_in: list[str] = (),
+    only: str | None = None,
+    keeper_rules: tuple[str, ...] | None = None,
+) -> dict:
     """A checked plan from a plan file, or made from a scan report with these options."""
     try:
         with open(path, encoding="utf-8") as fh:
@@ -100,12 +137,12 @@ def load_plan(path: str | os.PathLike, keep_in: list[str] = (), only: str | None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanError(f"cannot read {path}: {exc}") from None
     if isinstance(data, dict) and "plan_version" in data:
-        if only is not None:
-            raise PlanError("--only applies to a report; a plan already says what goes")
+        if only is not None or keeper_rules:
+            raise PlanError("--only and --keeper-rules apply to a report; a plan already says what goes")
         check_plan(data, keep_in)
         return data
     try:
         report = read_report(path)
     except ReportError as exc:
         raise PlanError(str(exc)) from None
-    return make_plan(report, keep_in, only, source=str(path))
+    return make_plan(report, keep_in, only, source=str(path), keeper_rules=keeper_rules)
