@@ -264,3 +264,46 @@ def test_a_stop_request_ends_the_run_between_operations(library, tmp_path):
     result = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "j", cancel=lambda: next(asked, True))
     assert result.interrupted and len(result.done) == 2
     assert undo(result.journal).restored == [src for src, _ in reversed(result.done)]
+
+
+def test_move_across_file_systems_copies_then_removes(tmp_path, monkeypatch):
+    import errno
+
+    src, dst = tmp_path / "a.jpg", tmp_path / "q" / "a.jpg"
+    src.write_bytes(b"picture bytes")
+    os.utime(src, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    real_link = os.link
+
+    def no_cross_device_links(a, b, *args, **kw):
+        if str(a) == str(src):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_link(a, b, *args, **kw)
+
+    monkeypatch.setattr(os, "link", no_cross_device_links)
+    move(src, dst)
+    assert not src.exists() and dst.read_bytes() == b"picture bytes"
+    assert dst.stat().st_mtime_ns == 1_600_000_000_000_000_000
+    assert [p.name for p in dst.parent.iterdir()] == ["a.jpg"]  # no partial file left
+
+
+def test_a_file_that_cannot_be_moved_is_reported_and_the_run_goes_on(library, tmp_path, monkeypatch):
+    import dedupe.actions.apply as A
+
+    root, report = library
+    real = A.move
+    victim = str(root / "Downloads" / "IMG_1_small.jpg")
+
+    def move(src, dst):
+        if src == victim:
+            raise PermissionError(13, "Permission denied", src)
+        real(src, dst)
+
+    monkeypatch.setattr(A, "move", move)
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    res = CliRunner().invoke(
+        app, ["apply", str(saved), "--move-to", str(tmp_path / "q"), "--journal-dir", str(tmp_path / "j")]
+    )
+    assert res.exit_code == 1
+    assert f"FAILED {victim}: Permission denied" in res.output and "5 files" in res.output and "1 failed" in res.output
+    assert os.path.exists(victim)
