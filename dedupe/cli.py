@@ -240,11 +240,11 @@ def apply(
     paranoid: bool = typer.Option(False, "--paranoid", help="Hash byte-identical files again before acting."),
     journal_dir: Optional[Path] = typer.Option(None, "--journal-dir", help="Where the journal goes."),
 ) -> None:
-    """Without an action: a dry run that prints every operation and the bytes it would free.
+    """Act on a report or a plan: a dry run unless an action is given.
 
-    With one action (--move-to DIR, --trash, --hardlink, --symlink, --delete) it is carried out,
-    journaled for `dedupe undo`. Each group is checked against the disk first: a group with a file
-    changed since the scan is skipped whole and listed."""
+    The dry run prints every operation and the bytes it would free. With one action (--move-to DIR,
+    --trash, --hardlink, --symlink, --delete) it is carried out, journaled for `dedupe undo`. Each group
+    is checked against the disk first: a group with a file changed since the scan is skipped whole."""
     decided = _plan(source, keep_in, only, keeper_rules)
     chosen = [
         name
@@ -319,7 +319,7 @@ def _act(
 
 @app.command()
 def undo(journal: Path = typer.Argument(..., help="The journal an apply run printed.")) -> None:
-    """Put back every file an apply run moved, never overwriting anything that appeared since."""
+    """Reverse an apply run from its journal, never overwriting anything that appeared since."""
     from .actions.undo import undo as run_undo
 
     try:
