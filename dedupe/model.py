@@ -85,18 +85,6 @@ class Features:
     """Their 256-bit binary descriptors."""
 
 
-@dataclass(frozen=True)
-class Match:
-    """A confirmed pair (indices into the scan's image list) with the evidence for it."""
-
-    a: int
-    b: int
-    hash_distance: int
-    ssim: float
-    score: int
-    transform: dict = field(default_factory=dict)
-
-
 @dataclass
 class Member:
     file: FileRecord

@@ -19,11 +19,13 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from ..diff import DIFF_SIDE
 from ..progress import CancelCheck, NullProgress, Progress, check, never
 from ..walk import REPORT_MARKER
 
 THUMB = 360
-"""Long side of the thumbnails, in pixels (shown at about 250)."""
+"""Long side of the thumbnails, in pixels (shown at about 250); each picture is decoded once, at
+diff.DIFF_SIDE, and its thumbnail reduced from that."""
 
 
 def assets_dir(html_path: Path) -> Path:
@@ -39,58 +41,71 @@ def _script_json(data) -> Markup:
 
 
 def _jobs(report: dict, folder: Path) -> list[tuple]:
-    """(kind, out file, keeper path, member path, transform, keeper size, member size) for every image
-    the page shows; the full sizes place a crop box, given in full-size pixels, on the reduced pictures."""
+    """One job per group (its files, the keeper first) and one per similar shot's picture.
+
+    A group's job decodes each file once: its thumbnail and, for a near member, its difference view
+    against the keeper, decoded once for the whole group. Each file is (path, full size, thumbnail file,
+    difference file or None, transform); the full sizes place a crop box, given in full-size pixels, on
+    the reduced pictures."""
     jobs = []
     for g in report["groups"]:
-        keeper = next(m for m in g["members"] if m["path"] == g["keeper"])
-        keeper_size = (keeper["width"], keeper["height"])
+        files = []
         for i, m in enumerate(g["members"]):
-            jobs.append(("thumb", str(folder / f"t{g['id']}_{i}.jpg"), m["path"], None, None, None, None))
-            if m["relation"] == "near":
-                out = str(folder / f"d{g['id']}_{i}.png")
-                jobs.append(
-                    ("diff", out, keeper["path"], m["path"], m["transform"], keeper_size, (m["width"], m["height"]))
-                )
+            diff = str(folder / f"d{g['id']}_{i}.png") if m["relation"] == "near" else None
+            entry = (m["path"], (m["width"], m["height"]), str(folder / f"t{g['id']}_{i}.jpg"), diff, m["transform"])
+            if m["path"] == g["keeper"]:
+                files.insert(0, entry)
+            else:
+                files.append(entry)
+        jobs.append(files)
     for n, s in enumerate(report.get("similar", [])):
         for side, path in (("a", s["a"]), ("b", s["b"])):
-            jobs.append(("thumb", str(folder / f"s{n}_{side}.jpg"), path, None, None, None, None))
+            jobs.append([(path, None, str(folder / f"s{n}_{side}.jpg"), None, {})])
     return jobs
 
 
-def _make(job: tuple) -> tuple[str, bool, int]:
-    """Make one image; (file, made, boxes). A file that cannot be read any more just has no image."""
+def _make(files: list[tuple]) -> list[tuple[str, int]]:
+    """Make one job's images; (file, boxes) for each made. A file that cannot be read any more just has
+    no image (and its members no difference view)."""
     from PIL import Image
 
-    from ..decode import decode_color
+    from ..decode import decode_color, shrink
     from ..diff import difference, render_diff
 
-    kind, out, first, second, transform, first_size, second_size = job
-    try:
-        if kind == "thumb":
-            Image.fromarray(decode_color(first, THUMB)).save(out, "JPEG", quality=82)
-            return out, True, 0
-        diff = difference(decode_color(first, 640), decode_color(second, 640), transform or {}, first_size, second_size)
-        Path(out).write_bytes(render_diff(diff))
-        return out, True, len(diff.boxes)
-    except Exception:  # the file moved or broke since the scan: the page shows it without an image
-        return out, False, 0
+    made: list[tuple[str, int]] = []
+    keeper = None
+    for n, (path, size, thumb, diff_out, transform) in enumerate(files):
+        try:
+            picture = decode_color(path, DIFF_SIDE)
+        except Exception:  # moved or broken since the scan: the page shows the file without images
+            continue
+        Image.fromarray(shrink(picture, THUMB)).save(thumb, "JPEG", quality=82)
+        made.append((thumb, 0))
+        if n == 0:
+            keeper = (picture, size)
+        elif diff_out is not None and keeper is not None:
+            try:
+                diff = difference(keeper[0], picture, transform or {}, keeper[1], size)
+            except Exception:  # an alignment that cannot be made: no difference view, the rest stands
+                continue
+            Path(diff_out).write_bytes(render_diff(diff))
+            made.append((diff_out, len(diff.boxes)))
+    return made
 
 
-def _make_all(jobs: list[tuple], workers: int, progress: Progress, cancel: CancelCheck) -> dict[str, int]:
+def _make_all(jobs: list[list[tuple]], workers: int, progress: Progress, cancel: CancelCheck) -> dict[str, int]:
     """{file: boxes} of the images made."""
     made: dict[str, int] = {}
-    if workers <= 1 or len(jobs) < 16:
+    if workers <= 1 or len(jobs) < 4:
         results = map(_make, jobs)
         pool = None
     else:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(_make, jobs, chunksize=8)
+        results = pool.map(_make, jobs, chunksize=2)
     try:
-        for out, ok, boxes in results:
+        for items in results:
             check(cancel)
-            if ok:
-                made[out] = boxes
+            made.update(items)
             progress.advance()
     finally:
         if pool is not None:
