@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cache import CODES
 from .config import Settings
 from .features.hashes import ORIENTATIONS, inverse
 from .index import neighbours, pairs_within
 from .progress import Progress
-from .read import Analysed
 
 
 def find_candidates(
-    images: list[int], analysed: dict[int, Analysed], settings: Settings, progress: Progress, title: str
+    images: list[int], codes: np.ndarray, framed: np.ndarray, settings: Settings, progress: Progress, title: str
 ) -> dict[tuple[int, int], set[int]]:
     """Image pairs (a, b), a < b, to verify, each with the orientations t for which turning a by
     ORIENTATIONS[t] may give b: pHashes (whole picture or inside a frame) or dHashes within their radius
-    give t = 0; the turned pHashes of every image, queried against the others' pHashes, give the rest."""
+    give t = 0; the turned pHashes of every image, queried against the others' pHashes, give the rest.
+
+    `codes` holds each image's packed codes (cache.CODES columns: pHash, dHash, framed pHash, turned)
+    and `framed` whether it has a frame, in the order of `images`."""
     progress.stage(title, len(images))
     out: dict[tuple[int, int], set[int]] = {}
 
@@ -27,26 +30,19 @@ def find_candidates(
             a, b, t = b, a, ORIENTATIONS.index(inverse(*ORIENTATIONS[t]))
         out.setdefault((a, b), set()).add(t)
 
-    owner, codes = [], []
-    for i in images:
-        f = analysed[i].features
-        for code in (f.phash, f.phash_trim):
-            if code is not None:
-                owner.append(i)
-                codes.append(code)
-    owner_arr = np.array(owner, dtype=np.int64)
-    for a, b in owner_arr[pairs_within(np.array(codes, dtype=np.uint64), settings.hash_radius)]:
-        add(int(a), int(b), 0)
     images_arr = np.array(images, dtype=np.int64)
-    dcodes = np.array([analysed[i].features.dhash for i in images], dtype=np.uint64)
-    for a, b in images_arr[pairs_within(dcodes, settings.dhash_radius)]:
+    codes = np.asarray(codes, dtype=np.uint64).reshape(-1, CODES)
+    owner = np.concatenate([images_arr, images_arr[framed]])
+    phashes = np.concatenate([codes[:, 0], codes[framed, 2]])
+    for a, b in owner[pairs_within(phashes, settings.hash_radius)]:
+        add(int(a), int(b), 0)
+    for a, b in images_arr[pairs_within(codes[:, 1], settings.dhash_radius)]:
         add(int(a), int(b), 0)
 
     turns = allowed_turns(settings)
     if turns:
-        base = np.array([analysed[i].features.phash for i in images], dtype=np.uint64)
-        queries = np.array([analysed[i].features.turned[t - 1] for i in images for t in turns], dtype=np.uint64)
-        for q, b in neighbours(base, queries, settings.hash_radius):
+        queries = codes[:, [2 + t for t in turns]].reshape(-1)
+        for q, b in neighbours(codes[:, 0], queries, settings.hash_radius):
             add(images[q // len(turns)], images[b], turns[q % len(turns)])
     progress.advance(len(images))
     return out

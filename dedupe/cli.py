@@ -122,10 +122,14 @@ def scan(
         None, "--similar/--no-similar", help="Also list similar shots (never removed)."
     ),
     keeper_rules: Optional[str] = typer.Option(None, "--keeper-rules", help="Comma-separated keeper rules, in order."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes (0 = one per core)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (0 = one per core)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Feature cache file (default: the user cache)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Keep nothing between scans (a temporary cache)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, only the summary."),
 ) -> None:
-    """Find duplicate photos under ROOTS (read-only) and print a summary."""
+    """Find duplicate photos under ROOTS (read-only) and print a summary.
+
+    What is read from each file is kept in a cache, so a second scan reads only new and changed files."""
     from .pipeline import scan as run_scan
     from .report.jsonreport import write_report
 
@@ -153,7 +157,7 @@ def scan(
         workers=workers,
     )
     progress = TqdmProgress(quiet)
-    result = run_scan(roots, settings, progress=progress)
+    result = run_scan(roots, settings, progress=progress, cache=_cache_path(cache, no_cache))
     if json_out is not None:
         write_report(result, json_out, argv=sys.argv)
     if html_out is not None:
@@ -165,6 +169,46 @@ def scan(
     typer.echo(_summary(result, json_out))
     if html_out is not None:
         typer.echo(f"HTML report: {html_out} (open it in a browser)")
+
+
+def _cache_path(cache: Optional[Path], no_cache: bool) -> Optional[Path]:
+    if cache is not None and no_cache:
+        _fail("--cache and --no-cache cannot be used together")
+    if no_cache:
+        return None
+    from .cache import default_path
+
+    return cache if cache is not None else default_path()
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="Look at or clear the feature cache.")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info(cache: Optional[Path] = typer.Option(None, "--cache", help="Cache file (default: the user cache).")):
+    """Where the cache is, how big, and how many files, images and verdicts it holds."""
+    from .cache import info
+
+    found = info(_cache_path(cache, False))
+    typer.echo(f"Cache: {found['path']}")
+    if not found["exists"]:
+        typer.echo("  (empty: no scan has used it yet)")
+        return
+    typer.echo(f"  size on disk: {human_bytes(found['bytes'])}")
+    typer.echo(f"  files known: {found['files']:,}; images: {found['images']:,}; pair verdicts: {found['verdicts']:,}")
+    for w in found.get("warnings", []):
+        typer.echo(f"  warning: {w}")
+
+
+@cache_app.command("clear")
+def cache_clear(cache: Optional[Path] = typer.Option(None, "--cache", help="Cache file (default: the user cache).")):
+    """Delete the cache: the next scan reads every file again."""
+    from .cache import clear
+
+    path = _cache_path(cache, False)
+    freed = clear(path)
+    typer.echo(f"Cleared {path}: {human_bytes(freed)} freed" if freed else f"Nothing to clear at {path}")
 
 
 @app.command()

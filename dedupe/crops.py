@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cache import Store, settings_key
 from .config import Settings
 from .group import Candidate, choose_keeper, components
 from .index import keypoint_pairs
-from .match import geometry
+from .match import _load, _plain, geometry, verdict_key
 from .model import FileRecord, Group, Similar
-from .progress import CancelCheck, Progress, check
-from .read import Analysed
+from .progress import CancelCheck, Progress
+from .workers import Workers, state
 
 CROP_TRIES = 3
 """Members of a picture's set of copies that a crop is checked against, best keeper first."""
@@ -19,10 +20,11 @@ CROP_TRIES = 3
 def find_crops(
     files: list[FileRecord],
     images: list[int],
-    analysed: dict[int, Analysed],
+    analysed: Store,
     evidence: dict[tuple[int, int], dict],
     similars: list[tuple[tuple[int, int], dict]],
     settings: Settings,
+    workers: Workers,
     progress: Progress,
     cancel: CancelCheck,
     title: str,
@@ -31,7 +33,11 @@ def find_crops(
     confirmed pairs, or the image alone) that holds its nearest neighbours; for each voted pair of sets,
     up to CROP_TRIES members of each, best keeper first, are verified by geometry until one pair holds.
     A mirrored copy cannot match a crop by keypoints; its unmirrored sibling can. Adds to `evidence`
-    (and to `similars` the pairs of sets that are only similar shots); returns how many pairs it added."""
+    (and to `similars` the pairs of sets that are only similar shots); returns how many pairs it added.
+
+    The votes of an unchanged set of images and every geometry verdict come from the cache when a scan
+    made them before."""
+    cache = analysed.cache
     index_of = {img: n for n, img in enumerate(images)}
     sets = components(len(images), [(index_of[a], index_of[b]) for a, b in evidence])
     labels = np.arange(len(images))
@@ -42,7 +48,13 @@ def find_crops(
     for n, label in enumerate(labels):
         members.setdefault(int(label), []).append(images[n])
     progress.stage(title, len(members))
-    pairs = keypoint_pairs([analysed[i].features.kp_desc for i in images], labels)
+    hashes = [analysed.hashes[i] for i in images]
+    memo_key = settings_key(kind="votes", images=hashes, labels=labels.tolist())
+    pairs = cache.memo(memo_key)
+    if pairs is None:
+        descs = cache.descriptors(hashes)
+        pairs = [list(p) for p in keypoint_pairs([descs[h] for h in hashes], labels)]
+        cache.put_memo(memo_key, pairs)
     progress.advance(len(members) // 2)
 
     def best_first(label: int) -> list[int]:
@@ -54,28 +66,62 @@ def find_crops(
             imgs = imgs[:k] + imgs[k + 1 :]
         return ranked
 
+    vkey = verdict_key("geometry", (), settings)
+
+    def stored_as(key: tuple[int, int]) -> tuple[str, str, str]:
+        return analysed.hashes[key[0]], analysed.hashes[key[1]], vkey
+
+    tries = [[(min(a, b), max(a, b)) for a in best_first(p) for b in best_first(q)] for p, q in pairs]
+    stored = cache.verdicts([stored_as(key) for t in tries for key in t])
+    known = {key: stored[stored_as(key)] for t in tries for key in t if stored_as(key) in stored}
+    waiting = [n for n, t in enumerate(tries) if _settle(t, known, settings) is None]
+    jobs = [[stored_as(key)[:2] for key in tries[n]] for n in waiting]
+    for n, results in zip(waiting, workers.map(_geometry_job, jobs, cancel)):
+        for key, ev in zip(tries[n], results):
+            known[key] = ev
+            cache.put_verdict(stored_as(key), ev)
     added = 0
-    for p, q in pairs:
-        check(cancel)
-        similar = None
-        for a, b in ((a, b) for a in best_first(p) for b in best_first(q)):
-            key = (min(a, b), max(a, b))
-            ev = geometry(analysed[key[0]], analysed[key[1]], settings)
-            if ev is None:
-                continue
-            if ev["transform"].get("similar"):
-                similar = similar or (key, ev)
-                continue
-            if not settings.crops:
-                continue
-            evidence[key] = ev
+    for t in tries:
+        confirmed, similar = _settle(t, known, settings)
+        if confirmed is not None:
+            evidence[confirmed[0]] = confirmed[1]
             added += 1
-            similar = None
-            break
-        if similar is not None:
+        elif similar is not None:
             similars.append(similar)
     progress.advance(len(members) - len(members) // 2)
     return added
+
+
+def _settle(tries: list[tuple[int, int]], verdicts: dict, settings: Settings):
+    """(confirmed (pair, evidence) or None, similar (pair, evidence) or None) for one voted pair of sets:
+    the first pair whose geometry holds as a crop wins; a similar shot is kept only if none does. None
+    when a verdict it needs is missing."""
+    similar = None
+    for key in tries:
+        if key not in verdicts:
+            return None
+        ev = verdicts[key]
+        if ev is None:
+            continue
+        if ev["transform"].get("similar"):
+            similar = similar or (key, ev)
+            continue
+        if settings.crops:
+            return (key, ev), None
+    return None, similar
+
+
+def _geometry_job(tries: list[tuple[str, str]]) -> list[dict | None]:
+    """In a worker: geometry verdicts for a voted pair of sets, in order, up to the first crop that holds
+    (what _settle needs)."""
+    cache, settings = state()
+    out = []
+    for x, y in tries:
+        ev = _plain(geometry(_load(cache, x), _load(cache, y), settings))
+        out.append(ev)
+        if ev is not None and not ev["transform"].get("similar") and settings.crops:
+            break
+    return out
 
 
 def similar_shots(

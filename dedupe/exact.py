@@ -33,15 +33,19 @@ def find_exact(
     title: str,
     progress: Progress = NullProgress(),
     cancel: CancelCheck = never,
+    known: dict[int, str] | None = None,
 ) -> tuple[dict[int, str], list[list[int]], list[Problem]]:
     """Content hashes of the files whose size is shared, the byte-identical sets (indices, walk order) and
-    the files that could not be read. `title` names the progress stage."""
+    the files that could not be read. `known` hashes (from the cache, for unchanged files) are not
+    computed again. `title` names the progress stage."""
+    known = known or {}
     by_size: dict[int, list[int]] = defaultdict(list)
     for i, f in enumerate(files):
         by_size[f.size].append(i)
-    todo = [i for idx in by_size.values() if len(idx) > 1 for i in idx]
+    shared = [i for idx in by_size.values() if len(idx) > 1 for i in idx]
+    hashes: dict[int, str] = {i: known[i] for i in shared if i in known}
+    todo = [i for i in shared if i not in hashes]
     progress.stage(title, len(todo))
-    hashes: dict[int, str] = {}
     problems: list[Problem] = []
     for i in todo:
         check(cancel)

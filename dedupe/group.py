@@ -13,10 +13,10 @@ from typing import Callable
 
 from .config import Settings
 from .features.hashes import ORIENTATIONS, inverse
-from .match import confirm, likely_turns
+from .cache import Store
+from .match import confirm_one
 from .model import FileRecord, Group, ImageInfo, Member
 from .progress import Progress
-from .read import Analysed
 
 FORMAT_RANK_TEXT = {3: "camera original", 2: "lossless file", 1: "re-encoded copy"}
 
@@ -185,14 +185,15 @@ def describe_transform(ev: dict, member_is_first: bool, keeper: ImageInfo, membe
 def build_groups(
     files: list[FileRecord],
     images: list[int],
-    analysed: dict[int, Analysed],
+    analysed: Store,
     copy_of: dict[int, int],
     evidence: dict[tuple[int, int], dict],
     settings: Settings,
     progress: Progress,
     title: str,
 ) -> list[Group]:
-    """Byte-identical sets and confirmed pairs -> groups with a keeper, confirmed against the keeper."""
+    """Byte-identical sets and confirmed pairs -> groups with a keeper, confirmed against the keeper.
+    `analysed` loads each image from the cache when it is needed (keepers, members, pairs to check)."""
     progress.stage(title, len(images))
     copies: dict[int, list[int]] = {i: [i] for i in images}
     for c, rep in copy_of.items():
@@ -216,8 +217,7 @@ def build_groups(
     def matched(k: int, x: int) -> bool:
         key = (min(k, x), max(k, x))
         if key not in evidence:
-            a, b = key
-            ev = confirm(analysed[a], analysed[b], likely_turns(analysed[a], analysed[b], settings), settings)
+            ev = confirm_one(*key, analysed, settings)
             if ev is None:
                 return False
             evidence[key] = ev

@@ -3,14 +3,18 @@ compared on whole-frame thumbnails, and when that fails, by keypoint geometry (c
 
 from __future__ import annotations
 
+import json
 from typing import Iterable
 
+from .cache import Cache, Store, settings_key
 from .candidates import allowed_turns
 from .config import Settings
 from .features.hashes import ORIENTATIONS, hamming, orient, orient_box
 from .model import Features
+from .progress import CancelCheck, Progress
 from .read import Analysed
 from .verify import GOOD_ENOUGH, LOW_DETAIL, fit_similarity, verify, verify_geometry
+from .workers import Workers, chunks, state
 
 TURNED_MIN_SSIM = 0.9
 """A turned or mirrored match on thumbnails alone needs at least this SSIM. Turning adds freedom: the
@@ -120,3 +124,81 @@ def likely_turns(x: Analysed, y: Analysed, settings: Settings) -> set[int]:
     ys = [c for c in (y.features.phash, y.features.phash_trim) if c is not None]
     closest = min(allowed, key=lambda t: min(hamming(x.features.turned[t - 1], c) for c in ys))
     return {0, closest}
+
+
+VERIFY_CHUNK = 16
+"""Pairs per job sent to a worker: enough to amortise the round trip, few enough to share the work."""
+
+
+def verdict_key(kind: str, turns: Iterable[int], settings: Settings) -> str:
+    """What a stored verdict depends on besides the two contents: the check and the settings it used."""
+    return settings_key(
+        kind=kind,
+        turns=sorted(turns),
+        ssim=settings.ssim_threshold,
+        rotations=settings.rotations,
+        mirror=settings.mirror,
+        crops=settings.crops,
+        min_crop_area=settings.min_crop_area,
+    )
+
+
+def _plain(evidence: dict | None) -> dict | None:
+    """Evidence as the cache gives it back (JSON types), so a cold and a warm scan report the same."""
+    return None if evidence is None else json.loads(json.dumps(evidence))
+
+
+def _load(cache: Cache, content_hash: str) -> Analysed:
+    return Analysed(content_hash, *cache.load(content_hash))
+
+
+def _confirm_job(jobs: list[tuple[str, str, tuple[int, ...]]]) -> list[dict | None]:
+    cache, settings = state()
+    return [_plain(confirm(_load(cache, x), _load(cache, y), turns, settings)) for x, y, turns in jobs]
+
+
+def confirm_all(
+    pairs: dict[tuple[int, int], set[int]],
+    store: Store,
+    settings: Settings,
+    workers: Workers,
+    progress: Progress,
+    cancel: CancelCheck,
+) -> dict[tuple[int, int], dict]:
+    """Evidence for every candidate pair that is the same picture: from the cache when it was verified
+    before under these settings, else verified by the workers (and stored)."""
+    cache = store.cache
+    order = sorted(pairs)
+    keys = {p: (store.hashes[p[0]], store.hashes[p[1]], verdict_key("confirm", pairs[p], settings)) for p in order}
+    known = cache.verdicts(list(keys.values()))
+    evidence: dict[tuple[int, int], dict] = {}
+    todo = []
+    for p in order:
+        if keys[p] in known:
+            if known[keys[p]] is not None:
+                evidence[p] = known[keys[p]]
+            progress.advance()
+        else:
+            todo.append(p)
+    batches = chunks(todo, max(1, min(VERIFY_CHUNK, len(todo) // (8 * workers.count))))
+    jobs = [[(keys[p][0], keys[p][1], tuple(sorted(pairs[p]))) for p in batch] for batch in batches]
+    for batch, results in zip(batches, workers.map(_confirm_job, jobs, cancel)):
+        for p, ev in zip(batch, results):
+            cache.put_verdict(keys[p], ev)
+            if ev is not None:
+                evidence[p] = ev
+        progress.advance(len(batch))
+    return evidence
+
+
+def confirm_one(a: int, b: int, store: Store, settings: Settings) -> dict | None:
+    """confirm() for one pair that was not a candidate (grouping asks), through the cache."""
+    x, y = store[a], store[b]
+    turns = likely_turns(x, y, settings)
+    key = (x.content_hash, y.content_hash, verdict_key("confirm", turns, settings))
+    known = store.cache.verdicts([key])
+    if key in known:
+        return known[key]
+    ev = _plain(confirm(x, y, turns, settings))
+    store.cache.put_verdict(key, ev)
+    return ev

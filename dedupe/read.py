@@ -6,26 +6,23 @@ results come back in order; a file that crashes its worker is reported, not fata
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import signal
-import sys
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Iterator
 
+from .cache import Store, pack_codes
 from .config import Settings
 from .decode import DecodeError, decode
 from .exact import content_hash_bytes, content_hash_file
 from .features.hashes import describe
 from .model import Features, FileRecord, ImageInfo, Problem
 from .progress import CancelCheck, check
+from .workers import Workers, state
 
 IN_MEMORY_LIMIT = 256 << 20
 """Files up to this size are read into memory once (hash and decode from the same bytes); larger ones
 are hashed by streaming and decoded from the file."""
-SERIAL_BELOW = 24
-"""Fewer files than this are decoded in-process: a pool's start-up would cost more than it saves."""
 
 
 @dataclass
@@ -37,15 +34,28 @@ class Analysed:
     features: Features
 
 
+def _read(path: str) -> tuple[bytes | str, str]:
+    """The file's bytes (or its path, when too big to hold) and its content hash."""
+    if os.path.getsize(path) <= IN_MEMORY_LIMIT:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        return data, content_hash_bytes(data)
+    return path, content_hash_file(path)
+
+
 def analyse(path: str, max_pixels: int, with_keypoints: bool = True) -> Analysed | Problem:
     """Read a file once: content hash of its bytes, then decode and features from the same bytes."""
     try:
-        if os.path.getsize(path) <= IN_MEMORY_LIMIT:
-            with open(path, "rb") as fh:
-                data: bytes | str = fh.read()
-            content_hash = content_hash_bytes(data)
-        else:
-            data, content_hash = path, content_hash_file(path)
+        data, content_hash = _read(path)
+    except OSError as exc:
+        return Problem(path, "decode", f"cannot read: {exc.strerror or exc}")
+    return _analyse_data(path, data, content_hash, max_pixels, with_keypoints)
+
+
+def _analyse_data(
+    path: str, data: bytes | str, content_hash: str, max_pixels: int, with_keypoints: bool
+) -> Analysed | Problem:
+    try:
         gray, info = decode(data, max_pixels)
     except OSError as exc:
         return Problem(path, "decode", f"cannot read: {exc.strerror or exc}")
@@ -58,58 +68,113 @@ def analyse(path: str, max_pixels: int, with_keypoints: bool = True) -> Analysed
     return Analysed(content_hash, info, feats)
 
 
-def _analyse_job(job: tuple[str, int, bool]) -> Analysed | Problem:
-    return analyse(*job)
+@dataclass(frozen=True)
+class Stored:
+    """A worker's answer for a file whose content the cache already holds: hashed, not decoded."""
+
+    content_hash: str
 
 
-def _worker_init() -> None:
-    """Workers leave Ctrl-C to the main process and use one thread each (the pool is the parallelism)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import cv2
+def _analyse_job(job: tuple[str, int, bool, str | None]) -> Analysed | Stored | Problem:
+    """In a worker: a file the main process could not answer from the cache by its identity. Its bytes
+    are hashed first; a content already in the cache (a moved, renamed or copied file) is not decoded."""
+    path, max_pixels, with_keypoints, known = job
+    try:
+        data, content_hash = _read(path)
+    except OSError as exc:
+        return Problem(path, "decode", f"cannot read: {exc.strerror or exc}")
+    if known is None and state()[0].have([content_hash], with_keypoints):
+        return Stored(content_hash)
+    return _analyse_data(path, data, content_hash, max_pixels, with_keypoints)
 
-    cv2.setNumThreads(1)
+
+def read_all(
+    files: list[FileRecord],
+    todo: list[int],
+    known: dict[int, str],
+    store: Store,
+    settings: Settings,
+    workers: Workers,
+    cancel: CancelCheck,
+) -> Iterator[tuple[int, str | Problem, bool]]:
+    """(index, content hash, whether it came from the cache) for every file of `todo` once `store` has
+    its image, or (index, Problem, False).
+
+    Files whose identity the cache knows, with their content stored, are answered without reading them;
+    the rest go to the workers and what they compute goes into the cache.
+    """
+    cache = store.cache
+    need_kp = settings.crops or settings.similar
+    stored = cache.have({known[i] for i in todo if i in known}, need_kp)
+    hits = [i for i in todo if known.get(i) in stored]
+    summaries = cache.summaries(sorted({known[i] for i in hits}))
+    for i in hits:
+        yield i, _keep(i, files[i], known[i], *summaries[known[i]], store, settings), True
+    hit_set = set(hits)
+    pending = [(i, (files[i].path, settings.max_pixels, need_kp, known.get(i))) for i in todo if i not in hit_set]
+    for i, result in _run(pending, workers, cancel):
+        f = files[i]
+        if isinstance(result, Problem):
+            yield i, result, False
+        elif isinstance(result, Stored):
+            cache.put_file(f, result.content_hash)
+            summary = cache.summaries([result.content_hash])[result.content_hash]
+            yield i, _keep(i, f, result.content_hash, *summary, store, settings), True
+        else:
+            cache.put_image(result.content_hash, result.info, result.features, need_kp)
+            cache.put_file(f, result.content_hash)
+            store.add(i, result.content_hash, pack_codes(result.features), result.features.box is not None)
+            yield i, result.content_hash, False
+    cache.commit()
 
 
-def _spawn_works() -> bool:
-    """Spawned workers re-import the main module by path: impossible for code read from standard input."""
-    path = getattr(sys.modules.get("__main__"), "__file__", None)
-    return path is None or os.path.exists(path)
+def _keep(
+    i: int,
+    f: FileRecord,
+    content_hash: str,
+    info: ImageInfo,
+    codes: bytes,
+    framed: bool,
+    store: Store,
+    settings: Settings,
+) -> str | Problem:
+    """A content known to the cache joins the store, unless the settings now refuse its size."""
+    if info.width * info.height > settings.max_pixels:
+        return Problem(
+            f.path, "decode", f"too many pixels ({info.width}x{info.height}; the limit is {settings.max_pixels:,})"
+        )
+    store.add(i, content_hash, codes, framed)
+    return content_hash
 
 
-def analyse_all(files: list[FileRecord], todo: list[int], settings: Settings, cancel: CancelCheck):
-    """(index, result) for every file in `todo`, in order; a pool of workers when it pays.
+def _run(pending: list, workers: Workers, cancel: CancelCheck) -> Iterator[tuple[int, Analysed | Stored | Problem]]:
+    """(index, result) for every job, in order, on the workers when it pays.
 
     A decoder that crashes its process (a hostile file can do that to a C library) breaks the pool:
     the first file without a result is then decoded alone in a fresh process; if that one crashes too,
     it is reported as a problem, and the rest goes on in a new pool.
     """
-    pending = [(i, (files[i].path, settings.max_pixels, settings.crops or settings.similar)) for i in todo]
-    workers = min(settings.effective_workers, max(1, len(pending)))
-    if workers == 1 or len(pending) < SERIAL_BELOW or not _spawn_works():
+    if not workers.parallel(len(pending)):
+        workers.local()
         for i, job in pending:
             check(cancel)
             yield i, _analyse_job(job)
         return
-    context = multiprocessing.get_context("spawn")  # forking a process running OpenCV/FAISS threads can deadlock
     while pending:
         done = 0
         try:
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-                try:
-                    for (i, _job), result in zip(pending, pool.map(_analyse_job, [j for _, j in pending], chunksize=4)):
-                        check(cancel)
-                        done += 1
-                        yield i, result
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            for result in workers.map(_analyse_job, [j for _, j in pending], cancel, chunksize=4, pool=True):
+                yield pending[done][0], result
+                done += 1
             return
         except BrokenProcessPool:
             pending = pending[done:]
         i, job = pending.pop(0)
+        alone = workers.pool(size=1)
         try:
-            with ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init) as alone:
-                result = alone.submit(_analyse_job, job).result()
+            result = alone.submit(_analyse_job, job).result()
         except BrokenProcessPool:
             result = Problem(job[0], "decode", "the image decoder crashed on this file")
+        finally:
+            alone.shutdown(wait=False, cancel_futures=True)
         yield i, result

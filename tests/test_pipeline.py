@@ -75,14 +75,14 @@ sys.path[:0] = [{tests!r}]
 import dedupe.read as P
 from dedupe.config import Settings
 
-real = P.analyse
+real = P._analyse_data
 
 def analyse(path, *args):  # stands in for a decoder that kills its process (a segfault in a C library)
     if os.path.basename(path) == "poison.jpg":
         os._exit(11)
     return real(path, *args)
 
-P.analyse = analyse  # at import time, so the spawned workers, which import this file, crash too
+P._analyse_data = analyse  # at import time, so the spawned workers, which import this file, crash too
 if __name__ == "__main__":
     from dedupe.pipeline import scan
     result = scan([{folder!r}], Settings(workers=2))

@@ -1,0 +1,381 @@
+"""The feature cache: an SQLite database of what reading a file found, so an unchanged file is never
+decoded again, and the store the scan's workers read thumbnails from.
+
+`files` maps a file's identity (device, inode, size, mtime_ns) to its content hash, so an unchanged file
+is not even read. `images` maps a content hash to its info and features, so a renamed, moved or copied
+file is recognised from its bytes (hashed, not decoded). `verdicts` keeps what verification said about
+a pair of contents under given settings, and `memo` what the keypoint stage voted for a set of images.
+Everything is keyed by content, never by path. WAL mode: readers (the workers) never wait for the
+writer (the main process), and two scans can share one cache. A cache that is not a database, or was
+written by another version, is set aside and rebuilt, with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+import numpy as np
+
+from .model import Features, FileRecord, ImageInfo
+
+VERSION = 1
+"""Bumped whenever decoding, features or verification change what they compute: a cache written by
+another version is rebuilt."""
+FILE_NAME = "features.sqlite"
+BATCH = 500
+"""Rows per lookup query (SQLite's limit on variables is 32766) and per write transaction."""
+COMMIT_EVERY = 2.0
+"""Seconds between commits while writing: an interrupted scan keeps what it computed until then."""
+LOADED = 512
+"""Images kept decoded from the cache in a process (thumbnail + keypoints: about 16 KB each)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files(
+    device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    content_hash TEXT NOT NULL, PRIMARY KEY(device, inode)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS images(
+    content_hash TEXT PRIMARY KEY, info TEXT NOT NULL, codes BLOB NOT NULL, box TEXT, detail REAL NOT NULL,
+    thumb BLOB NOT NULL, thumb_w INTEGER NOT NULL, kp_xy BLOB, kp_desc BLOB);
+CREATE TABLE IF NOT EXISTS verdicts(
+    first TEXT NOT NULL, second TEXT NOT NULL, key TEXT NOT NULL, evidence TEXT,
+    PRIMARY KEY(first, second, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memo(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+CODES = 10
+"""Codes stored per image: pHash, dHash, pHash inside the frame (0 without one), 7 turned pHashes."""
+
+
+def default_path() -> Path:
+    """The per-user cache: e.g. ~/.cache/dedupe/features.sqlite on Linux."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("dedupe")) / FILE_NAME
+
+
+def settings_key(**values) -> str:
+    """A short digest of the settings a stored verdict depends on, with the cache version."""
+    text = json.dumps({"version": VERSION, **values}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def pack_codes(f: Features) -> bytes:
+    turned = list(f.turned) + [0] * (CODES - 3 - len(f.turned))
+    return np.array([f.phash, f.dhash, f.phash_trim or 0, *turned], dtype=np.uint64).tobytes()
+
+
+class Cache:
+    """One process's connection to a cache file.
+
+    `Cache(path)` opens (creating or rebuilding) the file for the main process; `Cache(path,
+    readonly=True)` is a worker's reader. `Cache(None)` is a private cache in a temporary folder,
+    removed by close(): what `--no-cache` uses, so the pipeline has a single path.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, readonly: bool = False) -> None:
+        self.warnings: list[str] = []
+        self._tmpdir = None
+        if path is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="dedupe-cache-")
+            path = Path(self._tmpdir) / FILE_NAME
+        self.path = Path(path)
+        self.readonly = readonly
+        self.persistent = self._tmpdir is None
+        self._pending = 0
+        self._last_commit = time.monotonic()
+        self._loaded: OrderedDict[str, tuple] = OrderedDict()
+        if readonly:
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        else:
+            self.db = self._open_writable()
+
+    def _open_writable(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self._connect()
+        except _Unusable as exc:
+            self.warnings.append(f"feature cache {self.path} {exc}; it was set aside and is rebuilt")
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.replace(f"{self.path}{suffix}", f"{self.path}.old{suffix}")
+                except FileNotFoundError:
+                    pass
+            return self._connect()
+        except (OSError, sqlite3.Error) as exc:  # a read-only or full disk: scan without keeping anything
+            self.warnings.append(f"cannot use the feature cache {self.path} ({exc}); nothing is kept this time")
+            self._tmpdir = tempfile.mkdtemp(prefix="dedupe-cache-")
+            self.path, self.persistent = Path(self._tmpdir) / FILE_NAME, False
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'NORMAL' if self._tmpdir is None else 'OFF'}")
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "meta" in tables:
+                row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+                if row is None or row[0] != str(VERSION):
+                    raise _Unusable(f"was written by another version ({row[0] if row else 'unknown'})")
+            elif tables:
+                raise _Unusable("is not a dedupe cache")
+            with db:
+                db.executescript(_SCHEMA)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(VERSION),))
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise _Unusable(f"is damaged ({exc})") from None
+        except _Unusable:
+            db.close()
+            raise
+        return db
+
+    # --- what the main process reads ---
+
+    def known_hashes(self, files: list[FileRecord]) -> dict[int, str]:
+        """Content hashes of the files whose identity (device, inode, size, mtime_ns) is unchanged."""
+        out: dict[int, str] = {}
+        for start in range(0, len(files), BATCH):
+            chunk = files[start : start + BATCH]
+            rows = self.db.execute(
+                "SELECT device, inode, size, mtime_ns, content_hash FROM files WHERE "
+                + " OR ".join(["(device=? AND inode=?)"] * len(chunk)),
+                [v for f in chunk for v in (f.device, f.inode)],
+            ).fetchall()
+            found = {(d, i): (s, m, h) for d, i, s, m, h in rows}
+            for n, f in enumerate(chunk, start):
+                hit = found.get((f.device, f.inode))
+                if hit is not None and hit[:2] == (f.size, f.mtime_ns):
+                    out[n] = hit[2]
+        return out
+
+    def have(self, hashes: Iterable[str], keypoints: bool) -> set[str]:
+        """Which of these contents are stored (with keypoints, when they are needed)."""
+        hashes = list(hashes)
+        out: set[str] = set()
+        cond = " AND kp_desc IS NOT NULL" if keypoints else ""
+        for start in range(0, len(hashes), BATCH):
+            chunk = hashes[start : start + BATCH]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT content_hash FROM images WHERE content_hash IN ({marks}){cond}", chunk
+                )
+            )
+        return out
+
+    def summaries(self, hashes: list[str]) -> dict[str, tuple[ImageInfo, bytes, bool]]:
+        """(info, packed codes, has a frame) of stored contents: what the main process keeps per image."""
+        out = {}
+        for start in range(0, len(hashes), BATCH):
+            chunk = hashes[start : start + BATCH]
+            marks = ",".join("?" * len(chunk))
+            for h, info, codes, box in self.db.execute(
+                f"SELECT content_hash, info, codes, box FROM images WHERE content_hash IN ({marks})", chunk
+            ):
+                out[h] = (ImageInfo(**json.loads(info)), codes, box is not None)
+        return out
+
+    def load(self, content_hash: str) -> tuple[ImageInfo, Features]:
+        """Everything stored for a content (kept for the LOADED most recently used)."""
+        hit = self._loaded.get(content_hash)
+        if hit is not None:
+            self._loaded.move_to_end(content_hash)
+            return hit
+        row = self.db.execute(
+            "SELECT info, codes, box, detail, thumb, thumb_w, kp_xy, kp_desc FROM images WHERE content_hash=?",
+            (content_hash,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(content_hash)
+        info, codes, box, detail, thumb, thumb_w, kp_xy, kp_desc = row
+        c = [int(v) for v in np.frombuffer(codes, dtype=np.uint64)]
+        feats = Features(
+            c[0],
+            c[1],
+            np.frombuffer(thumb, dtype=np.uint8).reshape(-1, thumb_w),
+            detail,
+            tuple(json.loads(box)) if box else None,
+            c[2] if box else None,
+            tuple(c[3:]),
+        )
+        if kp_desc is not None:
+            feats.kp_xy = np.frombuffer(kp_xy, dtype=np.float16).reshape(-1, 2)
+            feats.kp_desc = np.frombuffer(kp_desc, dtype=np.uint8).reshape(-1, 32)
+        hit = (ImageInfo(**json.loads(info)), feats)
+        self._loaded[content_hash] = hit
+        if len(self._loaded) > LOADED:
+            self._loaded.popitem(last=False)
+        return hit
+
+    def descriptors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        """Keypoint descriptors of many contents at once, without their thumbnails."""
+        out = {}
+        for start in range(0, len(hashes), BATCH):
+            chunk = hashes[start : start + BATCH]
+            marks = ",".join("?" * len(chunk))
+            for h, desc in self.db.execute(
+                f"SELECT content_hash, kp_desc FROM images WHERE content_hash IN ({marks})", chunk
+            ):
+                out[h] = np.frombuffer(desc or b"", dtype=np.uint8).reshape(-1, 32)
+        return out
+
+    def verdicts(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict | None]:
+        """Stored verdicts for (first, second, settings key): evidence, or None for "not the same"."""
+        out = {}
+        for start in range(0, len(keys), BATCH // 3):
+            chunk = keys[start : start + BATCH // 3]
+            rows = self.db.execute(
+                "SELECT first, second, key, evidence FROM verdicts WHERE "
+                + " OR ".join(["(first=? AND second=? AND key=?)"] * len(chunk)),
+                [v for k in chunk for v in k],
+            )
+            for a, b, k, ev in rows:
+                out[(a, b, k)] = json.loads(ev) if ev is not None else None
+        return out
+
+    def memo(self, key: str):
+        row = self.db.execute("SELECT value FROM memo WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # --- what the main process writes ---
+
+    def put_file(self, f: FileRecord, content_hash: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", (f.device, f.inode, f.size, f.mtime_ns, content_hash)
+        )
+        self._wrote()
+
+    def put_image(self, content_hash: str, info: ImageInfo, f: Features, keypoints: bool) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                content_hash,
+                json.dumps(asdict(info)),
+                pack_codes(f),
+                json.dumps(list(f.box)) if f.box is not None else None,
+                float(f.detail),
+                np.ascontiguousarray(f.thumb, dtype=np.uint8).tobytes(),
+                f.thumb.shape[1],
+                np.ascontiguousarray(f.kp_xy, dtype=np.float16).tobytes() if keypoints else None,
+                np.ascontiguousarray(f.kp_desc, dtype=np.uint8).tobytes() if keypoints else None,
+            ),
+        )
+        self._wrote()
+
+    def put_verdict(self, key: tuple[str, str, str], evidence: dict | None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
+            (*key, json.dumps(evidence) if evidence is not None else None),
+        )
+        self._wrote()
+
+    def put_memo(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO memo VALUES (?, ?)", (key, json.dumps(value)))
+        self._wrote()
+
+    def _wrote(self) -> None:
+        self._pending += 1
+        if self._pending >= BATCH or time.monotonic() - self._last_commit > COMMIT_EVERY:
+            self.commit()
+
+    def commit(self) -> None:
+        if self._pending:
+            self.db.commit()
+        self._pending = 0
+        self._last_commit = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            if not self.readonly:
+                self.commit()
+            self.db.close()
+        finally:
+            if self._tmpdir is not None and not self.readonly:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+class _Unusable(Exception):
+    """The file is not a cache this version can use."""
+
+
+def info(path: str | os.PathLike) -> dict:
+    """Location, size on disk and entry counts of a cache file, for `dedupe cache info`."""
+    path = Path(path)
+    out = {"path": str(path), "exists": path.exists(), "bytes": 0, "files": 0, "images": 0, "verdicts": 0}
+    if not path.exists():
+        return out
+    out["bytes"] = sum(os.path.getsize(p) for p in (path, Path(f"{path}-wal")) if p.exists())
+    cache = Cache(path)
+    try:
+        for table in ("files", "images", "verdicts"):
+            out[table] = cache.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        out["warnings"] = cache.warnings
+    finally:
+        cache.close()
+    return out
+
+
+def clear(path: str | os.PathLike) -> int:
+    """Delete a cache file (and its WAL files, and any set-aside copy); the bytes freed."""
+    freed = 0
+    for suffix in ("", "-wal", "-shm", ".old", ".old-wal", ".old-shm"):
+        p = Path(f"{path}{suffix}")
+        if p.exists():
+            freed += p.stat().st_size
+            p.unlink()
+    return freed
+
+
+class Store(Mapping[int, "object"]):
+    """The decoded images of one scan, by file index: 80 bytes of hashes each in memory, the rest
+    (info, thumbnail, keypoints) in the cache, loaded on demand by whichever stage needs it."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.order: list[int] = []
+        self.hashes: dict[int, str] = {}
+        self._codes = bytearray()
+        self._framed = bytearray()
+
+    def add(self, i: int, content_hash: str, codes: bytes, framed: bool) -> None:
+        self.order.append(i)
+        self.hashes[i] = content_hash
+        self._codes += codes
+        self._framed.append(framed)
+
+    def codes(self) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """(image indices in walk order, their codes (n, CODES) as uint64, whether each has a frame)."""
+        rank = sorted(range(len(self.order)), key=self.order.__getitem__)
+        codes = np.frombuffer(bytes(self._codes), dtype=np.uint64).reshape(-1, CODES)[rank]
+        framed = np.frombuffer(bytes(self._framed), dtype=np.uint8).astype(bool)[rank]
+        return [self.order[r] for r in rank], codes, framed
+
+    def __getitem__(self, i: int):
+        from .read import Analysed
+
+        h = self.hashes[i]
+        info, feats = self.cache.load(h)
+        return Analysed(h, info, feats)
+
+    def __contains__(self, i) -> bool:
+        return i in self.hashes
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.hashes)
+
+    def __len__(self) -> int:
+        return len(self.hashes)

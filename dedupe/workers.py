@@ -1,0 +1,116 @@
+"""The scan's worker processes: started once, on first need, and fed in chunks by the decode, verify and
+keypoint stages. A scan with nothing to compute (every answer in the cache) starts none.
+
+Each worker holds a read-only connection to the scan's cache, so jobs carry content hashes, not pixels.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Iterable, Iterator
+
+from .cache import Cache
+from .config import Settings
+from .progress import CancelCheck, check
+
+SERIAL_BELOW = 24
+"""Fewer jobs than this run in the main process: a pool's start-up would cost more than it saves."""
+
+_STATE: dict = {}
+
+
+def _init(cache_path: str, settings: Settings, in_pool: bool = True) -> None:
+    """A worker leaves Ctrl-C to the main process and uses one thread (the pool is the parallelism)."""
+    if in_pool:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        import cv2
+
+        cv2.setNumThreads(1)
+    if _STATE.get("cache") is not None:
+        _STATE["cache"].close()
+    _STATE["cache"] = Cache(cache_path, readonly=True)
+    _STATE["settings"] = settings
+
+
+def state() -> tuple[Cache, Settings]:
+    """The cache reader and settings of the process a job runs in."""
+    return _STATE["cache"], _STATE["settings"]
+
+
+def _spawn_works() -> bool:
+    """Spawned workers re-import the main module by path: impossible for code read from standard input."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return path is None or os.path.exists(path)
+
+
+class Workers:
+    """A lazily started process pool (spawned: forking a process running OpenCV/FAISS threads can
+    deadlock), or the main process itself for one worker or a handful of jobs."""
+
+    def __init__(self, settings: Settings, cache: Cache) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.count = settings.effective_workers if _spawn_works() else 1
+        self._pool: ProcessPoolExecutor | None = None
+        self._local = False
+
+    def pool(self, size: int | None = None) -> ProcessPoolExecutor:
+        """The shared pool, or (with `size`) a separate one the caller shuts down."""
+        self.cache.commit()  # workers read what the main process has written
+        args = (str(self.cache.path), self.settings)
+        context = multiprocessing.get_context("spawn")
+        if size is not None:
+            return ProcessPoolExecutor(size, mp_context=context, initializer=_init, initargs=args)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_init, initargs=args)
+        return self._pool
+
+    def local(self) -> None:
+        """Make the main process able to run jobs itself."""
+        self.cache.commit()
+        if not self._local or _STATE.get("cache") is None:
+            _init(str(self.cache.path), self.settings, in_pool=False)
+            self._local = True
+
+    def parallel(self, jobs: int) -> bool:
+        return self.count > 1 and jobs >= SERIAL_BELOW
+
+    def map(self, fn: Callable, jobs: list, cancel: CancelCheck, chunksize: int = 1, pool: bool = False) -> Iterator:
+        """fn(job) for every job, in order, on the pool when it pays (always, with `pool`)."""
+        if not (pool or self.parallel(len(jobs))):
+            self.local()
+            for job in jobs:
+                check(cancel)
+                yield fn(job)
+            return
+        pool = self.pool()
+        try:
+            for result in pool.map(fn, jobs, chunksize=chunksize):
+                check(cancel)
+                yield result
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Drop the pool (broken, or interrupted): the next job starts a new one."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._local and _STATE.get("cache") is not None:
+            _STATE.pop("cache").close()
+            self._local = False
+
+
+def chunks(items: Iterable, size: int) -> list[list]:
+    items = list(items)
+    return [items[k : k + size] for k in range(0, len(items), size)]
