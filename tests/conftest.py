@@ -28,6 +28,14 @@ def no_user_config(tmp_path_factory, monkeypatch):
     return missing
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Tests never use the real per-user feature cache: the default points into a fresh folder."""
+    path = tmp_path_factory.mktemp("usercache") / "dedupe" / "features.sqlite"
+    monkeypatch.setattr("dedupe.cache.default_path", lambda: path)
+    return path
+
+
 @pytest.fixture
 def serial() -> Settings:
     """Settings for library tests: one process, no pool start-up."""
@@ -36,8 +44,9 @@ def serial() -> Settings:
 
 @pytest.fixture
 def cli_env(tmp_path) -> dict:
-    """Environment for `python -m dedupe` runs: no real user config (XDG points into tmp)."""
+    """Environment for `python -m dedupe` runs: no real user config or cache (XDG points into tmp)."""
     env = dict(os.environ)
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg-cache")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env

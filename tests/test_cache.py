@@ -1,0 +1,305 @@
+"""The feature cache: unchanged, moved and copied files are not decoded again; changed files are; a bad
+cache is rebuilt; concurrent scans share one; an interrupted scan keeps what it computed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dedupe.cache as cache_mod
+from dedupe import Cancelled, Settings, scan
+from dedupe.cache import Cache, default_path
+from images import crop, encode, group_names, logo, photo, recompress, resize
+
+SIZE = (400, 300)
+
+
+def library(root: Path) -> list[set[str]]:
+    """Three pictures with copies (resized, recompressed, a logo, a crop) and two singletons."""
+    root.mkdir(parents=True, exist_ok=True)
+    a, b, c = photo(11, SIZE), photo(22, SIZE), photo(33, SIZE)
+    files = {
+        "a.jpg": encode(a, quality=95),
+        "a_small.jpg": encode(resize(a, 0.5)),
+        "a_q50.jpg": encode(recompress(a, 80), quality=50),
+        "b.png": encode(b, "PNG"),
+        "b_logo.jpg": encode(logo(b)),
+        "c.jpg": encode(c, quality=95),
+        "c_crop.jpg": encode(crop(c, 0.08)),
+        "alone_1.jpg": encode(photo(44, SIZE)),
+        "alone_2.jpg": encode(photo(55, SIZE)),
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return [{"a.jpg", "a_small.jpg", "a_q50.jpg"}, {"b.png", "b_logo.jpg"}, {"c.jpg", "c_crop.jpg"}]
+
+
+class Count:
+    """Counts calls of a function it stands in for (in this process: the tests use one worker)."""
+
+    def __init__(self, real):
+        self.real, self.calls = real, []
+
+    def __call__(self, *args, **kw):
+        self.calls.append(os.path.basename(args[0]))
+        return self.real(*args, **kw)
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> Count:
+    import dedupe.read
+
+    counter = Count(dedupe.read._analyse_data)
+    monkeypatch.setattr(dedupe.read, "_analyse_data", counter)
+    return counter
+
+
+def sorted_groups(result) -> list[set[str]]:
+    return sorted(group_names(result), key=sorted)
+
+
+def test_a_warm_scan_reads_decodes_and_verifies_nothing(tmp_path, serial, monkeypatch):
+    expected = library(tmp_path / "lib")
+    db = tmp_path / "cache.sqlite"
+    cold = scan([tmp_path / "lib"], serial, cache=db)
+    assert sorted_groups(cold) == sorted(expected, key=sorted)
+    assert cold.stats["images_from_cache"] == 0
+
+    def forbidden(*args, **kw):
+        raise AssertionError("a warm scan must not do this")
+
+    import dedupe.crops
+    import dedupe.exact
+    import dedupe.match
+    import dedupe.read
+
+    monkeypatch.setattr(dedupe.read, "_read", forbidden)
+    monkeypatch.setattr(dedupe.exact, "content_hash_file", forbidden)
+    monkeypatch.setattr(dedupe.match, "confirm", forbidden)
+    monkeypatch.setattr(dedupe.crops, "geometry", forbidden)
+    monkeypatch.setattr(dedupe.crops, "keypoint_pairs", forbidden)
+    warm = scan([tmp_path / "lib"], serial, cache=db)
+    assert sorted_groups(warm) == sorted_groups(cold)
+    assert warm.stats["images_from_cache"] == warm.stats["images_decoded"] == 9
+    assert [[m.__dict__ for m in g.members] for g in warm.groups] == [
+        [m.__dict__ for m in g.members] for g in cold.groups
+    ]
+
+
+def test_moved_renamed_and_copied_files_are_recognised_without_decoding(tmp_path, serial, decodes):
+    lib = tmp_path / "lib"
+    library(lib)
+    db = tmp_path / "cache.sqlite"
+    scan([lib], serial, cache=db)
+    assert len(decodes.calls) == 9
+    decodes.calls.clear()
+    (lib / "moved").mkdir()
+    os.rename(lib / "a_small.jpg", lib / "moved" / "renamed.jpg")  # same inode: known by identity
+    shutil.copyfile(lib / "b_logo.jpg", lib / "b_logo_copy.jpg")  # new inode, same bytes: known by content
+    os.remove(lib / "b_logo.jpg")
+    result = scan([lib], serial, cache=db)
+    assert decodes.calls == []
+    assert {"a.jpg", "renamed.jpg", "a_q50.jpg"} in group_names(result)
+    assert {"b.png", "b_logo_copy.jpg"} in group_names(result)
+    assert result.stats["images_from_cache"] == 9
+
+
+def test_a_changed_file_is_decoded_again_and_judged_by_its_new_content(tmp_path, serial, decodes):
+    lib = tmp_path / "lib"
+    library(lib)
+    db = tmp_path / "cache.sqlite"
+    scan([lib], serial, cache=db)
+    decodes.calls.clear()
+    (lib / "a_q50.jpg").write_bytes(encode(photo(99, SIZE)))  # now another picture under the old name
+    result = scan([lib], serial, cache=db)
+    assert decodes.calls == ["a_q50.jpg"]
+    assert {"a.jpg", "a_small.jpg"} in group_names(result)
+    assert all("a_q50.jpg" not in g for g in group_names(result))
+
+
+def test_without_keypoints_cached_a_crop_scan_decodes_again(tmp_path, decodes):
+    lib = tmp_path / "lib"
+    library(lib)
+    db = tmp_path / "cache.sqlite"
+    scan([lib], Settings(workers=1, crops=False), cache=db)
+    decodes.calls.clear()
+    second = scan([lib], Settings(workers=1), cache=db)
+    assert len(decodes.calls) == 9  # the keypoints were not computed the first time
+    assert {"c.jpg", "c_crop.jpg"} in group_names(second)
+
+
+def test_a_lower_pixel_limit_applies_to_cached_images(tmp_path, serial):
+    lib = tmp_path / "lib"
+    library(lib)
+    db = tmp_path / "cache.sqlite"
+    scan([lib], serial, cache=db)
+    result = scan([lib], Settings(workers=1, max_pixels=100_000), cache=db)
+    big = {os.path.basename(p.path) for p in result.problems if "too many pixels" in p.reason}
+    assert big == {"a.jpg", "a_q50.jpg", "b.png", "b_logo.jpg", "c.jpg", "c_crop.jpg", "alone_1.jpg", "alone_2.jpg"}
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other_version", "foreign_db"])
+def test_a_bad_cache_is_set_aside_and_rebuilt_with_a_warning(tmp_path, serial, damage, monkeypatch):
+    lib = tmp_path / "lib"
+    expected = library(lib)
+    db = tmp_path / "cache.sqlite"
+    if damage == "garbage":
+        db.write_bytes(os.urandom(5000))
+    elif damage == "truncated":
+        scan([lib], serial, cache=db)
+        data = db.read_bytes()
+        db.write_bytes(data[: len(data) // 3])
+        for wal in (Path(f"{db}-wal"), Path(f"{db}-shm")):
+            wal.unlink(missing_ok=True)
+    elif damage == "other_version":
+        scan([lib], serial, cache=db)
+        monkeypatch.setattr(cache_mod, "VERSION", cache_mod.VERSION + 1)
+    else:
+        with sqlite3.connect(db) as other:
+            other.execute("CREATE TABLE photos(x)")
+    result = scan([lib], serial, cache=db)
+    assert sorted_groups(result) == sorted(expected, key=sorted)
+    warnings = [p for p in result.problems if p.stage == "cache"]
+    if damage == "truncated" and not warnings:
+        pytest.skip("SQLite read this truncation without noticing")  # pragma: no cover
+    assert len(warnings) == 1 and "set aside and is rebuilt" in warnings[0].reason
+    assert warnings[0].kind == "warning"
+    assert Path(f"{db}.old").exists()
+    again = scan([lib], serial, cache=db)
+    assert not [p for p in again.problems if p.stage == "cache"]
+    assert again.stats["images_from_cache"] == 9
+
+
+def test_an_unwritable_cache_location_is_a_warning_not_a_failure(tmp_path, serial):
+    lib = tmp_path / "lib"
+    expected = library(lib)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = scan([lib], serial, cache=blocker / "sub" / "cache.sqlite")
+    assert sorted_groups(result) == sorted(expected, key=sorted)
+    assert any(p.stage == "cache" and "nothing is kept" in p.reason for p in result.problems)
+
+
+def test_an_interrupted_scan_keeps_what_it_computed(tmp_path, serial, decodes):
+    lib = tmp_path / "lib"
+    library(lib)
+    db = tmp_path / "cache.sqlite"
+
+    class StopAfter:
+        """Counts what the decoding stage has done."""
+
+        def __init__(self):
+            self.decoding, self.advanced = False, 0
+
+        def stage(self, title, total):
+            self.decoding = "decoding" in title
+
+        def advance(self, n=1):
+            self.advanced += n if self.decoding else 0
+
+        def note(self, message):
+            pass
+
+        def close(self):
+            pass
+
+    progress = StopAfter()
+    with pytest.raises(Cancelled):
+        scan([lib], serial, progress=progress, cancel=lambda: progress.advanced >= 4, cache=db)
+    done = len(decodes.calls)
+    assert 4 <= done < 9
+    decodes.calls.clear()
+    scan([lib], serial, cache=db)
+    assert len(decodes.calls) == 9 - done
+
+
+def test_no_cache_leaves_nothing_behind(tmp_path, serial, monkeypatch):
+    import tempfile
+
+    lib = tmp_path / "lib"
+    library(lib)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    result = scan([lib], serial, cache=None)
+    assert len(result.groups) == 3
+    assert list(scratch.iterdir()) == []
+    assert not default_path().exists()
+
+
+def test_two_scans_at_once_share_one_cache(tmp_path, cli_env):
+    lib = tmp_path / "lib"
+    expected = library(lib)
+    db = tmp_path / "shared.sqlite"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dedupe",
+                "scan",
+                str(lib),
+                "--workers",
+                "2",
+                "--cache",
+                str(db),
+                "-q",
+                "--json",
+                str(tmp_path / f"r{n}.json"),
+            ],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    for p in procs:
+        _out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    import json
+
+    for n in range(2):
+        report = json.loads((tmp_path / f"r{n}.json").read_text())
+        groups = sorted((sorted(os.path.basename(m["path"]) for m in g["members"]) for g in report["groups"]))
+        assert groups == sorted(sorted(g) for g in expected)
+        assert not [p for p in report["problems"] if p.get("stage") == "cache"]
+    cache = Cache(db)
+    try:
+        assert cache.db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 9
+    finally:
+        cache.close()
+
+
+def test_cache_info_and_clear_commands(tmp_path, private_cache):
+    from typer.testing import CliRunner
+
+    from dedupe.cli import app
+
+    lib = tmp_path / "lib"
+    library(lib)
+    runner = CliRunner()
+    empty = runner.invoke(app, ["cache", "info"])
+    assert empty.exit_code == 0 and "no scan has used it yet" in empty.output
+    assert runner.invoke(app, ["scan", str(lib), "--workers", "1", "-q"]).exit_code == 0
+    assert private_cache.exists()
+    shown = runner.invoke(app, ["cache", "info"])
+    assert shown.exit_code == 0, shown.output
+    assert str(private_cache) in shown.output
+    assert "files known: 9; images: 9" in shown.output
+    cleared = runner.invoke(app, ["cache", "clear"])
+    assert cleared.exit_code == 0 and "freed" in cleared.output
+    assert not private_cache.exists()
+    both = runner.invoke(app, ["scan", str(lib), "--cache", str(tmp_path / "c"), "--no-cache"])
+    assert both.exit_code == 2
+    other = tmp_path / "elsewhere.sqlite"
+    assert runner.invoke(app, ["scan", str(lib), "--workers", "1", "-q", "--cache", str(other)]).exit_code == 0
+    assert other.exists() and not private_cache.exists()
+    assert runner.invoke(app, ["scan", str(lib), "--workers", "1", "-q", "--no-cache"]).exit_code == 0
+    assert not private_cache.exists()
