@@ -65,7 +65,7 @@ class Settings:
     """Order in which the keeper of a group is chosen; see README."""
 
     workers: int = 0
-    """Processes that decode images; 0 means one per CPU core."""
+    """Worker processes that decode and verify images; 0 means one per CPU core."""
 
     def __post_init__(self) -> None:
         for name in ("hash_radius", "dhash_radius"):
