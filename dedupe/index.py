@@ -1,20 +1,34 @@
 """Stage 5: candidate pairs, i.e. all pairs of 64-bit codes within a Hamming radius, never all pairs.
 
-FAISS's exact binary index does the radius search in SIMD code; past FLAT_LIMIT codes a multi-hash index
-(pigeonhole on 8 substrings of 8 bits: a pair within radius r < 16 agrees on some substring up to one
-flip) proposes pairs that are then checked exactly. `brute_force_pairs` is the reference for tests.
+A few thousand codes: FAISS compares every pair (SIMD, one call). More: multi-index hashing, exact. Four
+disjoint b-bit fields of each code are indexed by sorting; by the general pigeonhole principle a pair within
+radius r differs in field s by at most t_s bits for some s, where t_0 + ... + t_3 = r - 3 (r = 14: 2, 3, 3, 3).
+So each field value is compared, by FAISS in one call, with the codes whose field is within t_s bits of it;
+every candidate's distance is computed exactly, and none is missed. 1,000,000 codes at r = 14: 18,000
+distances per code instead of 1,000,000 (benchmarks/candidates_1m.py).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from multiprocessing import get_context
 
 import faiss
 import numpy as np
 
-FLAT_LIMIT = 200_000
+FLAT_LIMIT = 20_000
+"""Pairs are searched exhaustively when queries x base codes is at most FLAT_LIMIT**2."""
+PARALLEL_FROM = 200_000
+"""From this many base codes the multi-index search runs in two processes: starting them costs ~1 s."""
 QUERY_BLOCK = 16_384
 """Queries per range search call, to bound the memory of the result lists."""
+CELLS = 1 << 17
+"""Distances per FAISS call, and codes gathered per block of field values: small enough to stay in cache."""
+
+_POP16 = np.array([bin(k).count("1") for k in range(1 << 16)], dtype=np.uint8)
 
 
 @contextmanager
@@ -34,17 +48,13 @@ def _as_bytes(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(codes, dtype=np.uint64).reshape(-1, 1).view(np.uint8))
 
 
+def _field(x: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    return ((x >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int32)
+
+
 def popcount64(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.uint64)
-    return np.unpackbits(x.reshape(-1, 1).view(np.uint8), axis=1).sum(axis=1).astype(np.int64)
-
-
-def _normalise(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    keep = i != j
-    pairs = np.stack([np.minimum(i, j)[keep], np.maximum(i, j)[keep]], axis=1).astype(np.int64)
-    if not len(pairs):
-        return pairs.reshape(0, 2)
-    return np.unique(pairs, axis=0)
+    return sum(_POP16[_field(x, shift, 16)].astype(np.int64) for shift in (0, 16, 32, 48))
 
 
 def _range_search(index, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,34 +64,171 @@ def _range_search(index, queries: np.ndarray, radius: int) -> tuple[np.ndarray, 
         counts = np.diff(lims).astype(np.int64)
         found_q.append(np.repeat(np.arange(start, start + len(counts)), counts))
         found_b.append(ids.astype(np.int64))
-    if not found_q:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(found_q), np.concatenate(found_b)
+
+
+def _flat(base: np.ndarray, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    index = faiss.IndexBinaryFlat(64)
+    with _one_thread():
+        index.add(_as_bytes(base))
+        return _range_search(index, _as_bytes(queries), radius)
+
+
+class _Sorted:
+    """Codes sorted by one field, and where the run of each field value starts."""
+
+    def __init__(self, codes: np.ndarray, shift: int, bits: int) -> None:
+        key = _field(codes, shift, bits)
+        self.order = np.argsort(key, kind="stable").astype(np.int32)
+        self.codes = codes[self.order]
+        self.bytes = self.codes.view(np.uint8)
+        self.start = np.zeros((1 << bits) + 1, np.int32)
+        np.cumsum(np.bincount(key, minlength=1 << bits), out=self.start[1:])
+
+
+class _Join:
+    """Multi-index hashing of `base` (and `queries`, or the base against itself)."""
+
+    def __init__(self, base: np.ndarray, queries: np.ndarray | None, radius: int) -> None:
+        self.base = base
+        self.queries = base if queries is None else queries
+        self.self_join = queries is None
+        self.radius = radius
+        # runs of ~16 codes: longer ones cost more distances, shorter ones more gathering
+        self.bits = int(np.clip(round(np.log2(max(len(base), 1) / 16)), 4, 16))
+        self.limits = [(radius - 3 + s) // 4 for s in range(4)]  # sum r - 3; -1: field s not needed
+        self._sorted: dict[int, tuple[_Sorted, _Sorted]] = {}
+
+    def jobs(self, pieces: int) -> list[tuple[int, int, int]]:
+        """(field, first value, end value): the work, split `pieces` ways per field."""
+        edges = np.linspace(0, 1 << self.bits, pieces + 1).astype(int)
+        return [(s, lo, hi) for s, t in enumerate(self.limits) if t >= 0 for lo, hi in zip(edges, edges[1:]) if hi > lo]
+
+    def __call__(self, job: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(query, base) indices of the pairs within the radius that field s finds for its values lo..hi-1
+        and no earlier field finds."""
+        s, lo, hi = job
+        if s not in self._sorted:
+            b = _Sorted(self.base, s * self.bits, self.bits)
+            self._sorted[s] = (b, b if self.self_join else _Sorted(self.queries, s * self.bits, self.bits))
+        base, queries = self._sorted[s]
+        masks = np.flatnonzero(_POP16[: 1 << self.bits] <= self.limits[s]).astype(np.int32)  # 0 first
+        with _one_thread():
+            q, b = self._field_pairs(base, queries, masks, lo, hi)
+        x = self.queries[q] ^ self.base[b]
+        keep = np.ones(len(q), bool)
+        for s2 in range(s):
+            keep &= _POP16[_field(x, s2 * self.bits, self.bits)] > self.limits[s2]
+        return q[keep], b[keep]
+
+    def _field_pairs(self, base: _Sorted, queries: _Sorted, masks: np.ndarray, lo: int, hi: int):
+        """For each field value v, the base runs at v ^ mask are gathered into one array and FAISS computes
+        the distances of all the queries at v to it in one call. In a self-join only runs at values >= v
+        are gathered (and in v's own run only later codes count), so each pair is met once."""
+        radius, ptr = self.radius, faiss.swig_ptr
+        run = np.diff(base.start)
+        chunk = int(np.clip(CELLS * (1 << self.bits) // (len(masks) * max(len(base.codes), 1)), 1, hi - lo))
+        dist = np.empty(CELLS, np.int32)
+        found_q, found_b = [], []
+        for v0 in range(lo, hi, chunk):
+            v1 = min(v0 + chunk, hi)
+            near = np.arange(v0, v1, dtype=np.int32)[:, None] ^ masks[None, :]
+            lens = run[near]
+            if self.self_join:
+                lens[near < near[:, :1]] = 0
+            lens = lens.ravel()
+            ends = np.cumsum(lens)
+            gathered = np.arange(ends[-1], dtype=np.int32)
+            gathered += np.repeat(base.start[near.ravel()] - (ends - lens), lens)
+            codes = base.codes[gathered].view(np.uint8)
+            g_start = [0, *ends[len(masks) - 1 :: len(masks)].tolist()]
+            q_start = queries.start[v0 : v1 + 1].tolist()
+            hit_q, hit_g = [], []
+            for k in range(v1 - v0):
+                a, b, g0 = q_start[k], q_start[k + 1], g_start[k]
+                width = g_start[k + 1] - g0
+                if a == b or width == 0:
+                    continue
+                if width > len(dist):
+                    dist = np.empty(width, np.int32)
+                rows = len(dist) // width
+                for a1 in range(a, b, rows):
+                    n = min(rows, b - a1)
+                    faiss.hammings(ptr(queries.bytes[8 * a1 :]), ptr(codes[8 * g0 :]), n, width, 8, ptr(dist))
+                    d = dist[: n * width].reshape(n, width)
+                    cols = np.flatnonzero(d.min(axis=0) <= radius)  # few: look at those columns only
+                    r, c = np.nonzero(d[:, cols] <= radius)
+                    c = cols[c]
+                    if self.self_join:
+                        keep = (c >= b - a) | (c > a1 - a + r)
+                        r, c = r[keep], c[keep]
+                    hit_q.append(a1 + r)
+                    hit_g.append(g0 + c)
+            if hit_q:
+                found_q.append(queries.order[np.concatenate(hit_q)])
+                found_b.append(base.order[gathered[np.concatenate(hit_g)]])
+        if not found_q:
+            return np.zeros(0, np.int32), np.zeros(0, np.int32)
+        return np.concatenate(found_q), np.concatenate(found_b)
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(base: np.ndarray, queries: np.ndarray | None, radius: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's
+    _WORKER["join"] = _Join(base, queries, radius)
+
+
+def _worker_job(job: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    return _WORKER["join"](job)
+
+
+def _multi_index(base: np.ndarray, queries: np.ndarray | None, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (query, base) within the radius once, in no order; two spawned processes share the work when
+    it is large (forking a process running FAISS threads can deadlock), else this one does it all."""
+    join = _Join(base, queries, radius)
+    processes = min(2, os.cpu_count() or 1) if len(base) >= PARALLEL_FROM else 1
+    if processes > 1:
+        context = get_context("spawn")
+        args = (base, queries, radius)
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init, initargs=args) as pool:
+            parts = list(pool.map(_worker_job, join.jobs(8 * processes)))
+    else:
+        parts = [join(job) for job in join.jobs(1)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _sorted_pairs(a: np.ndarray, b: np.ndarray, n_b: int) -> np.ndarray:
+    key = np.sort(a.astype(np.int64) * n_b + b)
+    return np.stack([key // n_b, key % n_b], axis=1)
 
 
 def neighbours(base: np.ndarray, queries: np.ndarray, radius: int, flat_limit: int = FLAT_LIMIT) -> np.ndarray:
     """All (q, b) with Hamming(queries[q], base[b]) <= radius, sorted."""
-    base = np.asarray(base, dtype=np.uint64)
-    queries = np.asarray(queries, dtype=np.uint64)
+    base = np.ascontiguousarray(base, dtype=np.uint64)
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
     if not len(base) or not len(queries):
         return np.zeros((0, 2), np.int64)
-    if len(base) <= flat_limit or radius >= 16:
-        index = faiss.IndexBinaryFlat(64)
+    if len(base) * len(queries) <= flat_limit**2:
+        q, b = _flat(base, queries, radius)
     else:
-        index = faiss.IndexBinaryMultiHash(64, 8, 8)
-        index.nflip = 1
-    with _one_thread():
-        index.add(_as_bytes(base))
-        q, b = _range_search(index, _as_bytes(queries), radius)
-    keep = popcount64(queries[q] ^ base[b]) <= radius  # the multi-hash index proposes; this decides
-    found = np.stack([q[keep], b[keep]], axis=1)
-    return found[np.lexsort((found[:, 1], found[:, 0]))]
+        q, b = _multi_index(base, queries, radius)
+    return _sorted_pairs(q, b, len(base))
 
 
 def pairs_within(codes: np.ndarray, radius: int, flat_limit: int = FLAT_LIMIT) -> np.ndarray:
     """Sorted unique (i, j), i < j, of codes whose Hamming distance is at most `radius`."""
-    found = neighbours(codes, codes, radius, flat_limit)
-    return _normalise(found[:, 0], found[:, 1])
+    codes = np.ascontiguousarray(codes, dtype=np.uint64)
+    if len(codes) < 2:
+        return np.zeros((0, 2), np.int64)
+    if len(codes) <= flat_limit:
+        i, j = _flat(codes, codes, radius)
+        keep = i < j
+    else:
+        i, j = _multi_index(codes, None, radius)
+        keep = slice(None)
+    return _sorted_pairs(np.minimum(i, j)[keep], np.maximum(i, j)[keep], len(codes))
 
 
 def brute_force_pairs(codes: np.ndarray, radius: int) -> np.ndarray:
@@ -100,36 +247,89 @@ DESC_FLAT_LIMIT = 20_000
 index probes the nearest lists: 35,000 descriptors take 0.15 s instead of 12 s exhaustively."""
 
 
-def _descriptor_index(data: np.ndarray):
-    """A FAISS index of 256-bit descriptors: exhaustive when small, inverted lists beyond."""
+def descriptor_index(data: np.ndarray):
+    """A FAISS index of 256-bit descriptors: exhaustive when small, inverted lists beyond (trained with
+    8 k-means iterations on a sample: the lists only need to be roughly right, recall comes from nprobe)."""
     if len(data) <= DESC_FLAT_LIMIT:
         index = faiss.IndexBinaryFlat(256)
         index.use_heap = False  # several times faster for small k
     else:
         nlist = int(np.sqrt(len(data)))
         index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
+        index.cp.niter = 8
         sample = np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)
-        index.train(data[np.sort(sample)])
-        index.nprobe = 6
-    index.add(data)
+        with _one_thread():
+            index.train(data[np.sort(sample)])
+    with _one_thread():
+        index.add(data)
     return index
 
 
-def _nearest_votes(index, data: np.ndarray, owner: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """(voter label, voted label) for every descriptor whose nearest neighbour under another label is
-    within `max_distance`."""
+def to_bytes(index) -> np.ndarray:
+    """A descriptor index as bytes, to search parts of the queries in other processes."""
+    return faiss.serialize_index_binary(index)
+
+
+def from_bytes(blob: np.ndarray):
+    return faiss.deserialize_index_binary(blob)
+
+
+NPROBE = 6
+"""Inverted lists searched per descriptor."""
+
+
+def keypoint_votes(
+    index, data: np.ndarray, owner: np.ndarray, start: int, stop: int, max_distance: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """(voter label, voted label) for every descriptor of data[start:stop] whose nearest neighbour under
+    another label is within `max_distance`. Parts of the queries can be searched in separate processes."""
+    if isinstance(index, faiss.IndexBinaryIVF):
+        index.nprobe = NPROBE
     k = 8  # enough to reach past a picture's own copies, which share its label
-    votes_a, votes_b = [], []
-    for start in range(0, len(data), QUERY_BLOCK):
-        dist, ids = index.search(data[start : start + QUERY_BLOCK], k)
-        q_owner = owner[start : start + len(ids)]
-        nn_owner = np.where(ids >= 0, owner[np.maximum(ids, 0)], -1)
-        usable = (nn_owner != q_owner[:, None]) & (nn_owner >= 0) & (dist <= max_distance)
-        first = np.argmax(usable, axis=1)  # the nearest neighbour under another label
-        has = usable[np.arange(len(ids)), first]
-        votes_a.append(q_owner[has])
-        votes_b.append(nn_owner[np.arange(len(ids)), first][has])
+    votes_a, votes_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    with _one_thread():
+        for lo in range(start, stop, QUERY_BLOCK):
+            hi = min(stop, lo + QUERY_BLOCK)
+            dist, ids = index.search(data[lo:hi], k)
+            q_owner = owner[lo:hi]
+            nn_owner = np.where(ids >= 0, owner[np.maximum(ids, 0)], -1)
+            usable = (nn_owner != q_owner[:, None]) & (nn_owner >= 0) & (dist <= max_distance)
+            first = np.argmax(usable, axis=1)  # the nearest neighbour under another label
+            has = usable[np.arange(len(ids)), first]
+            votes_a.append(q_owner[has])
+            votes_b.append(nn_owner[np.arange(len(ids)), first][has])
     return np.concatenate(votes_a), np.concatenate(votes_b)
+
+
+def voted_pairs(a: np.ndarray, b: np.ndarray, min_votes: int = 8, top: int = 4) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of labels with `min_votes` votes both ways together; each label keeps its
+    `top` best partners."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    if not len(a):
+        return []
+    n_labels = int(max(a.max(), b.max())) + 1
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    keys, counts = np.unique(lo * n_labels + hi, return_counts=True)
+    strong = counts >= min_votes
+    pairs = [(int(key // n_labels), int(key % n_labels), int(c)) for key, c in zip(keys[strong], counts[strong])]
+    kept: dict[int, int] = {}
+    out = []
+    for i, j, _c in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):
+        if kept.get(i, 0) < top or kept.get(j, 0) < top:
+            out.append((i, j))
+            kept[i] = kept.get(i, 0) + 1
+            kept[j] = kept.get(j, 0) + 1
+    return sorted(out)
+
+
+def stack_descriptors(desc_sets: list[np.ndarray], labels: np.ndarray | None = None):
+    """(all descriptors in one array, the label owning each), or None when fewer than two labels have any."""
+    labels = np.arange(len(desc_sets)) if labels is None else np.asarray(labels, dtype=np.int64)
+    sizes = np.array([len(d) for d in desc_sets], dtype=np.int64)
+    if len(np.unique(labels[sizes > 0])) < 2:
+        return None
+    data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8))
+    return data, np.repeat(labels, sizes)
 
 
 def keypoint_pairs(
@@ -147,24 +347,9 @@ def keypoint_pairs(
     `min_votes` votes both ways together, and each label keeps its `top` best partners. This is how
     crops, which hashes of the whole frame miss, become candidates.
     """
-    labels = np.arange(len(desc_sets)) if labels is None else np.asarray(labels, dtype=np.int64)
-    sizes = np.array([len(d) for d in desc_sets], dtype=np.int64)
-    if len(np.unique(labels[sizes > 0])) < 2:
+    stacked = stack_descriptors(desc_sets, labels)
+    if stacked is None:
         return []
-    data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8))
-    owner = np.repeat(labels, sizes)
-    n_labels = int(labels.max()) + 1
-    with _one_thread():
-        a, b = _nearest_votes(_descriptor_index(data), data, owner, max_distance)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    keys, counts = np.unique(lo * n_labels + hi, return_counts=True)
-    strong = counts >= min_votes
-    pairs = [(int(key // n_labels), int(key % n_labels), int(c)) for key, c in zip(keys[strong], counts[strong])]
-    kept: dict[int, int] = {}
-    out = []
-    for i, j, _c in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):
-        if kept.get(i, 0) < top or kept.get(j, 0) < top:
-            out.append((i, j))
-            kept[i] = kept.get(i, 0) + 1
-            kept[j] = kept.get(j, 0) + 1
-    return sorted(out)
+    data, owner = stacked
+    a, b = keypoint_votes(descriptor_index(data), data, owner, 0, len(data), max_distance)
+    return voted_pairs(a, b, min_votes, top)
