@@ -137,7 +137,8 @@ def child_descriptors(images: str, overrides: str, out: str) -> None:
     (Features.kp_desc + kp_xy; the ScanResult does not keep features, so they are recomputed here)."""
     package, sources = _package_sources()
     from dedupe.features import keypoints
-    from dedupe.read import Analysed, analyse
+    from dedupe.model import Analysed
+    from dedupe.read import analyse
     from dedupe.walk import walk
 
     settings = _settings(overrides)

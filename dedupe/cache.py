@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .model import Features, FileRecord, ImageInfo
+from .model import Analysed, Features, FileRecord, ImageInfo
 
 VERSION = 1
 """Bumped whenever decoding, features or verification change what they compute: a cache written by
@@ -340,7 +340,7 @@ def clear(path: str | os.PathLike) -> int:
     return freed
 
 
-class Store(Mapping[int, "object"]):
+class Store(Mapping[int, Analysed]):
     """The decoded images of one scan, by file index: 80 bytes of hashes each in memory, the rest
     (info, thumbnail, keypoints) in the cache, loaded on demand by whichever stage needs it."""
 
@@ -364,9 +364,7 @@ class Store(Mapping[int, "object"]):
         framed = np.frombuffer(bytes(self._framed), dtype=np.uint8).astype(bool)[rank]
         return [self.order[r] for r in rank], codes, framed
 
-    def __getitem__(self, i: int):
-        from .read import Analysed
-
+    def __getitem__(self, i: int) -> Analysed:
         h = self.hashes[i]
         info, feats = self.cache.load(h)
         return Analysed(h, info, feats)

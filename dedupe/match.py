@@ -10,9 +10,8 @@ from .cache import Cache, Store, settings_key
 from .candidates import allowed_turns
 from .config import Settings
 from .features.hashes import ORIENTATIONS, hamming, orient, orient_box
-from .model import Features
+from .model import Analysed, Features
 from .progress import CancelCheck, Progress
-from .read import Analysed
 from .verify import GOOD_ENOUGH, LOW_DETAIL, fit_similarity, verify, verify_geometry
 from .workers import Workers, chunks, state
 

@@ -86,6 +86,15 @@ class Features:
 
 
 @dataclass
+class Analysed:
+    """What reading one file gives: its content hash, what the decoder says about it, its features."""
+
+    content_hash: str
+    info: ImageInfo
+    features: Features
+
+
+@dataclass
 class Member:
     file: FileRecord
     info: ImageInfo

@@ -16,22 +16,13 @@ from .config import Settings
 from .decode import DecodeError, decode
 from .exact import content_hash_bytes, content_hash_file
 from .features.hashes import describe
-from .model import Features, FileRecord, ImageInfo, Problem
+from .model import Analysed, FileRecord, ImageInfo, Problem
 from .progress import CancelCheck, check
 from .workers import Workers, state
 
 IN_MEMORY_LIMIT = 256 << 20
 """Files up to this size are read into memory once (hash and decode from the same bytes); larger ones
 are hashed by streaming and decoded from the file."""
-
-
-@dataclass
-class Analysed:
-    """What the decode + features stage returns for one file."""
-
-    content_hash: str
-    info: ImageInfo
-    features: Features
 
 
 def _read(path: str) -> tuple[bytes | str, str]:
