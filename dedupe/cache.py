@@ -348,10 +348,13 @@ class Store(Mapping[int, Analysed]):
         self.cache = cache
         self.order: list[int] = []
         self.hashes: dict[int, str] = {}
+        self._row: dict[int, int] = {}
         self._codes = bytearray()
         self._framed = bytearray()
+        self._info: dict[int, ImageInfo] = {}
 
     def add(self, i: int, content_hash: str, codes: bytes, framed: bool) -> None:
+        self._row[i] = len(self.order)
         self.order.append(i)
         self.hashes[i] = content_hash
         self._codes += codes
@@ -363,6 +366,23 @@ class Store(Mapping[int, Analysed]):
         codes = np.frombuffer(bytes(self._codes), dtype=np.uint64).reshape(-1, CODES)[rank]
         framed = np.frombuffer(bytes(self._framed), dtype=np.uint8).astype(bool)[rank]
         return [self.order[r] for r in rank], codes, framed
+
+    def phash(self, i: int) -> int:
+        row = self._row[i] * CODES * 8
+        return int(np.frombuffer(self._codes, dtype=np.uint64, count=1, offset=row)[0])
+
+    def info(self, i: int) -> ImageInfo:
+        """What decoding said about an image; kept once asked for (only grouped images are)."""
+        if i not in self._info:
+            self.prefetch([i])
+        return self._info[i]
+
+    def prefetch(self, images: Iterable[int]) -> None:
+        """Load the info of many images in a few queries."""
+        todo = [i for i in images if i not in self._info]
+        found = self.cache.summaries(sorted({self.hashes[i] for i in todo}))
+        for i in todo:
+            self._info[i] = found[self.hashes[i]][0]
 
     def __getitem__(self, i: int) -> Analysed:
         h = self.hashes[i]

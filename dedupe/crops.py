@@ -65,11 +65,13 @@ def find_crops(
         cache.put_memo(memo_key, pairs)
     progress.advance(len(members) // 2)
 
+    analysed.prefetch(i for pair in pairs for label in pair for i in members[label])
+
     def best_first(label: int) -> list[int]:
         imgs = members[label]
         ranked = []
         while imgs and len(ranked) < CROP_TRIES:
-            k, _ = choose_keeper([Candidate(files[i], analysed[i].info) for i in imgs], settings.keeper_rules)
+            k, _ = choose_keeper([Candidate(files[i], analysed.info(i)) for i in imgs], settings.keeper_rules)
             ranked.append(imgs[k])
             imgs = imgs[:k] + imgs[k + 1 :]
         return ranked

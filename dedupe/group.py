@@ -201,7 +201,7 @@ def build_groups(
             copies[rep].append(c)
 
     def cand(i: int, rep: int) -> Candidate:
-        return Candidate(files[i], analysed[rep].info)
+        return Candidate(files[i], analysed.info(rep))
 
     def best_file(img_ids: list[int]) -> tuple[int, int, str]:
         """(image, file, reason) of the keeper among all files of these images."""
@@ -225,6 +225,7 @@ def build_groups(
 
     clusters: list[tuple[int, list[int]]] = []
     index_of = {img: n for n, img in enumerate(images)}
+    analysed.prefetch({x for pair in evidence for x in pair} | {rep for rep in images if len(copies[rep]) > 1})
     for comp in components(len(images), [(index_of[a], index_of[b]) for a, b in evidence]):
         clusters += cluster([images[n] for n in comp], matched, edges, lambda ids: best_file(ids)[0])
     # byte-identical sets with no near match are groups of their own
@@ -234,29 +235,29 @@ def build_groups(
     groups = []
     for _keeper_img, member_imgs in clusters:
         keeper_img, keeper_file, reason = best_file(member_imgs)
-        keeper_hash = analysed[keeper_img].content_hash
+        keeper_hash = analysed.hashes[keeper_img]
         members = []
         for img in member_imgs:
-            a = analysed[img]
+            info, content_hash = analysed.info(img), analysed.hashes[img]
             if img == keeper_img:
                 ev = {"score": 100, "ssim": 1.0, "hash_distance": 0, "transform": {}}
             else:
                 ev = evidence[(min(img, keeper_img), max(img, keeper_img))]
-                ev = {**ev, "transform": describe_transform(ev, img < keeper_img, analysed[keeper_img].info, a.info)}
+                ev = {**ev, "transform": describe_transform(ev, img < keeper_img, analysed.info(keeper_img), info)}
                 ev.pop("orientation")
             for f in copies[img]:
                 if f == keeper_file:
                     relation = "keeper"
-                elif a.content_hash == keeper_hash:
+                elif content_hash == keeper_hash:
                     relation = "exact"
                 else:
                     relation = "near"
                 members.append(
                     Member(
                         files[f],
-                        a.info,
-                        a.content_hash,
-                        a.features.phash,
+                        info,
+                        content_hash,
+                        analysed.phash(img),
                         ev["score"],
                         relation,
                         {k: v for k, v in ev.items() if k != "score"},
