@@ -88,10 +88,23 @@ def report_dict(result: ScanResult, argv: list[str] | None = None) -> dict:
     }
 
 
+def dumps(report: dict) -> str:
+    """The report as JSON text, one top-level key per line and one group (or problem) per line: the C
+    encoder writes each line, where indenting everything took the pure-Python one (0.5 s for 1,000
+    groups, a quarter of a rescan), and diffs between reports still show group by group."""
+
+    def value(v) -> str:
+        if isinstance(v, list) and v:
+            return "[\n  " + ",\n  ".join(json.dumps(x, ensure_ascii=False) for x in v) + "\n ]"
+        return json.dumps(v, ensure_ascii=False)
+
+    return "{\n " + ",\n ".join(f"{json.dumps(k)}: {value(v)}" for k, v in report.items()) + "\n}"
+
+
 def write_report(result: ScanResult, path: str | os.PathLike, argv: list[str] | None = None) -> None:
     """Write the report atomically: a reader never sees half a file."""
     path = Path(path)
-    data = json.dumps(report_dict(result, argv), indent=1, ensure_ascii=False)
+    data = dumps(report_dict(result, argv))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
         # A file name that is not valid UTF-8 reaches Python as lone surrogates; written as the JSON escape
