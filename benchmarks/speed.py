@@ -57,7 +57,7 @@ imagededup; warm rescan >= 30x faster than cold; peak RSS (the sum) <= 500 MB.""
 # ---- jobs, each run in a fresh interpreter as `speed.<job>(*args)` ----
 
 
-def _decode_init() -> None:
+def _pillow_setup() -> None:
     import warnings
 
     warnings.simplefilter("ignore")  # decompression-bomb and truncated-file warnings from the corpus's junk
@@ -103,7 +103,7 @@ def decode_job(files: str, workers: str, out: str) -> None:
 
     paths = json.loads(Path(files).read_text("utf-8"))
     started = time.perf_counter()
-    with multiprocessing.Pool(int(workers), initializer=_decode_init) as pool:
+    with multiprocessing.Pool(int(workers), initializer=_pillow_setup) as pool:
         ok = sum(pool.imap_unordered(_decode_one, paths, chunksize=4))
     Path(out).write_text(json.dumps({"work_s": time.perf_counter() - started, "files": ok}), "utf-8")
 
@@ -112,7 +112,7 @@ def naive_job(files: str, workers: str, out: str) -> None:
     """imagehash's pHash of each file opened by Pillow, in a plain multiprocessing pool."""
     import multiprocessing
 
-    _decode_init()  # before the pool, so that forked workers read HEIC too
+    _pillow_setup()  # before the pool, so that forked workers read HEIC too
     paths = json.loads(Path(files).read_text("utf-8"))
     started = time.perf_counter()
     with multiprocessing.Pool(int(workers)) as pool:
@@ -246,12 +246,13 @@ class Scanner:
         cmd = [*self.cmd, str(images), "--json", str(report), "--workers", str(self.workers), "--quiet"]
         got = measure(cmd + ["--cache", str(cache)] * self.has_cache, self.tmp / "scan.log", self.env)
         if got["ok"]:
-            stats = json.loads(report.read_text("utf-8"))["stats"]
+            data = json.loads(report.read_text("utf-8"))
+            stats = data["stats"]
             got.update(
                 work_s=stats["timings"]["total"],
                 files=stats["images_decoded"] + stats.get("exact_copies", 0),
                 timings=stats["timings"],
-                report=json.loads(report.read_text("utf-8")),
+                report=data,
             )
         return got
 
@@ -388,10 +389,6 @@ def accuracy(dev: Path, workers: int, scanner: Scanner, peer: str | None, tmp: P
     }
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x"
-
-
 def print_jobs(title: str, jobs: dict, n: int) -> None:
     cold = jobs["scan cold"]["wall_s"] if jobs["scan cold"]["ok"] else None
     rows = [["job", "files", "wall s", "work s", "images/s", "time vs cold", "RSS sum MB", "largest MB"]]
@@ -406,7 +403,7 @@ def print_jobs(title: str, jobs: dict, n: int) -> None:
                 f"{j['wall_s']:.2f}",
                 f"{j['work_s']:.2f}",
                 f"{n / j['wall_s']:.1f}",
-                ratio(j["wall_s"], cold) if cold else "-",
+                f"{j['wall_s'] / cold:.2f}x" if cold else "-",
                 f"{j['rss_sum_mb']:.0f}",
                 f"{j['rss_largest_mb']:.0f}",
             ]
@@ -472,6 +469,8 @@ def main() -> None:
         ap.error(f"no corpus at {args.corpus} (no images/): build it with ../shared/bench/make_corpus.sh")
     if not args.skip_accuracy and not (dev / "truth.json").is_file():
         ap.error(f"no dev corpus at {dev} (no truth.json); or --skip-accuracy")
+    if args.out is not None and not args.out.expanduser().absolute().parent.is_dir():
+        ap.error(f"folder for --out does not exist: {args.out.parent}")
     if not os.environ.get("PYTHONPATH"):
         sys.path.insert(0, str(REPO))  # the walk and the scans use this checkout's dedupe unless PYTHONPATH names one
     import dedupe
@@ -480,6 +479,8 @@ def main() -> None:
     found = image_files(images)
     files = [p for p, _ in found]
     large = [p for p, pixels in found if pixels >= args.min_megapixels * 1e6]
+    if not files:
+        ap.error(f"no image files under {images}")
     pixels = sorted(px for _, px in found)
     print(f"dedupe {dedupe.__version__} from {Path(dedupe.__file__).parent} ({run_bench.git_state(REPO) or 'no git'})")
     print(
@@ -502,24 +503,27 @@ def main() -> None:
             peer,
             tmp,
         )
-        with tempfile.TemporaryDirectory(prefix="speed-large-", dir=images.parent) as subset:
-            link_tree(large, images, Path(subset))
-            print(f"files of {args.min_megapixels:g} MP and more (hard links in {subset}):")
-            big = run_jobs(
-                ("decode-only", "scan cold", "naive", "imagededup"),
-                Path(subset),
-                large,
-                args.workers,
-                scanner,
-                peer,
-                tmp,
-            )
+        big = {}
+        if large:  # next to images/, on the same file system, so that hard links work
+            with tempfile.TemporaryDirectory(prefix="speed-large-", dir=images.parent) as subset:
+                link_tree(large, images, Path(subset))
+                print(f"files of {args.min_megapixels:g} MP and more (hard links in {subset}):")
+                big = run_jobs(
+                    ("decode-only", "scan cold", "naive", "imagededup"),
+                    Path(subset),
+                    large,
+                    args.workers,
+                    scanner,
+                    peer,
+                    tmp,
+                )
         if not args.skip_accuracy:
             print(f"dev corpus {dev}:")
             result["accuracy"] = accuracy(dev, args.workers, scanner, peer, tmp)
 
     print_jobs(f"whole corpus: {len(files)} image files", full, len(files))
-    print_jobs(f"files of {args.min_megapixels:g} MP and more: {len(large)}", big, len(large))
+    if big:
+        print_jobs(f"files of {args.min_megapixels:g} MP and more: {len(large)}", big, len(large))
     print(
         "  wall s: the job's process, start to exit; work s: without interpreter start and imports; images/s: image"
         " files / wall s; time vs cold: wall s / the cold scan's; RSS sum: the peak of the sum over the job's"
