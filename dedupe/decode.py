@@ -23,7 +23,7 @@ try:  # HEIC/HEIF from phones; optional at run time so a broken wheel only disab
 except ImportError:  # pragma: no cover
     pillow_heif = None
 
-WORK_MIN = 256
+WORK_MIN = 128
 """Long side a JPEG is drafted to at least; the work image the features are computed from."""
 WORK_MAX = 512
 """Long side the work image is reduced to when the decoder gives more (non-JPEG formats)."""

@@ -83,9 +83,12 @@ def phash(gray: np.ndarray) -> int:
 
 
 def phash_orientations(gray: np.ndarray) -> list[int]:
-    """pHashes of the image in each of ORIENTATIONS, from one transform instead of eight."""
+    """pHashes of the image in each of ORIENTATIONS, from one transform instead of eight (and one
+    median over the eight, not eight numpy calls)."""
     low = _low_dct(gray)
-    return [_bits(_oriented_low(low, k, m)) for k, m in ORIENTATIONS]
+    lows = np.round(np.stack([_oriented_low(low, k, m) for k, m in ORIENTATIONS]), 6).reshape(len(ORIENTATIONS), -1)
+    bits = lows > np.median(lows, axis=1, keepdims=True)
+    return [int(v) for v in (bits.astype(np.uint64) * _WEIGHTS).sum(axis=1)]
 
 
 def dhash(gray: np.ndarray) -> int:
@@ -142,15 +145,21 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
 
 def describe(gray: np.ndarray, with_keypoints: bool = True) -> Features:
     """The features of one decoded work image: pHashes (all orientations), dHash, thumbnail, keypoints
-    and, for a framed picture, the pHash of its inside."""
+    and, for a framed picture, the pHash of its inside.
+
+    The hashes are taken from the 128-pixel thumbnail, area-averaged from the work image: their
+    32x32 and 9x8 Lanczos reductions then filter 16 times fewer pixels, which was a tenth of the
+    decode stage; an area-averaged image hashes like the full-size one."""
     h, w = gray.shape
-    codes = phash_orientations(gray)
-    x0, y0, x1, y1 = content_box(gray)
     thumb = thumbnail(gray)
-    feats = Features(codes[0], dhash(gray), thumb, detail(thumb), turned=tuple(codes[1:]))
+    codes = phash_orientations(thumb)
+    x0, y0, x1, y1 = content_box(gray)
+    feats = Features(codes[0], dhash(thumb), thumb, detail(thumb), turned=tuple(codes[1:]))
     if with_keypoints:
         feats.kp_xy, feats.kp_desc = keypoints(gray, thumb.shape[1] / w)
     if (x0, y0, x1, y1) != (0, 0, w, h):
         feats.box = (x0 / w, y0 / h, x1 / w, y1 / h)
-        feats.phash_trim = phash(gray[y0:y1, x0:x1])
+        th, tw = thumb.shape
+        inner = thumb[round(y0 * th / h) : round(y1 * th / h), round(x0 * tw / w) : round(x1 * tw / w)]
+        feats.phash_trim = phash(inner if min(inner.shape) >= 8 else gray[y0:y1, x0:x1])
     return feats
