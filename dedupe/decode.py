@@ -138,7 +138,7 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
             fmt = im.format or "?"
             orientation, date, camera = _exif_fields(im)
             lossless = _lossless(im, data[:16] if isinstance(data, bytes) else _head(data))
-            if fmt == "JPEG":
+            if fmt == "JPEG" and max(width, height) > 2 * WORK_MAX:  # smaller ones are cheap in full
                 scale = WORK_MIN / max(width, height)
                 if scale < 0.5:
                     im.draft(

@@ -96,8 +96,7 @@ def big_pic():
 
 def test_large_jpeg_is_drafted_small_with_full_size_info(big_pic):
     gray, info = dec(encode(big_pic, quality=85))
-    assert max(gray.shape) <= WORK_MAX
-    assert max(gray.shape) >= 256
+    assert max(gray.shape) == 500  # 1/8 in the DCT domain, the cheapest decode
     assert (info.width, info.height) == (4000, 3000)
     assert info.content_pixels == 12_000_000
     assert gray.shape[1] / gray.shape[0] == pytest.approx(4 / 3, rel=0.02)
