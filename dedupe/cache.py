@@ -78,24 +78,27 @@ class Cache:
     """One process's connection to a cache file.
 
     `Cache(path)` opens (creating or rebuilding) the file for the main process; `Cache(path,
-    readonly=True)` is a worker's reader. `Cache(None)` is a private cache in a temporary folder,
-    removed by close(): what `--no-cache` uses, so the pipeline has a single path.
+    worker=True)` is a worker's connection to a file the main process opened. `Cache(None)` is a private
+    cache in a temporary folder, removed by close(): what `--no-cache` uses, so the pipeline has a
+    single path. Writes are buffered and written in short transactions, so that no connection keeps
+    the others waiting for the write lock.
     """
 
-    def __init__(self, path: str | os.PathLike | None, readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike | None, worker: bool = False) -> None:
         self.warnings: list[str] = []
         self._tmpdir = None
         if path is None:
             self._tmpdir = tempfile.mkdtemp(prefix="dedupe-cache-")
             path = Path(self._tmpdir) / FILE_NAME
         self.path = Path(path)
-        self.readonly = readonly
+        self.worker = worker
         self.persistent = self._tmpdir is None
+        self._rows: dict[str, list[tuple]] = {}
         self._pending = 0
         self._last_commit = time.monotonic()
         self._loaded: OrderedDict[str, tuple] = OrderedDict()
-        if readonly:
-            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        if worker:
+            self.db = sqlite3.connect(self.path, timeout=60)
         else:
             self.db = self._open_writable()
 
@@ -254,13 +257,12 @@ class Cache:
     # --- what the main process writes ---
 
     def put_file(self, f: FileRecord, content_hash: str) -> None:
-        self.db.execute(
+        self._put(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", (f.device, f.inode, f.size, f.mtime_ns, content_hash)
         )
-        self._wrote()
 
     def put_image(self, content_hash: str, info: ImageInfo, f: Features, keypoints: bool) -> None:
-        self.db.execute(
+        self._put(
             "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 content_hash,
@@ -274,37 +276,38 @@ class Cache:
                 np.ascontiguousarray(f.kp_desc, dtype=np.uint8).tobytes() if keypoints else None,
             ),
         )
-        self._wrote()
 
     def put_verdict(self, key: tuple[str, str, str], evidence: dict | None) -> None:
-        self.db.execute(
+        self._put(
             "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
             (*key, json.dumps(evidence) if evidence is not None else None),
         )
-        self._wrote()
 
     def put_memo(self, key: str, value) -> None:
-        self.db.execute("INSERT OR REPLACE INTO memo VALUES (?, ?)", (key, json.dumps(value)))
-        self._wrote()
+        self._put("INSERT OR REPLACE INTO memo VALUES (?, ?)", (key, json.dumps(value)))
 
-    def _wrote(self) -> None:
+    def _put(self, sql: str, row: tuple) -> None:
+        self._rows.setdefault(sql, []).append(row)
         self._pending += 1
         if self._pending >= BATCH or time.monotonic() - self._last_commit > COMMIT_EVERY:
             self.commit()
 
     def commit(self) -> None:
+        """Write what is buffered, in one short transaction."""
         if self._pending:
-            self.db.commit()
+            with self.db:
+                for sql, rows in self._rows.items():
+                    self.db.executemany(sql, rows)
+        self._rows.clear()
         self._pending = 0
         self._last_commit = time.monotonic()
 
     def close(self) -> None:
         try:
-            if not self.readonly:
-                self.commit()
+            self.commit()
             self.db.close()
         finally:
-            if self._tmpdir is not None and not self.readonly:
+            if self._tmpdir is not None:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
 
 

@@ -61,22 +61,45 @@ def _analyse_data(
 
 @dataclass(frozen=True)
 class Stored:
-    """A worker's answer for a file whose content the cache already holds: hashed, not decoded."""
+    """What the main process keeps of a file a worker read, once the cache has its content: `decoded`
+    is False for a content found in the cache by its hash (a moved, renamed or copied file)."""
 
     content_hash: str
+    info: ImageInfo
+    codes: bytes
+    framed: bool
+    decoded: bool
 
 
-def _analyse_job(job: tuple[str, int, bool, str | None]) -> Analysed | Stored | Problem:
-    """In a worker: a file the main process could not answer from the cache by its identity. Its bytes
-    are hashed first; a content already in the cache (a moved, renamed or copied file) is not decoded."""
+CHUNK = 8
+"""Files per job: a worker writes their features to the cache in one transaction."""
+
+
+def _analyse_one(job: tuple[str, int, bool, str | None]) -> Stored | Problem:
+    """A file the main process could not answer from the cache by its identity. Its bytes are hashed
+    first; a content already in the cache is not decoded; a decoded one is stored by the worker, so
+    only its summary travels back to the main process."""
     path, max_pixels, with_keypoints, known = job
+    cache = state()[0]
     try:
         data, content_hash = _read(path)
     except OSError as exc:
         return Problem(path, "decode", f"cannot read: {exc.strerror or exc}")
-    if known is None and state()[0].have([content_hash], with_keypoints):
-        return Stored(content_hash)
-    return _analyse_data(path, data, content_hash, max_pixels, with_keypoints)
+    if known is None and cache.have([content_hash], with_keypoints):
+        info, codes, framed = cache.summaries([content_hash])[content_hash]
+        return Stored(content_hash, info, codes, framed, False)
+    result = _analyse_data(path, data, content_hash, max_pixels, with_keypoints)
+    if isinstance(result, Problem):
+        return result
+    f = result.features
+    cache.put_image(content_hash, result.info, f, with_keypoints)
+    return Stored(content_hash, result.info, pack_codes(f), f.box is not None, True)
+
+
+def _analyse_job(jobs: list[tuple[str, int, bool, str | None]]) -> list[Stored | Problem]:
+    out = [_analyse_one(job) for job in jobs]
+    state()[0].commit()  # before the main process hears of them
+    return out
 
 
 def read_all(
@@ -92,7 +115,7 @@ def read_all(
     its image, or (index, Problem, False).
 
     Files whose identity the cache knows, with their content stored, are answered without reading them;
-    the rest go to the workers and what they compute goes into the cache.
+    the rest go to the workers, which store what they compute in the cache.
     """
     cache = store.cache
     need_kp = settings.crops or settings.similar
@@ -104,18 +127,12 @@ def read_all(
     hit_set = set(hits)
     pending = [(i, (files[i].path, settings.max_pixels, need_kp, known.get(i))) for i in todo if i not in hit_set]
     for i, result in _run(pending, workers, cancel):
-        f = files[i]
         if isinstance(result, Problem):
             yield i, result, False
-        elif isinstance(result, Stored):
-            cache.put_file(f, result.content_hash)
-            summary = cache.summaries([result.content_hash])[result.content_hash]
-            yield i, _keep(i, f, result.content_hash, *summary, store, settings), True
         else:
-            cache.put_image(result.content_hash, result.info, result.features, need_kp)
-            cache.put_file(f, result.content_hash)
-            store.add(i, result.content_hash, pack_codes(result.features), result.features.box is not None)
-            yield i, result.content_hash, False
+            cache.put_file(files[i], result.content_hash)
+            kept = _keep(i, files[i], result.content_hash, result.info, result.codes, result.framed, store, settings)
+            yield i, kept, not result.decoded
     cache.commit()
 
 
@@ -138,8 +155,8 @@ def _keep(
     return content_hash
 
 
-def _run(pending: list, workers: Workers, cancel: CancelCheck) -> Iterator[tuple[int, Analysed | Stored | Problem]]:
-    """(index, result) for every job, in order, on the workers when it pays.
+def _run(pending: list, workers: Workers, cancel: CancelCheck) -> Iterator[tuple[int, Stored | Problem]]:
+    """(index, result) for every file, in order, on the workers when it pays, CHUNK files a job.
 
     A decoder that crashes its process (a hostile file can do that to a C library) breaks the pool:
     the first file without a result is then decoded alone in a fresh process; if that one crashes too,
@@ -149,21 +166,23 @@ def _run(pending: list, workers: Workers, cancel: CancelCheck) -> Iterator[tuple
         workers.local()
         for i, job in pending:
             check(cancel)
-            yield i, _analyse_job(job)
+            yield i, _analyse_job([job])[0]
         return
     while pending:
         done = 0
         try:
-            for result in workers.map(_analyse_job, [j for _, j in pending], cancel, chunksize=4, pool=True):
-                yield pending[done][0], result
-                done += 1
+            jobs = [[job for _, job in pending[k : k + CHUNK]] for k in range(0, len(pending), CHUNK)]
+            for results in workers.map(_analyse_job, jobs, cancel, pool=True):
+                for result in results:
+                    yield pending[done][0], result
+                    done += 1
             return
         except BrokenProcessPool:
             pending = pending[done:]
         i, job = pending.pop(0)
         alone = workers.pool(size=1)
         try:
-            result = alone.submit(_analyse_job, job).result()
+            result = alone.submit(_analyse_job, [job]).result()[0]
         except BrokenProcessPool:
             result = Problem(job[0], "decode", "the image decoder crashed on this file")
         finally:

@@ -23,21 +23,18 @@ SERIAL_BELOW = 24
 _STATE: dict = {}
 
 
-def _init(cache_path: str, settings: Settings, in_pool: bool = True) -> None:
+def _init(cache_path: str, settings: Settings) -> None:
     """A worker leaves Ctrl-C to the main process and uses one thread (the pool is the parallelism)."""
-    if in_pool:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        import cv2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import cv2
 
-        cv2.setNumThreads(1)
-    if _STATE.get("cache") is not None:
-        _STATE["cache"].close()
-    _STATE["cache"] = Cache(cache_path, readonly=True)
+    cv2.setNumThreads(1)
+    _STATE["cache"] = Cache(cache_path, worker=True)
     _STATE["settings"] = settings
 
 
 def state() -> tuple[Cache, Settings]:
-    """The cache reader and settings of the process a job runs in."""
+    """The cache connection and settings of the process a job runs in (in the main process, its own)."""
     return _STATE["cache"], _STATE["settings"]
 
 
@@ -56,7 +53,6 @@ class Workers:
         self.cache = cache
         self.count = settings.effective_workers if _spawn_works() else 1
         self._pool: ProcessPoolExecutor | None = None
-        self._local = False
 
     def pool(self, size: int | None = None) -> ProcessPoolExecutor:
         """The shared pool, or (with `size`) a separate one the caller shuts down."""
@@ -70,11 +66,8 @@ class Workers:
         return self._pool
 
     def local(self) -> None:
-        """Make the main process able to run jobs itself."""
-        self.cache.commit()
-        if not self._local or _STATE.get("cache") is None:
-            _init(str(self.cache.path), self.settings, in_pool=False)
-            self._local = True
+        """Make the main process able to run jobs itself, on its own cache connection."""
+        _STATE.update(cache=self.cache, settings=self.settings)
 
     def parallel(self, jobs: int) -> bool:
         return self.count > 1 and jobs >= SERIAL_BELOW
@@ -106,9 +99,8 @@ class Workers:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        if self._local and _STATE.get("cache") is not None:
-            _STATE.pop("cache").close()
-            self._local = False
+        if _STATE.get("cache") is self.cache:
+            _STATE.clear()
 
 
 def chunks(items: Iterable, size: int) -> list[list]:

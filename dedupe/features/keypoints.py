@@ -1,8 +1,8 @@
 """ORB keypoints of the small work image: what finds crops, which hashes of the whole frame miss.
 
 Computed once per image in the decode stage (about 3 ms on a 250-320 px image: a quarter of the time a
-3 MP JPEG takes to decode at 1/8, the largest cost after decoding) and kept compact: at most KEYPOINTS 32-byte binary descriptors plus their positions in
-thumbnail pixels as float16, about 3.5 KB per image.
+3 MP JPEG takes to decode at 1/8, the largest cost after decoding) and kept compact: at most KEYPOINTS
+32-byte binary descriptors plus their positions in thumbnail pixels as float16, about 3.5 KB per image.
 """
 
 from __future__ import annotations
