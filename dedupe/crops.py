@@ -9,6 +9,8 @@ from .config import Settings
 from .group import Candidate, choose_keeper, components
 from .index import (
     DESC_FLAT_LIMIT,
+    MIN_VOTES,
+    NPROBE,
     descriptor_index,
     from_bytes,
     keypoint_votes,
@@ -57,7 +59,7 @@ def find_crops(
         members.setdefault(int(label), []).append(images[n])
     progress.stage(title, len(members))
     hashes = [analysed.hashes[i] for i in images]
-    memo_key = settings_key(kind="votes", images=hashes, labels=labels.tolist())
+    memo_key = settings_key(kind="votes", images=hashes, labels=labels.tolist(), min_votes=MIN_VOTES, nprobe=NPROBE)
     pairs = cache.memo(memo_key)
     if pairs is None:
         descs = cache.descriptors(hashes)
