@@ -145,10 +145,11 @@ class Cache:
             raise
         return db
 
-    # --- what the main process reads ---
+    # --- reads (each first writes what is buffered, so a connection sees its own writes) ---
 
     def known_hashes(self, files: list[FileRecord]) -> dict[int, str]:
         """Content hashes of the files whose identity (device, inode, size, mtime_ns) is unchanged."""
+        self.commit()
         out: dict[int, str] = {}
         for start in range(0, len(files), BATCH):
             chunk = files[start : start + BATCH]
@@ -166,6 +167,7 @@ class Cache:
 
     def have(self, hashes: Iterable[str], keypoints: bool) -> set[str]:
         """Which of these contents are stored (with keypoints, when they are needed)."""
+        self.commit()
         hashes = list(hashes)
         out: set[str] = set()
         cond = " AND kp_desc IS NOT NULL" if keypoints else ""
@@ -182,6 +184,7 @@ class Cache:
 
     def summaries(self, hashes: list[str]) -> dict[str, tuple[ImageInfo, bytes, bool]]:
         """(info, packed codes, has a frame) of stored contents: what the main process keeps per image."""
+        self.commit()
         out = {}
         for start in range(0, len(hashes), BATCH):
             chunk = hashes[start : start + BATCH]
@@ -198,6 +201,7 @@ class Cache:
         if hit is not None:
             self._loaded.move_to_end(content_hash)
             return hit
+        self.commit()
         row = self.db.execute(
             "SELECT info, codes, box, detail, thumb, thumb_w, kp_xy, kp_desc FROM images WHERE content_hash=?",
             (content_hash,),
@@ -226,6 +230,7 @@ class Cache:
 
     def descriptors(self, hashes: list[str]) -> dict[str, np.ndarray]:
         """Keypoint descriptors of many contents at once, without their thumbnails."""
+        self.commit()
         out = {}
         for start in range(0, len(hashes), BATCH):
             chunk = hashes[start : start + BATCH]
@@ -238,6 +243,7 @@ class Cache:
 
     def verdicts(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict | None]:
         """Stored verdicts for (first, second, settings key): evidence, or None for "not the same"."""
+        self.commit()
         out = {}
         for start in range(0, len(keys), BATCH // 3):
             chunk = keys[start : start + BATCH // 3]
@@ -251,10 +257,11 @@ class Cache:
         return out
 
     def memo(self, key: str):
+        self.commit()
         row = self.db.execute("SELECT value FROM memo WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    # --- what the main process writes ---
+    # --- writes ---
 
     def put_file(self, f: FileRecord, content_hash: str) -> None:
         self._put(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 
 from .cache import Store, settings_key
@@ -12,10 +15,10 @@ from .index import (
     MIN_VOTES,
     NPROBE,
     descriptor_index,
-    from_bytes,
     keypoint_votes,
+    load_index,
+    save_index,
     stack_descriptors,
-    to_bytes,
     voted_pairs,
 )
 from .match import _load, _plain, geometry, verdict_key
@@ -62,8 +65,7 @@ def find_crops(
     memo_key = settings_key(kind="votes", images=hashes, labels=labels.tolist(), min_votes=MIN_VOTES, nprobe=NPROBE)
     pairs = cache.memo(memo_key)
     if pairs is None:
-        descs = cache.descriptors(hashes)
-        pairs = [list(p) for p in _keypoint_pairs([descs[h] for h in hashes], labels, workers, cancel)]
+        pairs = [list(p) for p in _keypoint_pairs(hashes, labels, workers, cancel)]
         cache.put_memo(memo_key, pairs)
     progress.advance(len(members) // 2)
 
@@ -105,27 +107,36 @@ def find_crops(
 
 
 def _keypoint_pairs(
-    desc_sets: list[np.ndarray], labels: np.ndarray, workers: Workers, cancel: CancelCheck
+    hashes: list[str], labels: np.ndarray, workers: Workers, cancel: CancelCheck
 ) -> list[tuple[int, int]]:
-    """index.keypoint_pairs, with the search split between the workers when the index is large: it is
-    the costliest part of this stage (12 s for 470,000 descriptors of 5,000 photos on one core)."""
-    stacked = stack_descriptors(desc_sets, labels)
+    """index.keypoint_pairs for the images with these content hashes, the search split between the
+    workers when the index is large: it is the costliest part of this stage (12 s for the 470,000
+    descriptors of 5,000 photos on one core). The workers read the index from a file and the
+    descriptors from the cache, so the main process sends them neither."""
+    descs = workers.cache.descriptors(hashes)
+    stacked = stack_descriptors([descs[h] for h in hashes], labels)
+    del descs
     if stacked is None:
         return []
     data, owner = stacked
     index = descriptor_index(data)
     if workers.count == 1 or len(data) <= DESC_FLAT_LIMIT:
         return voted_pairs(*keypoint_votes(index, data, owner, 0, len(data)))
-    blob = to_bytes(index)
-    bounds = np.linspace(0, len(data), workers.count + 1).astype(int)
-    jobs = [(blob, data, owner, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
-    parts = list(workers.map(_votes_job, jobs, cancel, pool=True))
+    with tempfile.TemporaryDirectory(prefix="dedupe-votes-") as tmp:
+        path = os.path.join(tmp, "descriptors.faiss")
+        save_index(index, path)
+        del index, data
+        bounds = np.linspace(0, len(owner), workers.count + 1).astype(int)
+        jobs = [(path, hashes, labels, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        parts = list(workers.map(_votes_job, jobs, cancel, pool=True))
     return voted_pairs(np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
 
 
 def _votes_job(job) -> tuple[np.ndarray, np.ndarray]:
-    blob, data, owner, start, stop = job
-    return keypoint_votes(from_bytes(blob), data, owner, start, stop)
+    path, hashes, labels, start, stop = job
+    descs = state()[0].descriptors(hashes)
+    data, owner = stack_descriptors([descs[h] for h in hashes], labels)
+    return keypoint_votes(load_index(path), data, owner, start, stop)
 
 
 def _settle(tries: list[tuple[int, int]], verdicts: dict, settings: Settings):

@@ -265,13 +265,13 @@ def descriptor_index(data: np.ndarray):
     return index
 
 
-def to_bytes(index) -> np.ndarray:
-    """A descriptor index as bytes, to search parts of the queries in other processes."""
-    return faiss.serialize_index_binary(index)
+def save_index(index, path: str) -> None:
+    """A descriptor index written to a file, for other processes to search parts of the queries."""
+    faiss.write_index_binary(index, path)
 
 
-def from_bytes(blob: np.ndarray):
-    return faiss.deserialize_index_binary(blob)
+def load_index(path: str):
+    return faiss.read_index_binary(path)
 
 
 NPROBE = 4
