@@ -1,12 +1,14 @@
 """Speed of `dedupe scan` side by side with the decode-only limit and two naive peers, on the same files, in one run.
 
 Usage: python benchmarks/speed.py [--corpus DIR] [--dev DIR] [--workers N] [--skip-peer] [--skip-accuracy] [--out OUT]
+                                 [--jobs A,B]
 
 Jobs, each in a fresh process with the same number of worker processes:
   decode-only   every image file read and decoded the fastest way (a JPEG at 1/8 scale in the DCT domain, grayscale;
                 other formats in full): the floor for any scan that looks at the pixels
   scan cold     `dedupe scan DIR --json R --workers N --cache C`, the cache file deleted first
   scan warm     the same command again, nothing changed
+  cold no-crops the cold scan with --no-crops (no keypoints, no crop stage): what finding crops costs
   naive         `imagehash.phash(Image.open(path))` for every image file, in a plain multiprocessing pool
   imagededup    `PHash().find_duplicates(image_dir=DIR, recursive=True, max_distance_threshold=10)`, own venv
 The jobs run on the whole corpus, then (all but the warm scan) on a tree of hard links to its files of 8 MP and more,
@@ -238,12 +240,12 @@ class Scanner:
         if not self.has_cache:
             print("speed: WARNING: `dedupe scan` has no --cache option yet: the warm scan is another cold scan")
 
-    def run(self, images: Path, cache: Path, cold: bool) -> dict:
+    def run(self, images: Path, cache: Path, cold: bool, extra: tuple[str, ...] = ()) -> dict:
         report = self.tmp / "report.json"
         report.unlink(missing_ok=True)
         if cold:
             cache.unlink(missing_ok=True)
-        cmd = [*self.cmd, str(images), "--json", str(report), "--workers", str(self.workers), "--quiet"]
+        cmd = [*self.cmd, str(images), "--json", str(report), "--workers", str(self.workers), "--quiet", *extra]
         got = measure(cmd + ["--cache", str(cache)] * self.has_cache, self.tmp / "scan.log", self.env)
         if got["ok"]:
             data = json.loads(report.read_text("utf-8"))
@@ -323,6 +325,11 @@ def warm_page_cache(files: list[str]) -> None:
                 pass
 
 
+JOBS = ("decode-only", "scan cold", "scan warm", "cold no-crops", "naive", "imagededup")
+ONLY: set[str] = set()
+"""The jobs this run measures (--jobs)."""
+
+
 def run_jobs(
     names: tuple[str, ...], images: Path, files: list[str], workers: int, scanner: Scanner, peer: str | None, tmp: Path
 ) -> dict:
@@ -334,12 +341,13 @@ def run_jobs(
         "decode-only": lambda: python_job(sys.executable, "decode_job", [listing, workers], tmp),
         "scan cold": lambda: scanner.run(images, cache, cold=True),
         "scan warm": lambda: scanner.run(images, cache, cold=False),
+        "cold no-crops": lambda: scanner.run(images, tmp / "no-crops.sqlite", cold=True, extra=("--no-crops",)),
         "naive": lambda: python_job(sys.executable, "naive_job", [listing, workers], tmp),
         "imagededup": lambda: python_job(peer, "peer_job", [images, workers], tmp),
     }
     jobs = {}
     for name in names:
-        if name == "imagededup" and peer is None:
+        if (name == "imagededup" and peer is None) or name not in ONLY:
             continue
         print(f"  {name} ...", end=" ", flush=True)
         jobs[name] = run[name]()
@@ -410,7 +418,7 @@ def print_jobs(title: str, jobs: dict, n: int) -> None:
         )
     print(f"\n{title}")
     print("\n".join(run_bench.table(rows)))
-    for name in ("scan cold", "scan warm"):
+    for name in ("scan cold", "scan warm", "cold no-crops"):
         if jobs.get(name, {}).get("ok"):
             timings = ", ".join(f"{k} {v:.2f}" for k, v in jobs[name]["timings"].items())
             print(f"  {name} stages (s): {timings}")
@@ -462,7 +470,9 @@ def main() -> None:
     ap.add_argument("--skip-peer", action="store_true", help="do not run imagededup")
     ap.add_argument("--skip-accuracy", action="store_true", help="do not score on the dev corpus")
     ap.add_argument("--out", type=Path, metavar="OUT", help="also write the numbers here (JSON)")
+    ap.add_argument("--jobs", metavar="A,B", help=f"only these jobs (of {', '.join(JOBS)}); scan cold is always run")
     args = ap.parse_args()
+    ONLY.update(JOBS if not args.jobs else {"scan cold", *(j.strip() for j in args.jobs.split(","))})
     images = args.corpus.expanduser().absolute() / "images"
     dev = args.dev.expanduser().absolute()
     if not images.is_dir():
@@ -495,7 +505,7 @@ def main() -> None:
         result["cache_option"] = scanner.has_cache
         print("whole corpus:")
         full = run_jobs(
-            ("decode-only", "scan cold", "scan warm", "naive", "imagededup"),
+            ("decode-only", "scan cold", "scan warm", "cold no-crops", "naive", "imagededup"),
             images,
             files,
             args.workers,
@@ -509,7 +519,7 @@ def main() -> None:
                 link_tree(large, images, Path(subset))
                 print(f"files of {args.min_megapixels:g} MP and more (hard links in {subset}):")
                 big = run_jobs(
-                    ("decode-only", "scan cold", "naive", "imagededup"),
+                    ("decode-only", "scan cold", "cold no-crops", "naive", "imagededup"),
                     Path(subset),
                     large,
                     args.workers,
