@@ -1,32 +1,31 @@
 """Stage 5: candidate pairs, i.e. all pairs of 64-bit codes within a Hamming radius, never all pairs.
 
-A few thousand codes: FAISS compares every pair (SIMD, one call). More: multi-index hashing, exact. Four
-disjoint b-bit fields of each code are indexed by sorting; by the general pigeonhole principle a pair within
-radius r differs in field s by at most t_s bits for some s, where t_0 + ... + t_3 = r - 3 (r = 14: 2, 3, 3, 3).
-So each field value is compared, by FAISS in one call, with the codes whose field is within t_s bits of it;
-every candidate's distance is computed exactly, and none is missed. 1,000,000 codes at r = 14: 18,000
-distances per code instead of 1,000,000 (benchmarks/candidates_1m.py).
+Few codes: FAISS compares every pair (SIMD, one call). More: multi-index hashing, exact. The code is cut
+into m disjoint fields; by the general pigeonhole principle a pair within radius r differs by at most t_s
+bits in some field s, where t_0 + ... + t_(m-1) = r - m + 1 (r = 14, 5 fields: 2 bits each). For each field,
+codes are sorted by it, and all the codes whose field value is v are compared, by FAISS in one call, with
+the codes whose value is within t_s bits of v. Every distance is computed exactly, and no pair is missed.
+1,000,000 codes at r = 14: ~30,000 distances per code instead of 1,000,000 (benchmarks/candidates_1m.py).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from multiprocessing import get_context
+from math import comb
 
 import faiss
 import numpy as np
 
 FLAT_LIMIT = 20_000
-"""Pairs are searched exhaustively when queries x base codes is at most FLAT_LIMIT**2."""
-PARALLEL_FROM = 200_000
-"""From this many base codes the multi-index search runs in two processes: starting them costs ~1 s."""
+"""Pairs are searched exhaustively while queries x base codes is at most FLAT_LIMIT**2."""
 QUERY_BLOCK = 16_384
 """Queries per range search call, to bound the memory of the result lists."""
 CELLS = 1 << 17
-"""Distances per FAISS call, and codes gathered per block of field values: small enough to stay in cache."""
+"""Distances per FAISS call (512 KB): the result stays in the CPU's L2 cache for the threshold pass."""
+COST_VALUE, COST_GATHER, COST_DISTANCE = 10e-6, 7.5e-9, 0.5e-9
+"""Seconds per field value visited, per code gathered next to a value, per distance computed; measured on
+this 2-core machine. Few wide fields compute fewer distances but gather more codes; the layout with the
+least estimated time is used."""
 
 _POP16 = np.array([bin(k).count("1") for k in range(1 << 16)], dtype=np.uint8)
 
@@ -48,13 +47,11 @@ def _as_bytes(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(codes, dtype=np.uint64).reshape(-1, 1).view(np.uint8))
 
 
-def _field(x: np.ndarray, shift: int, bits: int) -> np.ndarray:
-    return ((x >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int32)
-
-
 def popcount64(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.uint64)
-    return sum(_POP16[_field(x, shift, 16)].astype(np.int64) for shift in (0, 16, 32, 48))
+    return sum(
+        _POP16[((x >> np.uint64(s)) & np.uint64(0xFFFF)).astype(np.intp)].astype(np.int64) for s in range(0, 64, 16)
+    )
 
 
 def _range_search(index, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,129 +71,116 @@ def _flat(base: np.ndarray, queries: np.ndarray, radius: int) -> tuple[np.ndarra
         return _range_search(index, _as_bytes(queries), radius)
 
 
+def _layout(n_base: int, n_queries: int, radius: int, self_join: bool) -> list[tuple[int, int, int]]:
+    """Fields (shift, bits, t) of the cheapest estimated search: m fields over the low `total` bits, narrow
+    ones first, each with its share t of r - m + 1 (-1: that field is not searched)."""
+    best = (np.inf, [])
+    for m in range(2, 9):
+        for total in range(4 * m, 65):
+            bits = [total // m + (s >= m - total % m) for s in range(m)]
+            limits = [(radius - m + 1 + s) // m for s in range(m)]
+            cost = 0.0
+            for b, t in zip(bits, limits):
+                near = sum(comb(b, k) for k in range(t + 1)) / (2 if self_join else 1)
+                cost += (t >= 0) * (
+                    min(1 << b, n_queries) * COST_VALUE
+                    + near * n_base * COST_GATHER
+                    + near * n_base * n_queries / (1 << b) * COST_DISTANCE
+                )
+            if cost < best[0]:
+                shifts = np.cumsum([0, *bits[:-1]]).tolist()
+                best = (cost, list(zip(shifts, bits, limits)))
+    return best[1]
+
+
 class _Sorted:
     """Codes sorted by one field, and where the run of each field value starts."""
 
     def __init__(self, codes: np.ndarray, shift: int, bits: int) -> None:
-        key = _field(codes, shift, bits)
-        self.order = np.argsort(key, kind="stable").astype(np.int32)
+        key = ((codes >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.intp)
+        self.order = np.argsort(key, kind="stable")
         self.codes = codes[self.order]
         self.bytes = self.codes.view(np.uint8)
-        self.start = np.zeros((1 << bits) + 1, np.int32)
+        self.start = np.zeros((1 << bits) + 1, np.intp)
         np.cumsum(np.bincount(key, minlength=1 << bits), out=self.start[1:])
 
 
-class _Join:
-    """Multi-index hashing of `base` (and `queries`, or the base against itself)."""
+def _field_pairs(base: _Sorted, queries: _Sorted, masks: np.ndarray, radius: int, self_join: bool):
+    """Sorted positions (query, base) of the pairs within `radius` whose field differs by one of `masks`.
 
-    def __init__(self, base: np.ndarray, queries: np.ndarray | None, radius: int) -> None:
-        self.base = base
-        self.queries = base if queries is None else queries
-        self.self_join = queries is None
-        self.radius = radius
-        # runs of ~16 codes: longer ones cost more distances, shorter ones more gathering
-        self.bits = int(np.clip(round(np.log2(max(len(base), 1) / 16)), 4, 16))
-        self.limits = [(radius - 3 + s) // 4 for s in range(4)]  # sum r - 3; -1: field s not needed
-        self._sorted: dict[int, tuple[_Sorted, _Sorted]] = {}
-
-    def jobs(self, pieces: int) -> list[tuple[int, int, int]]:
-        """(field, first value, end value): the work, split `pieces` ways per field."""
-        edges = np.linspace(0, 1 << self.bits, pieces + 1).astype(int)
-        return [(s, lo, hi) for s, t in enumerate(self.limits) if t >= 0 for lo, hi in zip(edges, edges[1:]) if hi > lo]
-
-    def __call__(self, job: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """(query, base) indices of the pairs within the radius that field s finds for its values lo..hi-1
-        and no earlier field finds."""
-        s, lo, hi = job
-        if s not in self._sorted:
-            b = _Sorted(self.base, s * self.bits, self.bits)
-            self._sorted[s] = (b, b if self.self_join else _Sorted(self.queries, s * self.bits, self.bits))
-        base, queries = self._sorted[s]
-        masks = np.flatnonzero(_POP16[: 1 << self.bits] <= self.limits[s]).astype(np.int32)  # 0 first
-        with _one_thread():
-            q, b = self._field_pairs(base, queries, masks, lo, hi)
-        x = self.queries[q] ^ self.base[b]
-        keep = np.ones(len(q), bool)
-        for s2 in range(s):
-            keep &= _POP16[_field(x, s2 * self.bits, self.bits)] > self.limits[s2]
-        return q[keep], b[keep]
-
-    def _field_pairs(self, base: _Sorted, queries: _Sorted, masks: np.ndarray, lo: int, hi: int):
-        """For each field value v, the base runs at v ^ mask are gathered into one array and FAISS computes
-        the distances of all the queries at v to it in one call. In a self-join only runs at values >= v
-        are gathered (and in v's own run only later codes count), so each pair is met once."""
-        radius, ptr = self.radius, faiss.swig_ptr
-        run = np.diff(base.start)
-        chunk = int(np.clip(CELLS * (1 << self.bits) // (len(masks) * max(len(base.codes), 1)), 1, hi - lo))
-        dist = np.empty(CELLS, np.int32)
-        found_q, found_b = [], []
-        for v0 in range(lo, hi, chunk):
-            v1 = min(v0 + chunk, hi)
-            near = np.arange(v0, v1, dtype=np.int32)[:, None] ^ masks[None, :]
-            lens = run[near]
-            if self.self_join:
-                lens[near < near[:, :1]] = 0
-            lens = lens.ravel()
-            ends = np.cumsum(lens)
-            gathered = np.arange(ends[-1], dtype=np.int32)
-            gathered += np.repeat(base.start[near.ravel()] - (ends - lens), lens)
-            codes = base.codes[gathered].view(np.uint8)
-            g_start = [0, *ends[len(masks) - 1 :: len(masks)].tolist()]
-            q_start = queries.start[v0 : v1 + 1].tolist()
-            hit_q, hit_g = [], []
-            for k in range(v1 - v0):
-                a, b, g0 = q_start[k], q_start[k + 1], g_start[k]
-                width = g_start[k + 1] - g0
-                if a == b or width == 0:
-                    continue
-                if width > len(dist):
-                    dist = np.empty(width, np.int32)
-                rows = len(dist) // width
-                for a1 in range(a, b, rows):
-                    n = min(rows, b - a1)
-                    faiss.hammings(ptr(queries.bytes[8 * a1 :]), ptr(codes[8 * g0 :]), n, width, 8, ptr(dist))
-                    d = dist[: n * width].reshape(n, width)
-                    cols = np.flatnonzero(d.min(axis=0) <= radius)  # few: look at those columns only
-                    r, c = np.nonzero(d[:, cols] <= radius)
-                    c = cols[c]
-                    if self.self_join:
-                        keep = (c >= b - a) | (c > a1 - a + r)
-                        r, c = r[keep], c[keep]
-                    hit_q.append(a1 + r)
-                    hit_g.append(g0 + c)
-            if hit_q:
-                found_q.append(queries.order[np.concatenate(hit_q)])
-                found_b.append(base.order[gathered[np.concatenate(hit_g)]])
-        if not found_q:
-            return np.zeros(0, np.int32), np.zeros(0, np.int32)
-        return np.concatenate(found_q), np.concatenate(found_b)
-
-
-_WORKER: dict = {}
-
-
-def _worker_init(base: np.ndarray, queries: np.ndarray | None, radius: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's
-    _WORKER["join"] = _Join(base, queries, radius)
-
-
-def _worker_job(job: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    return _WORKER["join"](job)
+    For each field value v the base runs at v ^ mask are gathered into one array, and FAISS computes the
+    distances of all the queries at v to it. In a self-join only runs at values >= v are gathered and
+    a pair counts when its base position is after its query position: each pair is met once."""
+    ptr = faiss.swig_ptr
+    run = np.diff(base.start)
+    values = len(run)
+    chunk = int(np.clip(CELLS * values // (len(masks) * len(base.codes)), 1, values))
+    dist = np.empty(CELLS, np.int32)
+    found_q, found_b = [], []
+    for v0 in range(0, values, chunk):
+        v1 = min(v0 + chunk, values)
+        near = np.arange(v0, v1)[:, None] ^ masks[None, :]
+        lens = run[near]
+        if self_join:
+            lens[near < near[:, :1]] = 0
+        lens = lens.ravel()
+        ends = np.cumsum(lens)
+        gathered = np.arange(ends[-1])
+        gathered += np.repeat(base.start[near.ravel()] - (ends - lens), lens)
+        codes = base.codes[gathered].view(np.uint8)
+        g_start = [0, *ends[len(masks) - 1 :: len(masks)].tolist()]
+        q_start = queries.start[v0 : v1 + 1].tolist()
+        hit_q, hit_g = [], []
+        for k in range(v1 - v0):
+            a, b, g0 = q_start[k], q_start[k + 1], g_start[k]
+            width = g_start[k + 1] - g0
+            if a == b or width == 0:
+                continue
+            if width > len(dist):
+                dist = np.empty(width, np.int32)
+            rows = len(dist) // width
+            for a1 in range(a, b, rows):
+                n = min(rows, b - a1)
+                faiss.hammings(ptr(queries.bytes[8 * a1 :]), ptr(codes[8 * g0 :]), n, width, 8, ptr(dist))
+                d = dist[: n * width].reshape(n, width)
+                cols = np.flatnonzero(d.min(axis=0) <= radius)  # few: only these columns are looked at
+                r, c = np.nonzero(d[:, cols] <= radius)
+                hit_q.append(a1 + r)
+                hit_g.append(g0 + cols[c])
+        if hit_q:
+            q, b = np.concatenate(hit_q), gathered[np.concatenate(hit_g)]
+            if self_join:
+                q, b = q[b > q], b[b > q]
+            found_q.append(q)
+            found_b.append(b)
+    if not found_q:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    return np.concatenate(found_q), np.concatenate(found_b)
 
 
 def _multi_index(base: np.ndarray, queries: np.ndarray | None, radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every (query, base) within the radius once, in no order; two spawned processes share the work when
-    it is large (forking a process running FAISS threads can deadlock), else this one does it all."""
-    join = _Join(base, queries, radius)
-    processes = min(2, os.cpu_count() or 1) if len(base) >= PARALLEL_FROM else 1
-    if processes > 1:
-        context = get_context("spawn")
-        args = (base, queries, radius)
-        with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init, initargs=args) as pool:
-            parts = list(pool.map(_worker_job, join.jobs(8 * processes)))
-    else:
-        parts = [join(job) for job in join.jobs(1)]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    """Every (query, base) within the radius once, in no order; the base against itself when `queries`
+    is None."""
+    self_join = queries is None
+    queries = base if self_join else queries
+    fields = _layout(len(base), len(queries), radius, self_join)
+    out_q, out_b = [], []
+    for s, (shift, bits, t) in enumerate(fields):
+        if t < 0:
+            continue
+        sorted_b = _Sorted(base, shift, bits)
+        sorted_q = sorted_b if self_join else _Sorted(queries, shift, bits)
+        masks = np.flatnonzero(popcount64(np.arange(1 << bits, dtype=np.uint64)) <= t)  # 0 first
+        with _one_thread():
+            q, b = _field_pairs(sorted_b, sorted_q, masks, radius, self_join)
+        q, b = sorted_q.order[q], sorted_b.order[b]
+        x = queries[q] ^ base[b]
+        keep = np.ones(len(q), bool)
+        for shift2, bits2, t2 in fields[:s]:  # an earlier field finds these
+            keep &= popcount64((x >> np.uint64(shift2)) & np.uint64((1 << bits2) - 1)) > t2
+        out_q.append(q[keep])
+        out_b.append(b[keep])
+    return np.concatenate(out_q), np.concatenate(out_b)
 
 
 def _sorted_pairs(a: np.ndarray, b: np.ndarray, n_b: int) -> np.ndarray:
@@ -224,11 +208,10 @@ def pairs_within(codes: np.ndarray, radius: int, flat_limit: int = FLAT_LIMIT) -
         return np.zeros((0, 2), np.int64)
     if len(codes) <= flat_limit:
         i, j = _flat(codes, codes, radius)
-        keep = i < j
+        i, j = i[i < j], j[i < j]
     else:
         i, j = _multi_index(codes, None, radius)
-        keep = slice(None)
-    return _sorted_pairs(np.minimum(i, j)[keep], np.maximum(i, j)[keep], len(codes))
+    return _sorted_pairs(np.minimum(i, j), np.maximum(i, j), len(codes))
 
 
 def brute_force_pairs(codes: np.ndarray, radius: int) -> np.ndarray:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dedupe.index import brute_force_pairs, pairs_within, popcount64
+from dedupe import index
+from dedupe.index import brute_force_pairs, neighbours, pairs_within, popcount64
 
 
 def random_codes(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -86,19 +87,73 @@ def test_popcount64():
     assert popcount64(x).tolist() == [0, 1, 64, 8]
 
 
-def test_neighbours_between_two_sets_if_present():
-    """`neighbours(base, queries, r)` (turned-copy search) equals the brute-force cross pairs."""
-    from dedupe import index
+def cross_pairs(base: np.ndarray, queries: np.ndarray, radius: int) -> np.ndarray:
+    dist = popcount64((queries[:, None] ^ base[None, :]).ravel()).reshape(len(queries), len(base))
+    return np.argwhere(dist <= radius)
 
-    neighbours = getattr(index, "neighbours", None)
-    if neighbours is None:
-        pytest.skip("dedupe.index.neighbours not present")
+
+def test_neighbours_between_two_sets():
+    """`neighbours(base, queries, r)` (turned-copy search) equals the brute-force cross pairs."""
     rng = np.random.default_rng(9)
     base = np.concatenate([clustered_codes(rng, 150, centres=10), random_codes(rng, 50)])
     queries = np.concatenate([clustered_codes(rng, 60, centres=10), base[:10]])
     for radius in (0, 6, 14):
-        dist = popcount64((queries[:, None] ^ base[None, :]).ravel()).reshape(len(queries), len(base))
-        expected = [(int(q), int(b)) for q, b in zip(*np.nonzero(dist <= radius))]
+        expected = cross_pairs(base, queries, radius)
         for flat_limit in (10**6, 10):
-            got = neighbours(base, queries, radius, flat_limit=flat_limit)
-            assert [tuple(p) for p in got.tolist()] == expected
+            np.testing.assert_array_equal(neighbours(base, queries, radius, flat_limit=flat_limit), expected)
+
+
+def library_codes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Like a photo library's pHashes: random codes with 32 ones, and up to 11 copies of some of them,
+    each copy 0-18 bits away from its original."""
+    codes = []
+    while len(codes) < n:
+        ones = rng.choice(64, 32, replace=False)
+        original = sum(1 << int(b) for b in ones)
+        codes.append(original)
+        for _ in range(int(rng.integers(0, 12)) if rng.random() < 0.3 else 0):
+            copy = original
+            for b in rng.choice(64, int(rng.integers(0, 19)), replace=False):
+                copy ^= 1 << int(b)
+            codes.append(copy)
+    return rng.permutation(np.array(codes[:n], dtype=np.uint64))
+
+
+@pytest.mark.parametrize("n", [400, 3000])
+def test_multi_index_on_a_library_equals_brute_force(n):
+    """The large-library path (forced at small n), at the default radius and around it, for two sizes (so
+    two field layouts): exactly the brute-force pairs, none beyond the radius, none missed."""
+    codes = library_codes(np.random.default_rng(n), n)
+    for radius in (8, 13, 14):
+        np.testing.assert_array_equal(pairs_within(codes, radius, flat_limit=10), brute_force_pairs(codes, radius))
+
+
+@pytest.mark.parametrize("radius", [16, 20, 24])
+def test_multi_index_beyond_radius_15(codes, radius):
+    np.testing.assert_array_equal(pairs_within(codes, radius, flat_limit=10), brute_force_pairs(codes, radius))
+
+
+def test_multi_index_splits_large_blocks(monkeypatch):
+    """With tiny FAISS calls (each value's queries split into row blocks, a block wider than the buffer)
+    the answer is the same."""
+    rng = np.random.default_rng(5)
+    codes = np.concatenate([library_codes(rng, 500), np.full(40, 12345, dtype=np.uint64)])
+    monkeypatch.setattr(index, "CELLS", 64)
+    np.testing.assert_array_equal(pairs_within(codes, 14, flat_limit=10), brute_force_pairs(codes, 14))
+    queries = library_codes(rng, 200)
+    np.testing.assert_array_equal(neighbours(codes, queries, 14, flat_limit=10), cross_pairs(codes, queries, 14))
+
+
+@pytest.mark.parametrize("n_base,n_queries", [(10**3, 10**3), (10**5, 10**5), (10**6, 10**6), (10**6, 7 * 10**6)])
+@pytest.mark.parametrize("radius", [0, 1, 2, 8, 14, 15, 24])
+def test_layout_is_a_pigeonhole(n_base, n_queries, radius):
+    """The fields chosen are disjoint and their bit allowances sum to r - m + 1: then a pair within r has
+    some field within its allowance, which is why the search misses nothing."""
+    fields = index._layout(n_base, n_queries, radius, n_base == n_queries)
+    covered = 0
+    for shift, bits, _t in fields:
+        mask = ((1 << bits) - 1) << shift
+        assert covered & mask == 0 and shift + bits <= 64
+        covered |= mask
+    assert sum(t for _s, _b, t in fields) == radius - len(fields) + 1
+    assert any(t >= 0 for _s, _b, t in fields)
