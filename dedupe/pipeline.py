@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
+
+import numpy as np
 
 from .cache import Cache, Store
 from .candidates import find_candidates
@@ -13,10 +16,10 @@ from .crops import find_crops, similar_shots
 from .exact import find_exact
 from .group import build_groups
 from .match import confirm_all
-from .model import Problem, ScanResult
+from .model import FileRecord, Link, Problem, ScanResult
 from .progress import CancelCheck, NullProgress, Progress, never
 from .read import read_all
-from .walk import walk
+from .walk import WalkResult, walk
 from .workers import Workers
 
 STAGES = 7
@@ -47,50 +50,75 @@ def scan(
         store.cache.close()
 
 
-def _scan(
-    roots: list[str | os.PathLike],
+class Clock:
+    """Per-stage timings into `stats["timings"]`: lap(name) records the time since the previous lap."""
+
+    def __init__(self, stats: dict) -> None:
+        self.stats = stats
+        stats.setdefault("timings", {})
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stats["timings"][name] = round(now - self._last, 3)
+        self._last = now
+
+
+@dataclass
+class Library:
+    """The files under some roots once the first three stages have read them: what scan and search share."""
+
+    files: list[FileRecord]
+    problems: list[Problem]
+    links: list[Link]
+    copy_of: dict[int, int]
+    """Byte-identical file -> the file that is decoded for it."""
+    images: list[int]
+    """Decoded files (one per content), in walk order; their features are in the store."""
+    codes: np.ndarray
+    """Packed codes of `images` (cache.CODES columns), in the same order."""
+    framed: np.ndarray
+    """Whether each of `images` has a frame."""
+
+
+def read_library(
+    walked: WalkResult,
     settings: Settings,
     progress: Progress,
     cancel: CancelCheck,
     store: Store,
     workers: Workers,
-) -> ScanResult:
+    clock: Clock,
+    stages: int,
+) -> Library:
+    """Stages 2 and 3 over walked files: byte-identical copies (hashed only when their size is shared),
+    then each distinct content read once, through the cache: an unchanged file is answered from the cache
+    without opening it, a moved or copied one is hashed but not decoded. Fills `store`, `clock.stats`."""
     cache = store.cache
-    started = datetime.now(timezone.utc)
-    stats: dict = {"timings": {}}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        stats["timings"][name] = round(now - clock, 3)
-        clock = now
-
-    progress.stage(f"1/{STAGES}: finding files", None)
-    walked = walk(roots, settings, progress, cancel)
+    stats = clock.stats
     files, problems = walked.files, list(walked.problems)
     stats.update(files_seen=walked.seen, image_files=len(files), links=len(walked.links))
     progress.note(f"{len(files)} image files of {walked.seen} seen")
-    lap("walk")
+    clock.lap("walk")
 
     known = cache.known_hashes(files)
     hashes, exact_sets, exact_problems = find_exact(
-        files, f"2/{STAGES}: hashing files of equal size", progress, cancel, known
+        files, f"2/{stages}: hashing files of equal size", progress, cancel, known
     )
     for i, h in hashes.items():
         if i not in known:
             cache.put_file(files[i], h)
     problems += exact_problems + [Problem(cache.path.name, "cache", w, "warning") for w in cache.warnings]
     unreadable = {p.path for p in exact_problems}
-    copy_of: dict[int, int] = {}  # byte-identical file -> the one that is decoded for it
+    copy_of: dict[int, int] = {}
     for members in exact_sets:
         for i in members[1:]:
             copy_of[i] = members[0]
     stats["exact_copies"] = len(copy_of)
-    lap("exact")
+    clock.lap("exact")
 
     to_decode = [i for i, f in enumerate(files) if i not in copy_of and f.path not in unreadable]
-    progress.stage(f"3/{STAGES}: decoding images", len(to_decode))
+    progress.stage(f"3/{stages}: decoding images", len(to_decode))
     from_cache = 0
     for i, result, cached in read_all(files, to_decode, known, store, settings, workers, cancel):
         from_cache += cached
@@ -111,7 +139,28 @@ def _scan(
         f"{len(images)} distinct images ({from_cache} unchanged, from the cache;"
         f" {len(copy_of)} byte-identical copies not decoded again)"
     )
-    lap("decode")
+    clock.lap("decode")
+    return Library(files, problems, walked.links, copy_of, images, codes, framed)
+
+
+def _scan(
+    roots: list[str | os.PathLike],
+    settings: Settings,
+    progress: Progress,
+    cancel: CancelCheck,
+    store: Store,
+    workers: Workers,
+) -> ScanResult:
+    started = datetime.now(timezone.utc)
+    stats: dict = {}
+    clock = Clock(stats)
+    lap = clock.lap
+
+    progress.stage(f"1/{STAGES}: finding files", None)
+    walked = walk(roots, settings, progress, cancel)
+    library = read_library(walked, settings, progress, cancel, store, workers, clock, STAGES)
+    files, problems, copy_of = library.files, library.problems, library.copy_of
+    images, codes, framed = library.images, library.codes, library.framed
 
     pairs = find_candidates(images, codes, framed, settings, progress, f"4/{STAGES}: searching candidate pairs")
     del codes
