@@ -18,7 +18,13 @@ three quarters of all candidate pairs on a 5,000-photo library, nearly all of th
 
 
 def find_candidates(
-    images: list[int], codes: np.ndarray, framed: np.ndarray, settings: Settings, progress: Progress, title: str
+    images: list[int],
+    codes: np.ndarray,
+    framed: np.ndarray,
+    settings: Settings,
+    progress: Progress,
+    title: str,
+    queries: list[int] | None = None,
 ) -> dict[tuple[int, int], set[int]]:
     """Image pairs (a, b), a < b, to verify, each with the orientations t for which turning a by
     ORIENTATIONS[t] may give b: pHashes (whole picture or inside a frame) or dHashes within their radius
@@ -26,7 +32,10 @@ def find_candidates(
     TURNED_RADIUS, give the rest.
 
     `codes` holds each image's packed codes (cache.CODES columns: pHash, dHash, framed pHash, turned)
-    and `framed` whether it has a frame, in the order of `images`."""
+    and `framed` whether it has a frame, in the order of `images`. With `queries` (some of `images`),
+    only the pairs of a query and any other image are searched, by the same hashes and radii: the
+    queries are looked up in an index of all the images (and, for turned copies, all the images in an
+    index of the queries too, as a scan turns both images of a pair)."""
     progress.stage(title, len(images))
     out: dict[tuple[int, int], set[int]] = {}
 
@@ -39,18 +48,32 @@ def find_candidates(
 
     images_arr = np.array(images, dtype=np.int64)
     codes = np.asarray(codes, dtype=np.uint64).reshape(-1, CODES)
+    asked = np.isin(images_arr, queries) if queries is not None else None
+
+    def within(values: np.ndarray, owner: np.ndarray, is_query: np.ndarray | None, radius: int) -> np.ndarray:
+        """(owner, owner) pairs of values within `radius`: all pairs, or each query with every image."""
+        if is_query is None:
+            return owner[pairs_within(values, radius)]
+        found = neighbours(values, values[is_query], radius)
+        return np.stack([owner[is_query][found[:, 0]], owner[found[:, 1]]], axis=1)
+
     owner = np.concatenate([images_arr, images_arr[framed]])
     phashes = np.concatenate([codes[:, 0], codes[framed, 2]])
-    for a, b in owner[pairs_within(phashes, settings.hash_radius)]:
+    owner_asked = None if asked is None else np.concatenate([asked, asked[framed]])
+    for a, b in within(phashes, owner, owner_asked, settings.hash_radius):
         add(int(a), int(b), 0)
-    for a, b in images_arr[pairs_within(codes[:, 1], settings.dhash_radius)]:
+    for a, b in within(codes[:, 1], images_arr, asked, settings.dhash_radius):
         add(int(a), int(b), 0)
 
     turns = allowed_turns(settings)
     if turns:
-        queries = codes[:, [2 + t for t in turns]].reshape(-1)
-        for q, b in neighbours(codes[:, 0], queries, min(settings.hash_radius, TURNED_RADIUS)):
-            add(images[q // len(turns)], images[b], turns[q % len(turns)])
+        everyone = np.ones(len(images), bool)
+        directions = [(everyone, everyone)] if asked is None else [(asked, everyone), (everyone, asked)]
+        for turned, plain in directions:
+            src, dst = images_arr[turned], images_arr[plain]
+            rotated = codes[turned][:, [2 + t for t in turns]].reshape(-1)
+            for q, b in neighbours(codes[plain, 0], rotated, min(settings.hash_radius, TURNED_RADIUS)):
+                add(int(src[q // len(turns)]), int(dst[b]), turns[q % len(turns)])
     progress.advance(len(images))
     return out
 
