@@ -327,11 +327,13 @@ def difference(
 # --------------------------------------------------------------------------- rendering
 
 
-def render_diff(diff: Diff, width: int = 720, height: int = 480) -> bytes:
+def render_diff(
+    diff: Diff, width: int = 720, height: int = 480, labels: tuple[str, str] = ("keeper", "member")
+) -> bytes:
     """PNG bytes of at most `width` x `height`: keeper, member and the difference heat map side by side
     under their labels, red boxes around what differs, in 256 colours. The heat map (the larger of the
     two measures, over the keeper in grey) shows a person why a box was drawn; what the member does not
-    cover is washed out."""
+    cover is washed out. `labels` name the two pictures (`dedupe compare` calls them by their files)."""
     gap, bar = 6, 18
     h, w = diff.keeper.shape[:2]
     pw = max(1, min(w, (width - 2 * gap) // 3, (height - bar) * w // h))
@@ -351,7 +353,7 @@ def render_diff(diff: Diff, width: int = 720, height: int = 480) -> bytes:
 
     canvas = np.full((ph + bar, 3 * pw + 2 * gap, 3), 255, np.uint8)
     thick = max(1, round(pw / 240))
-    for i, (img, label) in enumerate(zip(panels, ("keeper", "member", "difference"))):
+    for i, (img, label) in enumerate(zip(panels, (*labels, "difference"))):
         img = np.ascontiguousarray(img)
         for x0, y0, x1, y1 in diff.boxes:
             p0 = (int(x0 * s), int(y0 * s))
