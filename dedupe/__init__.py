@@ -1,11 +1,13 @@
 """dedupe: find every copy of a photo in a large library.
 
 Public API: `scan(roots, settings, progress=..., cancel=...) -> ScanResult`, `Settings`, `load_settings`,
-the JSON report functions `report_dict`, `write_report`, `read_report`, and `write_html` for the page.
+the JSON report functions `report_dict`, `write_report`, `read_report`, and `write_html` for the page;
+`compare(a, b) -> Comparison` for two files.
 """
 
 __version__ = "0.1.0"
 
+from .compare import CompareError, Comparison, compare  # noqa: E402
 from .config import ConfigError, Settings, load_settings  # noqa: E402
 from .model import Group, Member, Problem, ScanResult  # noqa: E402
 from .pipeline import scan  # noqa: E402
@@ -15,6 +17,8 @@ from .report.jsonreport import ReportError, read_report, report_dict, write_repo
 
 __all__ = [
     "Cancelled",
+    "CompareError",
+    "Comparison",
     "ConfigError",
     "Group",
     "Member",
@@ -26,6 +30,7 @@ __all__ = [
     "read_report",
     "report_dict",
     "scan",
+    "compare",
     "write_html",
     "write_report",
     "__version__",

@@ -426,6 +426,89 @@ def _why(m) -> str:
     return f"(SSIM {m.evidence.get('ssim', 0):.2f}" + "".join(f", {w}" for w in words if w) + ")"
 
 
+THRESHOLD = typer.Option(
+    None, "--threshold", help="Least score (1-100) of a match [default: 100 x ssim_threshold, i.e. 70]."
+)
+
+
+def _transform_words(t: dict, names: dict[str, str]) -> str:
+    """A transform (compare.relate's) in words; `names` says what to call each side ("a" -> "A")."""
+    if t.get("similar"):
+        return f"overlapping views, not one picture ({t['overlap']:.0%} in common)"
+    words = []
+    if "rotated" in t:
+        words.append(f"turned {t['rotated']} degrees clockwise")
+    if t.get("mirrored"):
+        words.append("mirrored")
+    if "crop" in t:
+        whole = [n for n in names if n != t["crop"]["of"]][0]
+        x0, y0, x1, y1 = t["crop"]["box"]
+        kept = f", {t['kept_area']:.0%} of it" if "kept_area" in t else ""
+        words.append(f"{names[t['crop']['of']]} is the part {x0},{y0}-{x1},{y1} of {names[whole]}{kept}")
+    if "frame removed" in t:
+        whose = t["frame removed"]
+        words.append("both framed" if whose == "both" else f"{names[whose]} has a frame")
+    if t.get("aligned") and "crop" not in t:
+        words.append("shifted or rescaled slightly")
+    return ", ".join(words) or "same frame"
+
+
+def _compare_text(c) -> str:
+    names = {"a": "A", "b": "B"}
+    verdict = "a match" if c.match else "not a match"
+    regions = "; ".join(f"{x0},{y0}-{x1},{y1}" for x0, y0, x1, y1 in c.regions)
+    return "\n".join(
+        [
+            f"Score {c.score}/100: {c.band} ({verdict} at threshold {c.threshold})",
+            f"  A: {c.a} ({c.size_a[0]}x{c.size_a[1]})",
+            f"  B: {c.b} ({c.size_b[0]}x{c.size_b[1]})",
+            f"  byte-identical:   {'yes' if c.byte_identical else 'no'}",
+            f"  hash distance:    pHash {c.phash_distance}, dHash {c.dhash_distance} (of 64 bits)",
+            f"  SSIM:             {c.ssim:.3f}",
+            f"  MSE, NRMSE:       {c.mse:.1f}, {c.nrmse:.3f} (lowest channel)",
+            f"  transform:        {_transform_words(c.transform, names) if c.score >= 50 else 'none found'}",
+            f"  keypoint inliers: {c.inliers}",
+            f"  differs in:       {len(c.regions)} region{'s' if len(c.regions) != 1 else ''}"
+            + (f" (pixels of A: {regions})" if regions else ""),
+        ]
+    )
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="First image (the reference).", show_default=False),
+    b: Path = typer.Argument(..., help="Second image.", show_default=False),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+    diff: Optional[Path] = typer.Option(None, "--diff", help="Write the difference picture (PNG) here."),
+    threshold: Optional[int] = THRESHOLD,
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML settings file (see config.example.toml)."),
+) -> None:
+    """Score how alike two images are (0-100) and show the evidence; exit 0 if they are the same picture.
+
+    Bands: 90-100 near identical, 70-89 same picture with visible edits, 50-69 related, under 50
+    different. Exit codes: 0 a match, 1 not a match, 2 an error (a missing or unreadable file)."""
+    import json
+
+    from .compare import CompareError, diff_png
+    from .compare import compare as run_compare
+
+    if diff is not None and not diff.resolve().parent.is_dir():
+        _fail(f"folder for the difference picture does not exist: {diff.parent}")
+    try:
+        result = run_compare(a, b, _settings(config), threshold)
+    except CompareError as exc:
+        _fail(str(exc))
+    if diff is not None:
+        diff.write_bytes(diff_png(result))
+    if json_out:
+        typer.echo(json.dumps({**result.as_dict(), **({"diff": str(diff)} if diff is not None else {})}))
+    else:
+        typer.echo(_compare_text(result))
+        if diff is not None:
+            typer.echo(f"Difference picture: {diff}")
+    raise typer.Exit(0 if result.match else 1)
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:
