@@ -106,7 +106,8 @@ class _Sorted:
 
 
 def _field_pairs(base: _Sorted, queries: _Sorted, masks: np.ndarray, radius: int, self_join: bool):
-    """Sorted positions (query, base) of the pairs within `radius` whose field differs by one of `masks`.
+    """Sorted positions (query, base) of the pairs within `radius` whose field differs by one of `masks`,
+    a block of field values at a time.
 
     For each field value v the base runs at v ^ mask are gathered into one array, and FAISS computes the
     distances of all the queries at v to it. In a self-join only runs at values >= v are gathered and
@@ -117,7 +118,6 @@ def _field_pairs(base: _Sorted, queries: _Sorted, masks: np.ndarray, radius: int
     chunk = int(np.clip(CELLS * values // (len(masks) * len(base.codes)), 1, values))
     dist, low = np.empty(CELLS, np.int32), np.empty(CELLS, np.int32)
     q_address = queries.codes.ctypes.data
-    found_q, found_b = [], []
     for v0 in range(0, values, chunk):
         v1 = min(v0 + chunk, values)
         near = np.arange(v0, v1)[:, None] ^ masks[None, :]
@@ -152,23 +152,16 @@ def _field_pairs(base: _Sorted, queries: _Sorted, masks: np.ndarray, radius: int
                 hit_g.append(g0 + cols[c])
         if hit_q:
             q, b = np.concatenate(hit_q), gathered[np.concatenate(hit_g)]
-            if self_join:
-                q, b = q[b > q], b[b > q]
-            found_q.append(q)
-            found_b.append(b)
-    if not found_q:
-        return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    return np.concatenate(found_q), np.concatenate(found_b)
+            yield (q[b > q], b[b > q]) if self_join else (q, b)
 
 
-def _multi_index(base: np.ndarray, queries: np.ndarray | None, radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every (query, base) within the radius once, in no order; the base against itself when `queries`
-    is None."""
+def _multi_index(base: np.ndarray, queries: np.ndarray | None, radius: int) -> np.ndarray:
+    """The keys q * len(base) + b of every (query, base) pair within the radius, once, in no order; with
+    `queries` None, of every pair i < j of the base. Keys take half the memory of pairs of indices."""
     self_join = queries is None
     queries = base if self_join else queries
     fields = _layout(len(base), len(queries), radius, self_join)
-    index_type = np.int32 if max(len(base), len(queries)) < 2**31 else np.int64  # millions of pairs: half
-    out_q, out_b = [], []
+    keys = []
     for s, (shift, bits, t) in enumerate(fields):
         if t < 0:
             continue
@@ -176,24 +169,23 @@ def _multi_index(base: np.ndarray, queries: np.ndarray | None, radius: int) -> t
         sorted_q = sorted_b if self_join else _Sorted(queries, shift, bits)
         masks = np.flatnonzero(popcount64(np.arange(1 << bits, dtype=np.uint64)) <= t)  # 0 first
         with _one_thread():
-            q, b = _field_pairs(sorted_b, sorted_q, masks, radius, self_join)
-        q, b = sorted_q.order[q], sorted_b.order[b]
-        x = queries[q] ^ base[b]
-        keep = np.ones(len(q), bool)
-        for shift2, bits2, t2 in fields[:s]:  # an earlier field finds these
-            keep &= popcount64((x >> np.uint64(shift2)) & np.uint64((1 << bits2) - 1)) > t2
-        out_q.append(q[keep].astype(index_type))
-        out_b.append(b[keep].astype(index_type))
-    return np.concatenate(out_q), np.concatenate(out_b)
+            for q, b in _field_pairs(sorted_b, sorted_q, masks, radius, self_join):
+                q, b = sorted_q.order[q], sorted_b.order[b]
+                x = queries[q] ^ base[b]
+                keep = np.ones(len(q), bool)
+                for shift2, bits2, t2 in fields[:s]:  # an earlier field finds these
+                    keep &= popcount64((x >> np.uint64(shift2)) & np.uint64((1 << bits2) - 1)) > t2
+                q, b = q[keep], b[keep]
+                if self_join:
+                    q, b = np.minimum(q, b), np.maximum(q, b)
+                keys.append(q * len(base) + b)
+    return np.concatenate(keys) if keys else np.zeros(0, np.int64)
 
 
-def _sorted_pairs(a: np.ndarray, b: np.ndarray, n_b: int) -> np.ndarray:
-    key = a.astype(np.int64)
-    key *= n_b
-    key += b
-    key.sort()
-    out = np.empty((len(key), 2), np.int64)
-    np.divmod(key, n_b, out=(out[:, 0], out[:, 1]))
+def _sorted_pairs(keys: np.ndarray, n_b: int) -> np.ndarray:
+    keys.sort()
+    out = np.empty((len(keys), 2), np.int64)
+    np.divmod(keys, n_b, out=(out[:, 0], out[:, 1]))
     return out
 
 
@@ -203,11 +195,10 @@ def neighbours(base: np.ndarray, queries: np.ndarray, radius: int, flat_limit: i
     queries = np.ascontiguousarray(queries, dtype=np.uint64)
     if not len(base) or not len(queries):
         return np.zeros((0, 2), np.int64)
-    if len(base) * len(queries) <= flat_limit**2:
-        q, b = _flat(base, queries, radius)
-    else:
-        q, b = _multi_index(base, queries, radius)
-    return _sorted_pairs(q, b, len(base))
+    if len(base) * len(queries) > flat_limit**2:
+        return _sorted_pairs(_multi_index(base, queries, radius), len(base))
+    q, b = _flat(base, queries, radius)
+    return _sorted_pairs(q * len(base) + b, len(base))
 
 
 def pairs_within(codes: np.ndarray, radius: int, flat_limit: int = FLAT_LIMIT) -> np.ndarray:
@@ -215,12 +206,10 @@ def pairs_within(codes: np.ndarray, radius: int, flat_limit: int = FLAT_LIMIT) -
     codes = np.ascontiguousarray(codes, dtype=np.uint64)
     if len(codes) < 2:
         return np.zeros((0, 2), np.int64)
-    if len(codes) <= flat_limit:
-        i, j = _flat(codes, codes, radius)
-        i, j = i[i < j], j[i < j]
-    else:
-        i, j = _multi_index(codes, None, radius)
-    return _sorted_pairs(np.minimum(i, j), np.maximum(i, j), len(codes))
+    if len(codes) > flat_limit:
+        return _sorted_pairs(_multi_index(codes, None, radius), len(codes))
+    i, j = _flat(codes, codes, radius)
+    return _sorted_pairs(i[i < j] * len(codes) + j[i < j], len(codes))
 
 
 def brute_force_pairs(codes: np.ndarray, radius: int) -> np.ndarray:
