@@ -509,6 +509,66 @@ def compare(
     raise typer.Exit(0 if result.match else 1)
 
 
+def _search_text(result) -> str:
+    names = {"query": "the query", "match": "this file"}
+    lines = []
+    for q in result.queries:
+        matches = len(q.matches)
+        related = len(q.found) - matches
+        count = f"{matches} match{'es' if matches != 1 else ''}" if matches else "no match"
+        lines.append(f"{q.query}: {count}" + (f", {related} related" if related else ""))
+        for f in q.found:
+            how = "byte-identical" if f.byte_identical else _transform_words(f.transform, names)
+            lines.append(f"  {f.score:3d}  {f.band:<31}  {f.path}  ({f.width}x{f.height}, {how})")
+    return "\n".join(lines)
+
+
+@app.command()
+def search(
+    images: List[Path] = typer.Argument(..., help="The pictures to look for.", show_default=False),
+    roots: List[Path] = typer.Option(..., "--in", help="Folder to search (repeatable).", show_default=False),
+    similar: bool = typer.Option(False, "--similar", help="Also list related pictures (similar shots)."),
+    top: Optional[int] = typer.Option(None, "--top", help="At most this many results per picture."),
+    threshold: Optional[int] = THRESHOLD,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML settings file (see config.example.toml)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (0 = one per core)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Feature cache file (default: the user cache)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Keep nothing between runs (a temporary cache)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """List the files under --in that are the same picture as each IMAGE, best first, with scores.
+
+    Uses the scan's cache: a folder already scanned or searched is not read again. Exit codes: 0 when
+    every IMAGE was found at least once, 1 when some were not, 2 on an error (an unreadable IMAGE)."""
+    import json
+
+    from .compare import CompareError
+    from .search import search as run_search
+
+    if top is not None and top < 1:
+        _fail(f"--top must be 1 or more, not {top}")
+    settings = _settings(config, workers=workers)
+    progress = TqdmProgress(quiet)
+    try:
+        result = run_search(
+            images, roots, settings, progress, cache=_cache_path(cache, no_cache), similar=similar, top=top,
+            threshold=threshold,
+        )
+    except CompareError as exc:  # and SearchError, a kind of it
+        _fail(str(exc))
+    s = result.stats
+    if not quiet:
+        typer.echo(
+            f"Searched {s['image_files'] - s['query_files']:,} image files in {s['timings']['total']:.1f} s"
+            f" ({s['images_decoded']:,} distinct pictures with the queries, {s['images_from_cache']:,} of them"
+            f" from the cache); {len(result.problems):,} could not be read",
+            err=True,
+        )
+    typer.echo(json.dumps(result.as_dict()) if json_out else _search_text(result))
+    raise typer.Exit(0 if all(q.matches for q in result.queries) else 1)
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:
