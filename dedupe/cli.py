@@ -427,7 +427,7 @@ def _why(m) -> str:
 
 
 THRESHOLD = typer.Option(
-    None, "--threshold", help="Least score (1-100) of a match [default: 100 x ssim_threshold, i.e. 70]."
+    None, "--threshold", help="Least score (1-100) of a match (default: 100 x ssim_threshold, i.e. 70)."
 )
 
 

@@ -152,6 +152,14 @@ def _read(path: str, settings: Settings) -> Analysed:
     return found
 
 
+def _colour(path: str):
+    """The picture in colour, for the difference and the pixel errors (the features are grayscale)."""
+    try:
+        return decode_color(path, DIFF_SIDE)
+    except DecodeError as exc:
+        raise CompareError(f"{path}: {exc}") from None
+
+
 def _best_attempt(x: Analysed, y: Analysed, turns: set[int]) -> tuple[float, int]:
     """(SSIM, orientation) of the best whole-frame alignment of a pair verification rejected: the
     thumbnails aligned as verification aligns them, or simply resized onto each other when their shapes
@@ -197,8 +205,9 @@ def _full_size(boxes: list[tuple[int, int, int, int]], shape: tuple[int, ...], i
     ]
 
 
-def compare(a: str | os.PathLike, b: str | os.PathLike, settings: Settings | None = None,
-            threshold: int | None = None) -> Comparison:
+def compare(
+    a: str | os.PathLike, b: str | os.PathLike, settings: Settings | None = None, threshold: int | None = None
+) -> Comparison:
     """Compare two image files. `threshold` is the least score of a match (default: the scan's SSIM
     threshold as a score, 70). Raises CompareError for a file that is missing or cannot be read as a
     picture."""
@@ -227,13 +236,8 @@ def compare(a: str | os.PathLike, b: str | os.PathLike, settings: Settings | Non
     fit = fit_similarity(x.features, y.features)
     inliers = transform.get("inliers") or (fit[1] if fit is not None else 0)
 
-    try:
-        pictures = decode_color(a, DIFF_SIDE), decode_color(b, DIFF_SIDE)
-    except DecodeError as exc:
-        raise CompareError(f"{exc}") from None
-    diff = difference(
-        *pictures, transform, (x.info.width, x.info.height), (y.info.width, y.info.height)
-    )
+    pictures = [_colour(path) for path in (a, b)]
+    diff = difference(*pictures, transform, (x.info.width, x.info.height), (y.info.width, y.info.height))
     mse, nrmse = _errors(diff)
     phash_distance, dhash_distance = _hash_distances(x, y, t)
     return Comparison(

@@ -242,3 +242,22 @@ def test_cli_errors_exit_2_with_one_line(pics, tmp_path, case, message):
     assert result.exit_code == 2
     err = stderr_of(result).strip()
     assert err.startswith("dedupe: ") and message in err and "\n" not in err, err
+
+
+def test_exit_codes_of_the_installed_command(pics, tmp_path, cli_env):
+    """Through main(), as a shell sees them: 1 for different pictures, 2 and one line for a missing file."""
+    import subprocess
+    import sys
+
+    files, _ = pics
+
+    def dedupe(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "dedupe", "compare", *map(str, args)], capture_output=True, text=True, env=cli_env
+        )
+
+    different = dedupe(files["a"], files["other"])
+    assert different.returncode == 1 and different.stdout.startswith("Score ") and not different.stderr
+    missing = dedupe(files["a"], tmp_path / "missing.jpg")
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr == f"dedupe: no such file: {tmp_path / 'missing.jpg'}\n"
