@@ -5,9 +5,11 @@ decoded again, and the store the scan's workers read thumbnails from.
 is not even read. `images` maps a content hash to its info and features, so a renamed, moved or copied
 file is recognised from its bytes (hashed, not decoded). `verdicts` keeps what verification said about
 a pair of contents under given settings, and `memo` what the keypoint stage voted for a set of images.
-Everything is keyed by content, never by path. WAL mode: readers (the workers) never wait for the
-writer (the main process), and two scans can share one cache. A cache that is not a database, or was
-written by another version, is set aside and rebuilt, with a warning.
+`decisions` holds what a person decided about groups (dedupe.decisions): not derived data, so it is
+carried over when the cache is rebuilt. Everything is keyed by content, never by path. WAL mode:
+readers (the workers) never wait for the writer (the main process), and two scans can share one
+cache. A cache that is not a database, or was written by another version, is set aside and rebuilt,
+with a warning.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
@@ -51,7 +54,10 @@ CREATE TABLE IF NOT EXISTS verdicts(
     first TEXT NOT NULL, second TEXT NOT NULL, key TEXT NOT NULL, evidence TEXT,
     PRIMARY KEY(first, second, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memo(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions(hashes TEXT PRIMARY KEY, kind TEXT NOT NULL, decided TEXT NOT NULL);
 """
+# `decisions` came after VERSION 3 was set: CREATE TABLE IF NOT EXISTS adds it to an existing cache on
+# open, so nobody's cache is rebuilt for it.
 CODES = 10
 """Codes stored per image: pHash, dHash, pHash inside the frame (0 without one), 7 turned pHashes."""
 
@@ -113,7 +119,9 @@ class Cache:
                     os.replace(f"{self.path}{suffix}", f"{self.path}.old{suffix}")
                 except FileNotFoundError:
                     pass
-            return self._connect()
+            db = self._connect()
+            _take_decisions(db, f"{self.path}.old")
+            return db
         except (OSError, sqlite3.Error) as exc:  # a read-only or full disk: scan without keeping anything
             self.warnings.append(f"cannot use the feature cache {self.path} ({exc}); nothing is kept this time")
             self._tmpdir = tempfile.mkdtemp(prefix="dedupe-cache-")
@@ -256,6 +264,11 @@ class Cache:
                 out[(a, b, k)] = json.loads(ev) if ev is not None else None
         return out
 
+    def decisions(self) -> list[tuple[tuple[str, ...], str]]:
+        """Every stored decision: (content hashes, sorted with repeats; kind)."""
+        self.commit()
+        return [(tuple(h.split()), kind) for h, kind in self.db.execute("SELECT hashes, kind FROM decisions")]
+
     def memo(self, key: str):
         self.commit()
         row = self.db.execute("SELECT value FROM memo WHERE key=?", (key,)).fetchone()
@@ -293,6 +306,25 @@ class Cache:
     def put_memo(self, key: str, value) -> None:
         self._put("INSERT OR REPLACE INTO memo VALUES (?, ?)", (key, json.dumps(value)))
 
+    def put_decision(self, hashes: tuple[str, ...], kind: str) -> None:
+        """Store a decision at once (a person's work is never left in a buffer); the same set of
+        contents decided again takes the new kind."""
+        self.commit()
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO decisions VALUES (?, ?, ?)",
+                (" ".join(sorted(hashes)), kind, datetime.now(timezone.utc).isoformat(timespec="seconds")),
+            )
+
+    def forget_decisions(self, hashes: tuple[str, ...]) -> int:
+        """Drop every decision that covers a group with these contents; how many there were."""
+        from .decisions import covers
+
+        gone = [" ".join(d) for d, _ in self.decisions() if covers(d, hashes)]
+        with self.db:
+            self.db.executemany("DELETE FROM decisions WHERE hashes=?", [(h,) for h in gone])
+        return len(gone)
+
     def _put(self, sql: str, row: tuple) -> None:
         self._rows.setdefault(sql, []).append(row)
         self._pending += 1
@@ -322,16 +354,32 @@ class _Unusable(Exception):
     """The file is not a cache this version can use."""
 
 
+def _take_decisions(db: sqlite3.Connection, old: str) -> None:
+    """Copy the decisions of a cache set aside into the new one, when the old file can still be read."""
+    try:
+        db.execute("ATTACH DATABASE ? AS old", (old,))
+    except sqlite3.Error:
+        return
+    try:
+        with db:
+            db.execute("INSERT OR IGNORE INTO decisions SELECT hashes, kind, decided FROM old.decisions")
+    except sqlite3.Error:  # damaged, or from before decisions: nothing to take
+        pass
+    finally:
+        db.execute("DETACH DATABASE old")
+
+
 def info(path: str | os.PathLike) -> dict:
     """Location, size on disk and entry counts of a cache file, for `dedupe cache info`."""
     path = Path(path)
-    out = {"path": str(path), "exists": path.exists(), "bytes": 0, "files": 0, "images": 0, "verdicts": 0}
+    out = {"path": str(path), "exists": path.exists(), "bytes": 0}
+    out.update(dict.fromkeys(("files", "images", "verdicts", "decisions"), 0))
     if not path.exists():
         return out
     out["bytes"] = sum(os.path.getsize(p) for p in (path, Path(f"{path}-wal")) if p.exists())
     cache = Cache(path)
     try:
-        for table in ("files", "images", "verdicts"):
+        for table in ("files", "images", "verdicts", "decisions"):
             out[table] = cache.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
         out["warnings"] = cache.warnings
     finally:

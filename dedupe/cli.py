@@ -71,10 +71,14 @@ def _summary(result, json_path: Path | None) -> str:
     skipped = sum(p.kind == "skipped" for p in result.problems)
     warnings = len(result.problems) - errors - skipped
     exact = sum(g.kind == "exact" for g in result.groups)
+    hidden = s.get("suppressed_groups", 0)
+    decided = sum(g.decision is not None for g in result.groups)
     lines = [
         f"Files seen: {s['files_seen']:,}; images read: {s['images_decoded'] + s.get('exact_copies', 0):,}"
         f" ({s.get('exact_copies', 0):,} of them byte-identical copies)",
         f"Duplicate groups: {len(result.groups):,} ({exact:,} exact, {len(result.groups) - exact:,} near)",
+        *([f"Hidden by earlier decisions: {hidden:,} groups (--ignore-decisions shows them)"] if hidden else []),
+        *([f"Decided earlier, shown because of --ignore-decisions: {decided:,} groups (all kept)"] if decided else []),
         f"Files that could go: {result.files_to_remove:,}, freeing {human_bytes(result.bytes_freed)}",
         *([f"Similar shots (different photos, kept apart): {len(result.similar):,} pairs"] if result.similar else []),
         f"Problems: {errors:,} unreadable or broken files, {skipped:,} skipped (not images, links),"
@@ -122,6 +126,11 @@ def scan(
         None, "--similar/--no-similar", help="Also list similar shots (never removed)."
     ),
     keeper_rules: Optional[str] = typer.Option(None, "--keeper-rules", help="Comma-separated keeper rules, in order."),
+    ignore_decisions: Optional[bool] = typer.Option(
+        None,
+        "--ignore-decisions/--use-decisions",
+        help="Also show the groups that remembered decisions (not duplicates, keep all) hide.",
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (0 = one per core)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Feature cache file (default: the user cache)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Keep nothing between scans (a temporary cache)."),
@@ -154,6 +163,7 @@ def scan(
         min_crop_area=min_crop_area,
         similar=similar,
         keeper_rules=tuple(r.strip() for r in keeper_rules.split(",") if r.strip()) if keeper_rules else None,
+        ignore_decisions=ignore_decisions,
         workers=workers,
     )
     progress = TqdmProgress(quiet)
@@ -197,13 +207,14 @@ def cache_info(cache: Optional[Path] = typer.Option(None, "--cache", help="Cache
         return
     typer.echo(f"  size on disk: {human_bytes(found['bytes'])}")
     typer.echo(f"  files known: {found['files']:,}; images: {found['images']:,}; pair verdicts: {found['verdicts']:,}")
+    typer.echo(f"  decisions remembered (not duplicates, keep all): {found['decisions']:,}")
     for w in found.get("warnings", []):
         typer.echo(f"  warning: {w}")
 
 
 @cache_app.command("clear")
 def cache_clear(cache: Optional[Path] = typer.Option(None, "--cache", help="Cache file (default: the user cache).")):
-    """Delete the cache: the next scan reads every file again."""
+    """Delete the cache: the next scan reads every file again, and remembered decisions are forgotten."""
     from .cache import clear
 
     path = _cache_path(cache, False)
@@ -234,6 +245,7 @@ def report(
     typer.echo(f"HTML report: {html_out} ({len(data['groups']):,} groups; open it in a browser)")
 
 
+DECISIONS_CACHE = typer.Option(None, "--cache", help="Cache file that remembers decisions (default: the user cache).")
 KEEP_IN = typer.Option(None, "--keep-in", help="Reference folder: nothing under it goes (repeatable).")
 ONLY = typer.Option(None, "--only", help="Remove only byte-identical copies (exact) or only the others (near).")
 RULES = typer.Option(None, "--keeper-rules", help="Choose keepers again by these comma-separated rules.")
@@ -283,11 +295,13 @@ def apply(
     yes: bool = typer.Option(False, "--yes", help="Do not ask before --delete."),
     paranoid: bool = typer.Option(False, "--paranoid", help="Hash byte-identical files again before acting."),
     journal_dir: Optional[Path] = typer.Option(None, "--journal-dir", help="Where the journal goes."),
+    cache: Optional[Path] = DECISIONS_CACHE,
 ) -> None:
     """Act on a report or a plan: a dry run unless an action is given.
 
     The dry run prints every operation and the bytes it would free. With one action (--move-to DIR,
-    --trash, --hardlink, --symlink, --delete) it is carried out, journaled for `dedupe undo`. Each group
+    --trash, --hardlink, --symlink, --delete) it is carried out, journaled for `dedupe undo`, and the
+    plan's decisions (not duplicates, keep all) are remembered, as `dedupe decide` does. Each group
     is checked against the disk first: a group with a file changed since the scan is skipped whole."""
     decided = _plan(source, keep_in, only, keeper_rules)
     chosen = [
@@ -304,9 +318,10 @@ def apply(
     if len(chosen) > 1:
         _fail("choose one action: --move-to, --trash, --hardlink, --symlink or --delete")
     if chosen:
-        _act(decided, chosen[0], move_to, journal_dir, paranoid, yes)
+        _act(decided, chosen[0], move_to, journal_dir, paranoid, yes, _cache_path(cache, False))
         return
     from .actions.dryrun import dry_run
+    from .decisions import plan_decisions
 
     run = dry_run(decided)
     for path, keeper in run.operations:
@@ -317,10 +332,36 @@ def apply(
         f"Dry run: {len(run.operations):,} files would go, freeing {human_bytes(run.bytes_freed)}; "
         f"{len(run.skipped):,} groups skipped because they changed since the scan. Nothing was changed."
     )
+    remembered = len(plan_decisions(decided))
+    if remembered:
+        typer.echo(
+            f"With an action, {remembered:,} decisions (not duplicates, keep all) would be remembered; "
+            "`dedupe decide` remembers them without acting."
+        )
+
+
+def _remember(decided: dict, cache: Path) -> None:
+    """Store the plan's decisions and say what was done, in one line (nothing when it has none)."""
+    from .decisions import plan_decisions, record
+
+    if not plan_decisions(decided):
+        return
+    done = record(decided, cache)
+    typer.echo(
+        f"Remembered {sum(done.remembered.values()):,} decisions ({done.remembered['not_duplicates']:,} not "
+        f"duplicates, {done.remembered['keep_all']:,} keep all), forgot {done.forgotten:,}, in {cache}: later "
+        "scans do not propose those groups (--ignore-decisions shows them)."
+    )
 
 
 def _act(
-    decided: dict, action: str, move_to: Optional[Path], journal_dir: Optional[Path], paranoid: bool, yes: bool
+    decided: dict,
+    action: str,
+    move_to: Optional[Path],
+    journal_dir: Optional[Path],
+    paranoid: bool,
+    yes: bool,
+    cache: Path,
 ) -> None:
     """Carry out one action; Ctrl-C stops after the current operation, with the journal complete."""
     import signal
@@ -343,6 +384,7 @@ def _act(
         result = apply_plan(decided, action, move_to, journal_dir, cancel=lambda: bool(stop), paranoid=paranoid)
     finally:
         signal.signal(signal.SIGINT, previous)
+    _remember(decided, cache)
     for src, what in result.done:
         typer.echo(f"{action} {src} -> {what}")
     for src, reason in result.failed:
@@ -359,6 +401,25 @@ def _act(
     typer.echo(f"Journal: {result.journal}  (undo with: dedupe undo '{result.journal}')")
     if result.failed or result.interrupted or result.stopped:
         raise typer.Exit(1)
+
+
+@app.command()
+def decide(
+    source: Path = typer.Argument(..., help="A plan saved from the HTML review (or edited by hand)."),
+    cache: Optional[Path] = DECISIONS_CACHE,
+) -> None:
+    """Remember a plan's decisions without acting on any file.
+
+    Groups marked "not duplicates" or "keep all" are stored by the content hashes of their files, so
+    later scans do not propose them again, even after renames or moves; a group that gains a new file is
+    proposed again. `dedupe scan --ignore-decisions` shows them all."""
+    from .decisions import plan_decisions
+
+    decided = _plan(source, None, None, None)
+    if not plan_decisions(decided):
+        typer.echo(f"{source} holds no decisions (not duplicates, keep all): nothing to remember.")
+        return
+    _remember(decided, _cache_path(cache, False))
 
 
 @app.command()

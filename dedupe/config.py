@@ -63,6 +63,8 @@ class Settings:
     # grouping
     keeper_rules: tuple[str, ...] = KEEPER_RULES
     """Order in which the keeper of a group is chosen; see README."""
+    ignore_decisions: bool = False
+    """Also report the groups that remembered decisions ("not duplicates", "keep all") suppress."""
 
     workers: int = 0
     """Worker processes that decode and verify images; 0 means one per CPU core."""

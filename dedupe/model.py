@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,6 +116,9 @@ class Group:
     """Index into members."""
     keeper_reason: str
     members: list[Member]
+    decision: str | None = None
+    """A remembered decision that covers the group ("not_duplicates" or "keep_all"; see dedupe.decisions):
+    such a group is reported only when the settings ignore decisions, and then proposes to keep every file."""
 
     @property
     def bytes_freed(self) -> int:
@@ -146,11 +150,13 @@ class ScanResult:
     finished: str
     similar: list[Similar] = field(default_factory=list)
     """Similar shots, when the settings ask for them."""
+    report_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Unique per scan: what the HTML review files a person's choices under."""
 
     @property
     def files_to_remove(self) -> int:
-        return sum(len(g.members) - 1 for g in self.groups)
+        return sum(len(g.members) - 1 for g in self.groups if g.decision is None)
 
     @property
     def bytes_freed(self) -> int:
-        return sum(g.bytes_freed for g in self.groups)
+        return sum(g.bytes_freed for g in self.groups if g.decision is None)

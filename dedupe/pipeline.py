@@ -1,4 +1,5 @@
-"""Wires the stages: walk -> exact -> read (decode + features) -> candidates -> verify -> crops -> group."""
+"""Wires the stages: walk -> exact -> read (decode + features) -> candidates -> verify -> crops -> group,
+then leaves out the groups that a person's remembered decisions cover (dedupe.decisions)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .cache import Cache, Store
 from .candidates import find_candidates
 from .config import Settings
 from .crops import find_crops, similar_shots
+from .decisions import Decided, suppress
 from .exact import find_exact
 from .group import build_groups
 from .match import confirm_all
@@ -195,10 +197,14 @@ def _scan(
     groups = build_groups(
         files, images, store, copy_of, evidence, settings, progress, f"7/{STAGES}: grouping and choosing keepers"
     )
-    stats["groups"] = len(groups)
     similar = similar_shots(files, groups, similars) if settings.similar else []
+    groups, stats["suppressed_groups"] = suppress(groups, Decided(store.cache.decisions()), settings.ignore_decisions)
+    stats["groups"] = len(groups)
     stats["similar_pairs"] = len(similar)
-    progress.note(f"{len(groups)} duplicate groups")
+    progress.note(
+        f"{len(groups)} duplicate groups"
+        + (f" ({stats['suppressed_groups']} more hidden by earlier decisions)" if stats["suppressed_groups"] else "")
+    )
     lap("group")
 
     for p in walked.links:

@@ -8,20 +8,28 @@ A plan is JSON (PLAN_VERSION) that a person or the HTML review may edit:
                             "mtime_ns": 0, "device": 1, "inode": 2, "content_hash": "..."}, ...]}]}
 
 `action` is "keep" or "remove"; the identity fields are those recorded at scan time, which apply checks
-again before touching anything. A plan never removes every file of a group, never touches a file under a
-reference folder, and names only files under the report's scan roots.
+again before touching anything. `relation` is said against the file marked "keeper", which is kept:
+"exact" only for its byte-identical copies (the only files --hardlink and --symlink replace).
+A group may carry a `decision` (the HTML review writes it; `dedupe decide` and `dedupe apply` remember
+it in the cache, see dedupe.decisions): "not_duplicates" or "keep_all", with every file kept, or
+"forget", which drops the remembered decisions that cover the group. A plan never removes every file
+of a group, never touches a file under a reference folder, and names only files under the report's
+scan roots. Other keys (the review adds "report_id") are ignored.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import PurePath
 
+from ..decisions import FORGET, KINDS
 from ..report.jsonreport import ReportError, read_report
 
 PLAN_VERSION = 1
 _IDENTITY = ("size", "mtime_ns", "device", "inode", "content_hash")
+_HASH = re.compile(r"[0-9a-f]{32}")
 
 
 class PlanError(ValueError):
@@ -67,7 +75,9 @@ def make_plan(
 
     - `keeper_rules`: the keeper is chosen again by these rules (see Settings.keeper_rules);
     - `keep_in` (reference folders): nothing under them goes, and a member under one becomes the keeper;
-    - `only="exact"` removes only byte-identical copies of the keeper, `only="near"` only the others.
+    - `only="exact"` removes only byte-identical copies of the keeper, `only="near"` only the others;
+    - a group a remembered decision covers (reported with ignore_decisions) keeps every file, and carries
+      the decision, so that acting on a report never overrides what a person decided.
     """
     if only not in (None, "exact", "near"):
         raise PlanError(f"--only takes exact or near, not {only!r}")
@@ -84,7 +94,7 @@ def make_plan(
         files = []
         for m in members:
             byte_identical = m["content_hash"] == keeper["content_hash"]
-            goes = m is not keeper and not _under(m["path"], refs)
+            goes = m is not keeper and not _under(m["path"], refs) and not g.get("decision")
             if only == "exact":
                 goes = goes and byte_identical
             elif only == "near":
@@ -97,15 +107,17 @@ def make_plan(
                     **{k: m[k] for k in _IDENTITY},
                 }
             )
-        groups.append({"id": g["id"], "kind": g["kind"], "files": files})
+        decided = {"decision": g["decision"]} if g.get("decision") else {}
+        groups.append({"id": g["id"], "kind": g["kind"], **decided, "files": files})
     plan = {"plan_version": PLAN_VERSION, "roots": list(report["roots"]), "source": source, "groups": groups}
     check_plan(plan, keep_in)
     return plan
 
 
 def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
-    """Refuse a plan that is malformed, removes a whole group, touches a reference folder, or names a
-    file outside its scan roots (a relative path, or one that '..' takes out)."""
+    """Refuse a plan that is malformed, removes a whole group, touches a reference folder, names a
+    file outside its scan roots (a relative path, or one that '..' takes out), calls "exact" a file
+    that is not byte-identical to a kept keeper, or removes a file of a group it decides to keep."""
     if not isinstance(plan, dict) or plan.get("plan_version") != PLAN_VERSION or "groups" not in plan:
         raise PlanError("not a dedupe plan of version 1")
     roots = [os.path.normpath(r) for r in plan.get("roots", [])]
@@ -122,6 +134,28 @@ def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
                 raise PlanError(f"group {g.get('id')}: {path} is under a reference folder and cannot go")
         if files and all(f["action"] == "remove" for f in files):
             raise PlanError(f"group {g.get('id')}: every file would go; at least one copy must stay")
+        _check_group(g, files)
+
+
+def _check_group(g: dict, files: list[dict]) -> None:
+    """The checks of a group's relations and decision (see check_plan)."""
+    keepers = [f for f in files if f.get("relation") == "keeper"]
+    if len(keepers) > 1 or any(f["action"] != "keep" for f in keepers):
+        raise PlanError(f"group {g.get('id')}: one file at most is the keeper, and it is kept")
+    for f in files:
+        if f.get("relation") not in ("keeper", "exact", "near"):
+            raise PlanError(f"group {g.get('id')}: relation must be keeper, exact or near, not {f.get('relation')!r}")
+        if f["relation"] == "exact" and (not keepers or f.get("content_hash") != keepers[0].get("content_hash")):
+            raise PlanError(f"group {g.get('id')}: {f['path']} is called exact but is not a copy of the keeper")
+    decision = g.get("decision")
+    if decision is None:
+        return
+    if decision not in (*KINDS, FORGET):
+        raise PlanError(f"group {g.get('id')}: decision must be one of {', '.join((*KINDS, FORGET))}, not {decision!r}")
+    if not all(isinstance(f.get("content_hash"), str) and _HASH.fullmatch(f["content_hash"]) for f in files):
+        raise PlanError(f"group {g.get('id')}: a decision needs the content hash of every file")
+    if decision in KINDS and any(f["action"] == "remove" for f in files):
+        raise PlanError(f"group {g.get('id')}: decided {decision} but a file is marked remove")
 
 
 def load_plan(

@@ -26,12 +26,12 @@ def schema() -> dict:
     return json.loads(resources.files(__package__).joinpath("schema.json").read_text("utf-8"))
 
 
-def _member(m: Member) -> dict:
+def _member(m: Member, decided: bool) -> dict:
     return {
         "path": m.file.path,
         "root": m.file.root,
         "relation": m.relation,
-        "action": "keep" if m.relation == "keeper" else "remove",
+        "action": "keep" if m.relation == "keeper" or decided else "remove",
         "size": m.file.size,
         "mtime_ns": m.file.mtime_ns,
         "device": m.file.device,
@@ -60,11 +60,13 @@ def report_dict(result: ScanResult, argv: list[str] | None = None) -> dict:
                 "keeper": g.members[g.keeper].file.path,
                 "keeper_reason": g.keeper_reason,
                 "bytes_freed": g.bytes_freed,
-                "members": [_member(m) for m in g.members],
+                **({"decision": g.decision} if g.decision else {}),
+                "members": [_member(m, g.decision is not None) for m in g.members],
             }
         )
     return {
         "schema_version": SCHEMA_VERSION,
+        "report_id": result.report_id,
         "tool": {"name": "dedupe", "version": __version__},
         "started": result.started,
         "finished": result.finished,
@@ -79,6 +81,7 @@ def report_dict(result: ScanResult, argv: list[str] | None = None) -> dict:
             "files_to_remove": result.files_to_remove,
             "bytes_freed": result.bytes_freed,
             "problems": len(result.problems),
+            "suppressed_groups": result.stats.get("suppressed_groups", 0),
         },
         "groups": groups,
         "problems": [{"path": p.path, "stage": p.stage, "reason": p.reason, "kind": p.kind} for p in result.problems],
