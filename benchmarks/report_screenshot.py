@@ -1,11 +1,16 @@
 """Screenshot of the HTML report of a folder, as a person would see it in Chromium.
 
 Usage: python benchmarks/report_screenshot.py FOLDER OUT.png [--html REPORT.html] [--width 1400]
+                                              [--keys "j l x j n"] [--viewport]
 
 Scans FOLDER (default settings), writes the HTML report (REPORT.html, default beside OUT.png), opens it
 from file:// in headless Chromium (Debian's package, through Playwright), waits until every thumbnail
 and difference view of the first page has loaded, and saves a full-page screenshot. It prints how many
 groups, thumbnails and difference views the page shows, and how many images failed to load.
+
+The page is also the review: --keys presses keys (Playwright key names, space-separated) before the
+screenshot, e.g. "j l x j n" (first group, its second file kept, next group not duplicates) or "j ?"
+(the keys' help); --viewport shoots the window at the focused group instead of the whole page.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--html", type=Path)
     ap.add_argument("--width", type=int, default=1400)
+    ap.add_argument("--keys", default="", help="keys to press before the screenshot, space-separated")
+    ap.add_argument("--viewport", action="store_true", help="the window only, not the full page")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -50,12 +57,19 @@ def main() -> None:
                        diffs: document.querySelectorAll('figure.diff img').length,
                        broken: [...document.images].filter(i => i.naturalWidth === 0).length})"""
         )
-        page.screenshot(path=str(args.out), full_page=True)
+        for key in args.keys.split():
+            page.keyboard.press(key)
+        page.screenshot(path=str(args.out), full_page=not args.viewport)
+        totals = page.evaluate(
+            "['remove', 'bytes', 'decided'].map(k => document.getElementById('total-' + k).textContent)"
+        )
         browser.close()
     print(
         f"{html}: {len(result.groups)} groups in all; first page shows {counts['groups']} groups, "
         f"{counts['thumbs']} thumbnails, {counts['diffs']} difference views, {counts['broken']} images not loaded"
     )
+    if args.keys:
+        print(f"after {args.keys!r}: {totals[0]} files to remove, {totals[1]} to free, {totals[2]} groups decided")
     print(f"screenshot: {args.out}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import images  # noqa: E402 - the generators; test modules import from it direct
 from dedupe.config import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def pytest_report_header(config):
@@ -50,3 +52,30 @@ def cli_env(tmp_path) -> dict:
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg-cache")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's package, never a downloaded one) driven by Playwright, for pages opened
+    from file://. Skipped on a machine without it, except in CI (CI=true), where a missing browser fails."""
+    if not os.environ.get("CI"):
+        if not CHROMIUM:
+            pytest.skip("no Chromium on this machine (CI installs Debian's chromium)")
+        pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield b
+        b.close()

@@ -1,12 +1,10 @@
 """The HTML report in a real browser: headless Chromium (Debian's package) driven by Playwright, from file://.
 
-Skipped on a machine without Chromium, except in CI (CI=true), where a missing browser is a failure.
+Skipped on a machine without Chromium, except in CI (CI=true), where a missing browser is a failure (the
+`browser` fixture of conftest.py). tests/test_review.py drives the review in the same page.
 """
 
 from __future__ import annotations
-
-import os
-import shutil
 
 import pytest
 
@@ -14,15 +12,7 @@ from dedupe import Settings, report_dict, scan
 from dedupe.report.html import write_html
 from images import encode, photo, recompress, resize, watermark
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EVIL = "<img src=x onerror=alert(1)>.jpg"
-
-if not CHROMIUM and not os.environ.get("CI"):
-    pytest.skip("no Chromium on this machine (CI installs Debian's chromium)", allow_module_level=True)
-if os.environ.get("CI"):
-    from playwright.sync_api import sync_playwright
-else:
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -43,25 +33,6 @@ def page_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "report.html"
     write_html(report_dict(result), out, workers=1)
     return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield b
-        b.close()
 
 
 def test_report_in_chromium(browser, page_file, tmp_path):

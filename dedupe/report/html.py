@@ -1,13 +1,16 @@
 """The HTML report a person reviews: one self-contained page plus a sibling folder of small images.
 
 The page carries the report as JSON and renders it with its own script, a page of groups at a time, so
-that 20,000 groups open quickly; nothing is fetched from the network and it works from file://.
+that 20,000 groups open quickly; nothing is fetched from the network and it works from file://. It is
+also where a person reviews: keep/remove per file, "not duplicates" and "keep all" per group, kept in
+the browser's local storage under the report's id, and saved as a plan that `dedupe apply` carries out.
 Templates are jinja2 with autoescaping; report strings reach the page only as escaped JSON or as text.
 Thumbnails and difference views are made at report time from the files, in worker processes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -38,6 +41,24 @@ def _script_json(data) -> Markup:
     (file names that are not UTF-8 arrive as lone surrogates)."""
     text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+_EXACT = ("size", "mtime_ns", "device", "inode")
+"""Integers a plan must give back exactly: as text in the page, since mtime_ns (about 1.7e18) is beyond
+the integers a JavaScript number holds exactly."""
+
+
+def _page_groups(report: dict) -> list[dict]:
+    return [
+        {**g, "members": [{**m, **{k: str(m[k]) for k in _EXACT}} for m in g["members"]]} for g in report["groups"]
+    ]
+
+
+def report_id(report: dict) -> str:
+    """The report's id; for a report from before ids, a digest of when and where it scanned."""
+    if report.get("report_id"):
+        return report["report_id"]
+    return hashlib.sha1(json.dumps([report["started"], report["finished"], report["roots"]]).encode()).hexdigest()[:32]
 
 
 def _jobs(report: dict, folder: Path) -> list[tuple]:
@@ -170,7 +191,16 @@ def write_html(
         bytes_text=human_bytes(report["summary"]["bytes_freed"]),
         problems=report["problems"],
         similar_count=len(similar),
-        data_json=_script_json({"groups": report["groups"], "similar": similar, "assets": assets}),
+        suppressed=report["summary"].get("suppressed_groups", 0),
+        data_json=_script_json(
+            {
+                "report_id": report_id(report),
+                "roots": report["roots"],
+                "groups": _page_groups(report),
+                "similar": similar,
+                "assets": assets,
+            }
+        ),
         script=Markup(script),
     )
     path.write_text(page, encoding="utf-8", errors="backslashreplace")
