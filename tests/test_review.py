@@ -271,3 +271,29 @@ def test_keys_cross_pages(browser, reviewed):
     assert "page 1 of 2" in page.locator("#page-info").inner_text()
     assert page.locator("section.group").last.get_attribute("class") == "group current"
     assert errors == []
+
+
+def _page_data(html):
+    text = html.read_text("utf-8")
+    start = text.index('<script id="report-data" type="application/json">') + len(
+        '<script id="report-data" type="application/json">'
+    )
+    return json.loads(text[start : text.index("</script>", start)])
+
+
+def test_the_page_keeps_the_report_id_and_exact_identities(reviewed, tmp_path):
+    report, html, _ = reviewed
+    data = _page_data(html)
+    assert data["report_id"] == report["report_id"] and data["roots"] == report["roots"]
+    m, shown = report["groups"][0]["members"][0], data["groups"][0]["members"][0]
+    assert [shown[k] for k in ("size", "mtime_ns", "device", "inode")] == [
+        str(m[k]) for k in ("size", "mtime_ns", "device", "inode")
+    ]
+    write_html(report, tmp_path / "again.html", images=False)  # `dedupe report` again: the same choices
+    assert _page_data(tmp_path / "again.html")["report_id"] == report["report_id"]
+    old = {k: v for k, v in report.items() if k != "report_id"}  # a report from before ids
+    ids = set()
+    for name in ("a.html", "b.html"):
+        write_html(old, tmp_path / name, images=False)
+        ids.add(_page_data(tmp_path / name)["report_id"])
+    assert len(ids) == 1 and len(ids.pop()) == 32
