@@ -46,7 +46,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
     device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    content_hash TEXT NOT NULL, PRIMARY KEY(device, inode)) WITHOUT ROWID;
+    content_hash TEXT NOT NULL, format TEXT, PRIMARY KEY(device, inode)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS images(
     content_hash TEXT PRIMARY KEY, info TEXT NOT NULL, codes BLOB NOT NULL, box TEXT, detail REAL NOT NULL,
     thumb BLOB NOT NULL, thumb_w INTEGER NOT NULL, kp_xy BLOB, kp_desc BLOB);
@@ -56,8 +56,8 @@ CREATE TABLE IF NOT EXISTS verdicts(
 CREATE TABLE IF NOT EXISTS memo(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions(hashes TEXT PRIMARY KEY, kind TEXT NOT NULL, decided TEXT NOT NULL);
 """
-# `decisions` came after VERSION 3 was set: CREATE TABLE IF NOT EXISTS adds it to an existing cache on
-# open, so nobody's cache is rebuilt for it.
+# `decisions` and files.format came after VERSION 3 was set: CREATE TABLE IF NOT EXISTS and
+# _add_format_column add them to an existing cache on open, so nobody's cache is rebuilt for them.
 CODES = 10
 """Codes stored per image: pHash, dHash, pHash inside the frame (0 without one), 7 turned pHashes."""
 
@@ -103,6 +103,7 @@ class Cache:
         self._pending = 0
         self._last_commit = time.monotonic()
         self._loaded: OrderedDict[str, tuple] = OrderedDict()
+        self._file_rows: dict[tuple[int, int], tuple] = {}
         if worker:
             self.db = sqlite3.connect(self.path, timeout=60)
         else:
@@ -143,6 +144,8 @@ class Cache:
             with db:
                 db.executescript(_SCHEMA)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(VERSION),))
+                if "format" not in {r[1] for r in db.execute("PRAGMA table_info(files)")}:
+                    _add_format_column(db)
         except sqlite3.DatabaseError as exc:
             db.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -155,22 +158,50 @@ class Cache:
 
     # --- reads (each first writes what is buffered, so a connection sees its own writes) ---
 
+    def _files(self, identities: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[int, int, str, str | None]]:
+        """(size, mtime_ns, content hash, format) recorded for these (device, inode), read once per scan:
+        the walk asks for the formats, then read_library for the hashes of the same files."""
+        self.commit()
+        out = {}
+        todo: dict[int, list[int]] = {}
+        for key in identities:
+            if key in self._file_rows:
+                out[key] = self._file_rows[key]
+            else:
+                todo.setdefault(key[0], []).append(key[1])
+        for device, inodes in todo.items():
+            for start in range(0, len(inodes), BATCH):
+                chunk = inodes[start : start + BATCH]
+                for row in self.db.execute(
+                    "SELECT inode, size, mtime_ns, content_hash, format FROM files WHERE device=? AND inode IN"
+                    f" ({','.join('?' * len(chunk))})",
+                    [device, *chunk],
+                ):
+                    out[(device, row[0])] = row[1:]
+        self._file_rows = out
+        return out
+
+    def known_formats(self, identities: list[tuple[int, int, int, int]]) -> dict[int, str]:
+        """The recorded format of each (device, inode, size, mtime_ns) that is unchanged (walk.KnownFormats)."""
+        rows = self._files([(d, i) for d, i, _, _ in identities])
+        out = {}
+        for n, (d, i, size, mtime) in enumerate(identities):
+            hit = rows.get((d, i))
+            if hit is not None and hit[:2] == (size, mtime) and hit[3]:
+                out[n] = hit[3]
+        return out
+
     def known_hashes(self, files: list[FileRecord]) -> dict[int, str]:
         """Content hashes of the files whose identity (device, inode, size, mtime_ns) is unchanged."""
-        self.commit()
+        rows = self._files([f.identity for f in files])
+        self._file_rows = {}
         out: dict[int, str] = {}
-        for start in range(0, len(files), BATCH):
-            chunk = files[start : start + BATCH]
-            rows = self.db.execute(
-                "SELECT device, inode, size, mtime_ns, content_hash FROM files WHERE "
-                + " OR ".join(["(device=? AND inode=?)"] * len(chunk)),
-                [v for f in chunk for v in (f.device, f.inode)],
-            ).fetchall()
-            found = {(d, i): (s, m, h) for d, i, s, m, h in rows}
-            for n, f in enumerate(chunk, start):
-                hit = found.get((f.device, f.inode))
-                if hit is not None and hit[:2] == (f.size, f.mtime_ns):
-                    out[n] = hit[2]
+        for n, f in enumerate(files):
+            hit = rows.get(f.identity)
+            if hit is not None and hit[:2] == (f.size, f.mtime_ns):
+                out[n] = hit[2]
+                if hit[3] is None:  # recorded before formats were: the walk sniffed it this time
+                    self._put("UPDATE files SET format=? WHERE device=? AND inode=?", (f.format, f.device, f.inode))
         return out
 
     def have(self, hashes: Iterable[str], keypoints: bool) -> set[str]:
@@ -278,7 +309,8 @@ class Cache:
 
     def put_file(self, f: FileRecord, content_hash: str) -> None:
         self._put(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", (f.device, f.inode, f.size, f.mtime_ns, content_hash)
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            (f.device, f.inode, f.size, f.mtime_ns, content_hash, f.format),
         )
 
     def put_image(self, content_hash: str, info: ImageInfo, f: Features, keypoints: bool) -> None:
@@ -455,3 +487,12 @@ class Store(Mapping[int, Analysed]):
 
     def __len__(self) -> int:
         return len(self.hashes)
+
+
+def _add_format_column(db: sqlite3.Connection) -> None:
+    """files.format, for a cache made before it: rows without one are sniffed by the walk, then filled."""
+    try:
+        db.execute("ALTER TABLE files ADD COLUMN format TEXT")
+    except sqlite3.OperationalError as exc:  # another scan opening the same cache added it first
+        if "duplicate column" not in str(exc):
+            raise

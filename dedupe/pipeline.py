@@ -159,7 +159,7 @@ def _scan(
     lap = clock.lap
 
     progress.stage(f"1/{STAGES}: finding files", None)
-    walked = walk(roots, settings, progress, cancel)
+    walked = walk(roots, settings, progress, cancel, store.cache.known_formats)
     library = read_library(walked, settings, progress, cancel, store, workers, clock, STAGES)
     files, problems, copy_of = library.files, library.problems, library.copy_of
     images, codes, framed = library.images, library.codes, library.framed

@@ -137,7 +137,7 @@ def _search(queries, roots, settings, progress, cancel, store, workers, similar,
     asked = walk(queries, settings.replace(include=()), progress, cancel)  # a query is never filtered out
     if asked.problems:
         raise SearchError(f"{asked.problems[0].path}: {asked.problems[0].reason}")
-    walked, inside = _with_queries(asked, walk(roots, settings, progress, cancel))
+    walked, inside = _with_queries(asked, walk(roots, settings, progress, cancel, store.cache.known_formats))
     library = read_library(walked, settings, progress, cancel, store, workers, clock, STAGES)
     own = _query_files(queries, asked, library, store)
     stats["query_files"] = len(asked.files)

@@ -6,6 +6,7 @@ import fnmatch
 import os
 import stat
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .config import Settings
 from .model import FileRecord, Link, Problem
@@ -98,20 +99,28 @@ def _matches(patterns: tuple[str, ...], rel: str, name: str) -> bool:
     )
 
 
+KnownFormats = Callable[[list[tuple[int, int, int, int]]], dict[int, str]]
+"""Given files' identities (device, inode, size, mtime_ns), the format of those a cache recorded."""
+
+
 def walk(
     roots: list[str | os.PathLike],
     settings: Settings,
     progress: Progress = NullProgress(),
     cancel: CancelCheck = never,
+    known_formats: KnownFormats | None = None,
 ) -> WalkResult:
     """Every readable image file under `roots`, in a deterministic order, plus what was skipped and why.
 
     A file reached twice (hard link, overlapping roots, followed link) is read once; the other paths are Links.
     Folder loops through followed links are cut by remembering (device, inode) of every folder entered.
+    A file whose unchanged identity `known_formats` recognises is not opened: on an unchanged library,
+    opening every file to read its first bytes was half of the walk.
     """
     out = WalkResult()
     seen_files: dict[tuple[int, int], str] = {}
     seen_dirs: set[tuple[int, int]] = set()
+    found: list[tuple[str, str, int, int, int, int]] = []  # (path, root, size, mtime_ns, device, inode)
 
     def visit_file(path: str, root: str, rel: str, name: str, st: os.stat_result) -> None:
         out.seen += 1
@@ -126,23 +135,7 @@ def walk(
         if st.st_size == 0:
             out.problems.append(Problem(path, "walk", "empty file (0 bytes)"))
             return
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(32)
-        except OSError as exc:
-            out.problems.append(Problem(path, "walk", f"cannot read: {exc.strerror or exc}"))
-            return
-        fmt = sniff(head)
-        suffix = os.path.splitext(name)[1]
-        named = IMAGE_EXTENSIONS.get(suffix.lower())
-        if fmt is None:
-            out.problems.append(Problem(path, "walk", _describe(head), kind="error" if named else "skipped"))
-            return
-        if named and named != fmt:
-            out.problems.append(
-                Problem(path, "walk", f"named {suffix} but the content is {fmt}; read as {fmt}", kind="warning")
-            )
-        out.files.append(FileRecord(path, root, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, fmt))
+        found.append((path, root, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
 
     for root_in in roots:
         root = os.path.abspath(os.fspath(root_in))
@@ -196,4 +189,30 @@ def walk(
                 elif stat.S_ISREG(st.st_mode):
                     visit_file(entry.path, root, rel, name, st)
             stack.extend(reversed(subfolders))
+    identities = [(dev, ino, size, mtime) for _, _, size, mtime, dev, ino in found]
+    formats = known_formats(identities) if known_formats and found else {}
+    del identities
+    for n, (path, root, size, mtime_ns, device, inode) in enumerate(found):
+        if n % 1024 == 0:
+            check(cancel)
+        if n in formats:
+            fmt = formats[n]
+        else:
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(32)
+            except OSError as exc:
+                out.problems.append(Problem(path, "walk", f"cannot read: {exc.strerror or exc}"))
+                continue
+            fmt = sniff(head)
+        suffix = os.path.splitext(path)[1]
+        named = IMAGE_EXTENSIONS.get(suffix.lower())
+        if fmt is None:
+            out.problems.append(Problem(path, "walk", _describe(head), kind="error" if named else "skipped"))
+            continue
+        if named and named != fmt:
+            out.problems.append(
+                Problem(path, "walk", f"named {suffix} but the content is {fmt}; read as {fmt}", kind="warning")
+            )
+        out.files.append(FileRecord(path, root, size, mtime_ns, device, inode, fmt))
     return out

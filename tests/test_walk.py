@@ -241,3 +241,19 @@ def test_overlapping_roots_read_each_file_once(tmp_path, serial, order):
     paths = [f.path for f in out.files]
     assert len(paths) == len(set(paths)) == 3
     assert names(paths) == {"a.jpg", "b.jpg", "c.jpg"}
+
+
+def test_a_file_the_cache_knows_unchanged_is_not_opened_again(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"not an image, but the cache says it was a JPEG")
+    (tmp_path / "b.jpg").write_bytes(b"changed since: no longer an image")
+    asked = []
+
+    def known(identities):
+        asked.extend(identities)
+        st = os.stat(tmp_path / "a.jpg")
+        return {n: "JPEG" for n, i in enumerate(identities) if i == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)}
+
+    result = walk([tmp_path], Settings(), known_formats=known)
+    assert len(asked) == 2
+    assert [(os.path.basename(f.path), f.format) for f in result.files] == [("a.jpg", "JPEG")]
+    assert [(os.path.basename(p.path), p.kind) for p in result.problems] == [("b.jpg", "error")]
