@@ -111,9 +111,11 @@ def _keypoint_pairs(
 ) -> list[tuple[int, int]]:
     """index.keypoint_pairs for the images with these content hashes, the search split between the
     workers when the index is large: it is the costliest part of this stage (12 s for the 470,000
-    descriptors of 5,000 photos on one core). The workers read the index from a file and the
-    descriptors from the cache, so the main process sends them neither."""
+    descriptors of 5,000 photos on one core). Each worker reads the index and the labels of its
+    entries from files, and from the cache only the descriptors of its own share of the images, so the
+    main process sends none of them and no process holds every descriptor twice."""
     descs = workers.cache.descriptors(hashes)
+    sizes = np.array([len(descs[h]) for h in hashes], dtype=np.int64)
     stacked = stack_descriptors([descs[h] for h in hashes], labels)
     del descs
     if stacked is None:
@@ -121,22 +123,32 @@ def _keypoint_pairs(
     data, owner = stacked
     index = descriptor_index(data)
     if workers.count == 1 or len(data) <= DESC_FLAT_LIMIT:
-        return voted_pairs(*keypoint_votes(index, data, owner, 0, len(data)))
+        return voted_pairs(*keypoint_votes(index, data, owner, owner))
     with tempfile.TemporaryDirectory(prefix="dedupe-votes-") as tmp:
-        path = os.path.join(tmp, "descriptors.faiss")
+        path, owner_path = os.path.join(tmp, "descriptors.faiss"), os.path.join(tmp, "owner.npy")
         save_index(index, path)
-        del index, data
-        bounds = np.linspace(0, len(owner), workers.count + 1).astype(int)
-        jobs = [(path, hashes, labels, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        np.save(owner_path, owner)
+        del index, data, owner
+        ends = np.cumsum(sizes)  # shares cut between images, about equal in descriptors
+        cuts = np.searchsorted(ends, np.linspace(0, ends[-1], workers.count + 1)[1:-1])
+        bounds = [0, *[int(c) + 1 for c in cuts], len(hashes)]
+        jobs = [
+            (path, owner_path, hashes[lo:hi], labels[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]) if lo < hi
+        ]
         parts = list(workers.map(_votes_job, jobs, cancel, pool=True))
     return voted_pairs(np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
 
 
 def _votes_job(job) -> tuple[np.ndarray, np.ndarray]:
-    path, hashes, labels, start, stop = job
+    path, owner_path, hashes, labels = job
     descs = state()[0].descriptors(hashes)
-    data, owner = stack_descriptors([descs[h] for h in hashes], labels)
-    return keypoint_votes(load_index(path), data, owner, start, stop)
+    sets = [descs[h] for h in hashes]
+    if not any(len(d) for d in sets):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    queries = np.ascontiguousarray(np.concatenate(sets).astype(np.uint8))
+    query_owner = np.repeat(np.asarray(labels, np.int64), [len(d) for d in sets])
+    del descs, sets
+    return keypoint_votes(load_index(path), queries, query_owner, np.load(owner_path, mmap_mode="r"))
 
 
 def _settle(tries: list[tuple[int, int]], verdicts: dict, settings: Settings):

@@ -264,20 +264,21 @@ such check costs about 3 ms."""
 
 
 def keypoint_votes(
-    index, data: np.ndarray, owner: np.ndarray, start: int, stop: int, max_distance: int = 64
+    index, queries: np.ndarray, query_owner: np.ndarray, owner: np.ndarray, max_distance: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(voter label, voted label) for every descriptor of data[start:stop] whose nearest neighbour under
-    another label is within `max_distance`. Parts of the queries can be searched in separate processes."""
+    """(voter label, voted label) for every query descriptor (owned by query_owner) whose nearest
+    neighbour in `index` under another label is within `max_distance`; owner[id] is the label of the
+    index's descriptor id. A process can search a share of the queries against the whole index."""
     if isinstance(index, faiss.IndexBinaryIVF):
         index.nprobe = NPROBE
     k = 8  # enough to reach past a picture's own copies, which share its label
     votes_a, votes_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     with _one_thread():
-        for lo in range(start, stop, QUERY_BLOCK):
-            hi = min(stop, lo + QUERY_BLOCK)
-            dist, ids = index.search(data[lo:hi], k)
-            q_owner = owner[lo:hi]
-            nn_owner = np.where(ids >= 0, owner[np.maximum(ids, 0)], -1)
+        for lo in range(0, len(queries), QUERY_BLOCK):
+            hi = min(len(queries), lo + QUERY_BLOCK)
+            dist, ids = index.search(queries[lo:hi], k)
+            q_owner = np.asarray(query_owner[lo:hi], np.int64)
+            nn_owner = np.where(ids >= 0, owner[np.maximum(ids, 0)], -1).astype(np.int64)
             usable = (nn_owner != q_owner[:, None]) & (nn_owner >= 0) & (dist <= max_distance)
             first = np.argmax(usable, axis=1)  # the nearest neighbour under another label
             has = usable[np.arange(len(ids)), first]
@@ -336,5 +337,5 @@ def keypoint_pairs(
     if stacked is None:
         return []
     data, owner = stacked
-    a, b = keypoint_votes(descriptor_index(data), data, owner, 0, len(data), max_distance)
+    a, b = keypoint_votes(descriptor_index(data), data, owner, owner, max_distance)
     return voted_pairs(a, b, min_votes, top)

@@ -247,7 +247,7 @@ def _keypoint_matches(
         others = ~np.isin(owner, copies)
         mine = np.concatenate([data[start:stop], data[others]])
         labels = np.concatenate([owner[start:stop], owner[others]])
-        votes = keypoint_votes(_exhaustive(mine), mine, labels, 0, stop - start)
+        votes = keypoint_votes(_exhaustive(mine), mine[: stop - start], labels[: stop - start], labels)
         voted = voted_pairs(*votes, min_votes=QUERY_VOTES, top=len(images))
         pairs.update((min(q, b), max(q, b)) for pair in voted for b in pair if b != q)
 
