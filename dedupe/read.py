@@ -119,11 +119,10 @@ def read_all(
     """
     cache = store.cache
     need_kp = settings.crops or settings.similar
-    stored = cache.have({known[i] for i in todo if i in known}, need_kp)
+    stored = cache.stored(sorted({known[i] for i in todo if i in known}), need_kp)
     hits = [i for i in todo if known.get(i) in stored]
-    summaries = cache.summaries(sorted({known[i] for i in hits}))
     for i in hits:
-        yield i, _keep(i, files[i], known[i], *summaries[known[i]], store, settings), True
+        yield i, _keep(i, files[i], known[i], *stored[known[i]], store, settings), True
     hit_set = set(hits)
     pending = [(i, (files[i].path, settings.max_pixels, need_kp, known.get(i))) for i in todo if i not in hit_set]
     for i, result in _run(pending, workers, cancel):
@@ -131,7 +130,8 @@ def read_all(
             yield i, result, False
         else:
             cache.put_file(files[i], result.content_hash)
-            kept = _keep(i, files[i], result.content_hash, result.info, result.codes, result.framed, store, settings)
+            size = (result.info.width, result.info.height)
+            kept = _keep(i, files[i], result.content_hash, size, result.codes, result.framed, store, settings)
             yield i, kept, not result.decoded
     cache.commit()
 
@@ -140,17 +140,16 @@ def _keep(
     i: int,
     f: FileRecord,
     content_hash: str,
-    info: ImageInfo,
+    size: tuple[int, int],
     codes: bytes,
     framed: bool,
     store: Store,
     settings: Settings,
 ) -> str | Problem:
     """A content known to the cache joins the store, unless the settings now refuse its size."""
-    if info.width * info.height > settings.max_pixels:
-        return Problem(
-            f.path, "decode", f"too many pixels ({info.width}x{info.height}; the limit is {settings.max_pixels:,})"
-        )
+    width, height = size
+    if width * height > settings.max_pixels:
+        return Problem(f.path, "decode", f"too many pixels ({width}x{height}; the limit is {settings.max_pixels:,})")
     store.add(i, content_hash, codes, framed)
     return content_hash
 
