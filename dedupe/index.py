@@ -264,14 +264,14 @@ such check costs about 3 ms."""
 
 
 def keypoint_votes(
-    index, queries: np.ndarray, query_owner: np.ndarray, owner: np.ndarray, max_distance: int = 64
+    index, queries: np.ndarray, query_owner: np.ndarray, owner: np.ndarray, max_distance: int = 64, k: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
     """(voter label, voted label) for every query descriptor (owned by query_owner) whose nearest
     neighbour in `index` under another label is within `max_distance`; owner[id] is the label of the
-    index's descriptor id. A process can search a share of the queries against the whole index."""
+    index's descriptor id. A process can search a share of the queries against the whole index.
+    `k` neighbours are looked at: enough to reach past a picture's own copies, which share its label."""
     if isinstance(index, faiss.IndexBinaryIVF):
         index.nprobe = NPROBE
-    k = 8  # enough to reach past a picture's own copies, which share its label
     votes_a, votes_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     with _one_thread():
         for lo in range(0, len(queries), QUERY_BLOCK):
@@ -314,7 +314,7 @@ def stack_descriptors(desc_sets: list[np.ndarray], labels: np.ndarray | None = N
     sizes = np.array([len(d) for d in desc_sets], dtype=np.int64)
     if len(np.unique(labels[sizes > 0])) < 2:
         return None
-    data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8))
+    data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8, copy=False))
     return data, np.repeat(labels, sizes)
 
 
