@@ -120,7 +120,7 @@ def walk(
     out = WalkResult()
     seen_files: dict[tuple[int, int], str] = {}
     seen_dirs: set[tuple[int, int]] = set()
-    found: list[tuple[str, str, int, int, int, int]] = []  # (path, root, size, mtime_ns, device, inode)
+    found: list = []  # (path, root, size, mtime_ns, device, inode) of each file, its format not known yet
 
     def visit_file(path: str, root: str, rel: str, name: str, st: os.stat_result) -> None:
         out.seen += 1
@@ -193,6 +193,7 @@ def walk(
     formats = known_formats(identities) if known_formats and found else {}
     del identities
     for n, (path, root, size, mtime_ns, device, inode) in enumerate(found):
+        found[n] = None  # each entry freed as its record is made: a million files are not held twice
         if n % 1024 == 0:
             check(cancel)
         if n in formats:
