@@ -285,18 +285,35 @@ class Cache:
             self._loaded.popitem(last=False)
         return hit
 
-    def descriptors(self, hashes: list[str]) -> dict[str, np.ndarray]:
-        """Keypoint descriptors of many contents at once, without their thumbnails."""
+    def descriptors(self, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The keypoint descriptors of these contents stacked in one (n, 32) array, in order, and how
+        many each has. Read in two passes (sizes, then the bytes straight into the array), so a million
+        descriptors are never held twice on their way into one array."""
         self.commit()
-        out = {}
-        for start in range(0, len(hashes), BATCH):
-            chunk = hashes[start : start + BATCH]
+        sizes = np.zeros(len(hashes), dtype=np.int64)
+        where: dict[str, list[int]] = {}
+        for n, h in enumerate(hashes):
+            where.setdefault(h, []).append(n)
+        for h, length in self._each(hashes, "length(kp_desc)"):
+            for n in where[h]:
+                sizes[n] = (length or 0) // 32
+        ends = np.cumsum(sizes)
+        data = np.empty((int(ends[-1]) if len(ends) else 0, 32), dtype=np.uint8)
+        flat = data.reshape(-1)
+        for h, desc in self._each(hashes, "kp_desc"):
+            for n in where[h]:
+                if sizes[n]:
+                    flat[(ends[n] - sizes[n]) * 32 : ends[n] * 32] = np.frombuffer(desc, dtype=np.uint8)
+        return data, sizes
+
+    def _each(self, hashes: list[str], column: str) -> Iterator[tuple[str, object]]:
+        """(content hash, column) of the stored contents among these, a batch at a time."""
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
             marks = ",".join("?" * len(chunk))
-            for h, desc in self.db.execute(
-                f"SELECT content_hash, kp_desc FROM images WHERE content_hash IN ({marks})", chunk
-            ):
-                out[h] = np.frombuffer(desc or b"", dtype=np.uint8).reshape(-1, 32)
-        return out
+            sql = f"SELECT content_hash, {column} FROM images WHERE content_hash IN ({marks})"
+            yield from self.db.execute(sql, chunk)
 
     def verdicts(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict | None]:
         """Stored verdicts for (first, second, settings key): evidence, or None for "not the same"."""

@@ -18,7 +18,6 @@ from .index import (
     keypoint_votes,
     load_index,
     save_index,
-    stack_descriptors,
     voted_pairs,
 )
 from .match import _load, _plain, geometry, verdict_key
@@ -114,13 +113,10 @@ def _keypoint_pairs(
     descriptors of 5,000 photos on one core). Each worker reads the index and the labels of its
     entries from files, and from the cache only the descriptors of its own share of the images, so the
     main process sends none of them and no process holds every descriptor twice."""
-    descs = workers.cache.descriptors(hashes)
-    sizes = np.array([len(descs[h]) for h in hashes], dtype=np.int64)
-    stacked = stack_descriptors([descs[h] for h in hashes], labels)
-    del descs
-    if stacked is None:
+    data, sizes = workers.cache.descriptors(hashes)
+    if len(np.unique(labels[sizes > 0])) < 2:
         return []
-    data, owner = stacked
+    owner = np.repeat(np.asarray(labels, np.int64), sizes)
     index = descriptor_index(data)
     if workers.count == 1 or len(data) <= DESC_FLAT_LIMIT:
         return voted_pairs(*keypoint_votes(index, data, owner, owner))
@@ -141,13 +137,8 @@ def _keypoint_pairs(
 
 def _votes_job(job) -> tuple[np.ndarray, np.ndarray]:
     path, owner_path, hashes, labels = job
-    descs = state()[0].descriptors(hashes)
-    sets = [descs[h] for h in hashes]
-    if not any(len(d) for d in sets):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    queries = np.ascontiguousarray(np.concatenate(sets).astype(np.uint8))
-    query_owner = np.repeat(np.asarray(labels, np.int64), [len(d) for d in sets])
-    del descs, sets
+    queries, sizes = state()[0].descriptors(hashes)
+    query_owner = np.repeat(np.asarray(labels, np.int64), sizes)
     return keypoint_votes(load_index(path), queries, query_owner, np.load(owner_path, mmap_mode="r"))
 
 

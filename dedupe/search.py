@@ -23,7 +23,7 @@ from .candidates import find_candidates
 from .compare import CompareError, band, default_threshold, related_score, relate, verifying
 from .config import Settings
 from .group import describe_transform
-from .index import keypoint_votes, stack_descriptors, voted_pairs
+from .index import keypoint_votes, voted_pairs
 from .match import _load, _plain, confirm_all, geometry, verdict_key
 from .model import Problem
 from .pipeline import Clock, Library, read_library
@@ -229,15 +229,13 @@ def _keypoint_matches(
     (verdicts kept in the cache under the scan's key). Adds to `evidence` and `similars`; returns how
     many matches it added."""
     images = library.images
-    descs = store.cache.descriptors([store.hashes[i] for i in images])
-    stacked = stack_descriptors([descs[store.hashes[i]] for i in images], np.array(images))
+    data, sizes = store.cache.descriptors([store.hashes[i] for i in images])
     progress.advance(len(asked))
-    if stacked is None:
+    if np.count_nonzero(sizes) < 2:
         return 0
-    data, owner = stacked
-    ends = np.cumsum([len(descs[store.hashes[i]]) for i in images])
-    row = {img: (int(end) - len(descs[store.hashes[img]]), int(end)) for img, end in zip(images, ends)}
-    del descs
+    owner = np.repeat(np.asarray(images, np.int64), sizes)
+    ends = np.cumsum(sizes)
+    row = {img: (int(end - size), int(end)) for img, end, size in zip(images, ends, sizes)}
     index = _exhaustive(data)
     as_image = np.zeros(max(images) + 1, np.int64)
     pairs = set()

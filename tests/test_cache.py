@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dedupe.cache as cache_mod
@@ -324,3 +325,19 @@ def test_cache_info_and_clear_commands(tmp_path, private_cache):
     assert other.exists() and not private_cache.exists()
     assert runner.invoke(app, ["scan", str(lib), "--workers", "1", "-q", "--no-cache"]).exit_code == 0
     assert not private_cache.exists()
+
+
+def test_descriptors_come_stacked_in_the_order_asked():
+    from dedupe.model import Features, ImageInfo
+
+    cache = Cache(None)
+    rng = np.random.default_rng(3)
+    sets = {"a": rng.integers(0, 256, (5, 32), dtype=np.uint8), "b": np.zeros((0, 32), np.uint8),
+            "c": rng.integers(0, 256, (3, 32), dtype=np.uint8)}
+    for h, desc in sets.items():
+        feats = Features(0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((len(desc), 2), np.float16), kp_desc=desc)
+        cache.put_image(h, ImageInfo(8, 8, "PNG", True, 64), feats, keypoints=True)
+    data, sizes = cache.descriptors(["c", "a", "missing", "b", "c"])
+    assert sizes.tolist() == [3, 5, 0, 0, 3]
+    assert np.array_equal(data, np.concatenate([sets["c"], sets["a"], sets["c"]]))
+    cache.close()
