@@ -299,11 +299,13 @@ class Cache:
                 sizes[n] = (length or 0) // 32
         ends = np.cumsum(sizes)
         data = np.empty((int(ends[-1]) if len(ends) else 0, 32), dtype=np.uint8)
-        flat = data.reshape(-1)
+        flat = memoryview(data).cast("B")  # slices of a memoryview take bytes by memcpy, no numpy per row
+        bounds = list(zip(((ends - sizes) * 32).tolist(), (ends * 32).tolist()))
         for h, desc in self._each(hashes, "kp_desc"):
             for n in where[h]:
-                if sizes[n]:
-                    flat[(ends[n] - sizes[n]) * 32 : ends[n] * 32] = np.frombuffer(desc, dtype=np.uint8)
+                start, stop = bounds[n]
+                if stop > start:
+                    flat[start:stop] = desc
         return data, sizes
 
     def _each(self, hashes: list[str], column: str) -> Iterator[tuple[str, object]]:
