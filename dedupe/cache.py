@@ -299,6 +299,8 @@ class Cache:
                 sizes[n] = (length or 0) // 32
         ends = np.cumsum(sizes)
         data = np.empty((int(ends[-1]) if len(ends) else 0, 32), dtype=np.uint8)
+        if not len(data):
+            return data, sizes
         flat = memoryview(data).cast("B")  # slices of a memoryview take bytes by memcpy, no numpy per row
         bounds = list(zip(((ends - sizes) * 32).tolist(), (ends * 32).tolist()))
         for h, desc in self._each(hashes, "kp_desc"):

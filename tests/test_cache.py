@@ -340,4 +340,6 @@ def test_descriptors_come_stacked_in_the_order_asked():
     data, sizes = cache.descriptors(["c", "a", "missing", "b", "c"])
     assert sizes.tolist() == [3, 5, 0, 0, 3]
     assert np.array_equal(data, np.concatenate([sets["c"], sets["a"], sets["c"]]))
+    data, sizes = cache.descriptors(["b", "missing"])  # none at all
+    assert data.shape == (0, 32) and sizes.tolist() == [0, 0]
     cache.close()
