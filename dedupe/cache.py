@@ -347,6 +347,7 @@ class Cache:
     # --- writes ---
 
     def put_file(self, f: FileRecord, content_hash: str) -> None:
+        self._file_rows.pop(f.identity, None)  # a row read earlier in this scan no longer holds
         self._put(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
             (f.device, f.inode, f.size, f.mtime_ns, content_hash, f.format),

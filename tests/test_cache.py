@@ -343,3 +343,17 @@ def test_descriptors_come_stacked_in_the_order_asked():
     data, sizes = cache.descriptors(["b", "missing"])  # none at all
     assert data.shape == (0, 32) and sizes.tolist() == [0, 0]
     cache.close()
+
+
+def test_a_file_recorded_again_is_not_answered_from_an_earlier_look_up(tmp_path):
+    from dedupe.model import FileRecord
+
+    cache = Cache(tmp_path / "c.sqlite")
+    old = FileRecord("/x/a.jpg", "/x", 10, 1, 7, 42, "JPEG")
+    cache.put_file(old, "aa")
+    assert cache.known_formats([(7, 42, 10, 1)]) == {0: "JPEG"}  # read, and kept for known_hashes
+    new = FileRecord("/x/a.jpg", "/x", 12, 2, 7, 42, "PNG")  # rewritten in place since
+    cache.put_file(new, "bb")
+    assert cache.known_hashes([new]) == {0: "bb"}
+    assert cache.known_formats([(7, 42, 12, 2)]) == {0: "PNG"}
+    cache.close()
