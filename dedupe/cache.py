@@ -103,7 +103,6 @@ class Cache:
         self._pending = 0
         self._last_commit = time.monotonic()
         self._loaded: OrderedDict[str, tuple] = OrderedDict()
-        self._file_rows: dict[tuple[int, int], tuple] = {}
         if worker:
             self.db = sqlite3.connect(self.path, timeout=60)
         else:
@@ -159,17 +158,13 @@ class Cache:
     # --- reads (each first writes what is buffered, so a connection sees its own writes) ---
 
     def _files(self, identities: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[int, int, str, str | None]]:
-        """(size, mtime_ns, content hash, format) recorded for these (device, inode), read once per scan:
-        the walk asks for the formats, then read_library for the hashes of the same files."""
+        """(size, mtime_ns, content hash, format) recorded for these (device, inode)."""
         self.commit()
         out = {}
-        todo: dict[int, list[int]] = {}
-        for key in identities:
-            if key in self._file_rows:
-                out[key] = self._file_rows[key]
-            else:
-                todo.setdefault(key[0], []).append(key[1])
-        for device, inodes in todo.items():
+        by_device: dict[int, list[int]] = {}
+        for device, inode in identities:
+            by_device.setdefault(device, []).append(inode)
+        for device, inodes in by_device.items():
             for start in range(0, len(inodes), BATCH):
                 chunk = inodes[start : start + BATCH]
                 for row in self.db.execute(
@@ -178,7 +173,6 @@ class Cache:
                     [device, *chunk],
                 ):
                     out[(device, row[0])] = row[1:]
-        self._file_rows = out
         return out
 
     def known_formats(self, identities: list[tuple[int, int, int, int]]) -> dict[int, str]:
@@ -194,7 +188,6 @@ class Cache:
     def known_hashes(self, files: list[FileRecord]) -> dict[int, str]:
         """Content hashes of the files whose identity (device, inode, size, mtime_ns) is unchanged."""
         rows = self._files([f.identity for f in files])
-        self._file_rows = {}
         out: dict[int, str] = {}
         for n, f in enumerate(files):
             hit = rows.get(f.identity)
@@ -204,53 +197,41 @@ class Cache:
                     self._put("UPDATE files SET format=? WHERE device=? AND inode=?", (f.format, f.device, f.inode))
         return out
 
+    def _each(self, hashes: Iterable[str], columns: str, cond: str = "") -> Iterator[tuple]:
+        """(content hash, *columns) of the stored contents among these, a batch at a time."""
+        self.commit()
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            marks = ",".join("?" * len(chunk))
+            yield from self.db.execute(
+                f"SELECT content_hash, {columns} FROM images WHERE content_hash IN ({marks}){cond}", chunk
+            )
+
+    @staticmethod
+    def _with_keypoints(keypoints: bool) -> str:
+        return " AND kp_desc IS NOT NULL" if keypoints else ""
+
     def have(self, hashes: Iterable[str], keypoints: bool) -> set[str]:
         """Which of these contents are stored (with keypoints, when they are needed)."""
-        self.commit()
-        hashes = list(hashes)
-        out: set[str] = set()
-        cond = " AND kp_desc IS NOT NULL" if keypoints else ""
-        for start in range(0, len(hashes), BATCH):
-            chunk = hashes[start : start + BATCH]
-            marks = ",".join("?" * len(chunk))
-            out.update(
-                r[0]
-                for r in self.db.execute(
-                    f"SELECT content_hash FROM images WHERE content_hash IN ({marks}){cond}", chunk
-                )
-            )
-        return out
+        return {h for h, _ in self._each(hashes, "1", self._with_keypoints(keypoints))}
 
     def stored(self, hashes: list[str], keypoints: bool) -> dict[str, tuple[tuple[int, int], bytes, bool]]:
         """((width, height), packed codes, has a frame) of the stored contents among these (with keypoints,
         when they are needed): what a scan needs of an unchanged file, in one look-up per content and
         without parsing its info."""
-        self.commit()
-        out = {}
-        cond = " AND kp_desc IS NOT NULL" if keypoints else ""
-        for start in range(0, len(hashes), BATCH):
-            chunk = hashes[start : start + BATCH]
-            marks = ",".join("?" * len(chunk))
-            for h, w, ht, codes, box in self.db.execute(
-                "SELECT content_hash, json_extract(info, '$.width'), json_extract(info, '$.height'), codes, box"
-                f" FROM images WHERE content_hash IN ({marks}){cond}",
-                chunk,
-            ):
-                out[h] = ((w, ht), codes, box is not None)
-        return out
+        columns = "json_extract(info, '$.width'), json_extract(info, '$.height'), codes, box"
+        return {
+            h: ((w, ht), codes, box is not None)
+            for h, w, ht, codes, box in self._each(hashes, columns, self._with_keypoints(keypoints))
+        }
 
     def summaries(self, hashes: list[str]) -> dict[str, tuple[ImageInfo, bytes, bool]]:
         """(info, packed codes, has a frame) of stored contents: what the main process keeps per image."""
-        self.commit()
-        out = {}
-        for start in range(0, len(hashes), BATCH):
-            chunk = hashes[start : start + BATCH]
-            marks = ",".join("?" * len(chunk))
-            for h, info, codes, box in self.db.execute(
-                f"SELECT content_hash, info, codes, box FROM images WHERE content_hash IN ({marks})", chunk
-            ):
-                out[h] = (ImageInfo(**json.loads(info)), codes, box is not None)
-        return out
+        return {
+            h: (ImageInfo(**json.loads(info)), codes, box is not None)
+            for h, info, codes, box in self._each(hashes, "info, codes, box")
+        }
 
     def load(self, content_hash: str) -> tuple[ImageInfo, Features]:
         """Everything stored for a content (kept for the LOADED most recently used)."""
@@ -289,7 +270,6 @@ class Cache:
         """The keypoint descriptors of these contents stacked in one (n, 32) array, in order, and how
         many each has. Read in two passes (sizes, then the bytes straight into the array), so a million
         descriptors are never held twice on their way into one array."""
-        self.commit()
         sizes = np.zeros(len(hashes), dtype=np.int64)
         where: dict[str, list[int]] = {}
         for n, h in enumerate(hashes):
@@ -309,15 +289,6 @@ class Cache:
                 if stop > start:
                     flat[start:stop] = desc
         return data, sizes
-
-    def _each(self, hashes: list[str], column: str) -> Iterator[tuple[str, object]]:
-        """(content hash, column) of the stored contents among these, a batch at a time."""
-        unique = list(dict.fromkeys(hashes))
-        for start in range(0, len(unique), BATCH):
-            chunk = unique[start : start + BATCH]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT content_hash, {column} FROM images WHERE content_hash IN ({marks})"
-            yield from self.db.execute(sql, chunk)
 
     def verdicts(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict | None]:
         """Stored verdicts for (first, second, settings key): evidence, or None for "not the same"."""
@@ -347,7 +318,6 @@ class Cache:
     # --- writes ---
 
     def put_file(self, f: FileRecord, content_hash: str) -> None:
-        self._file_rows.pop(f.identity, None)  # a row read earlier in this scan no longer holds
         self._put(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
             (f.device, f.inode, f.size, f.mtime_ns, content_hash, f.format),
