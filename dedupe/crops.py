@@ -15,6 +15,7 @@ from .index import (
     MIN_VOTES,
     NPROBE,
     descriptor_index,
+    descriptor_owners,
     keypoint_votes,
     load_index,
     save_index,
@@ -114,9 +115,9 @@ def _keypoint_pairs(
     entries from files, and from the cache only the descriptors of its own share of the images, so the
     main process sends none of them and no process holds every descriptor twice."""
     data, sizes = workers.cache.descriptors(hashes)
-    if len(np.unique(labels[sizes > 0])) < 2:
+    owner = descriptor_owners(labels, sizes)
+    if owner is None:
         return []
-    owner = np.repeat(np.asarray(labels, np.int64), sizes)
     index = descriptor_index(data)
     if workers.count == 1 or len(data) <= DESC_FLAT_LIMIT:
         return voted_pairs(*keypoint_votes(index, data, owner, owner))

@@ -308,14 +308,23 @@ def voted_pairs(a: np.ndarray, b: np.ndarray, min_votes: int = MIN_VOTES, top: i
     return sorted(out)
 
 
-def stack_descriptors(desc_sets: list[np.ndarray], labels: np.ndarray | None = None):
-    """(all descriptors in one array, the label owning each), or None when fewer than two labels have any."""
-    labels = np.arange(len(desc_sets)) if labels is None else np.asarray(labels, dtype=np.int64)
-    sizes = np.array([len(d) for d in desc_sets], dtype=np.int64)
+def descriptor_owners(labels, sizes: np.ndarray) -> np.ndarray | None:
+    """The label of each descriptor stacked set after set (`sizes` of them per set), or None when fewer
+    than two labels have any: there is nothing to vote for."""
+    labels = np.asarray(labels, dtype=np.int64)
     if len(np.unique(labels[sizes > 0])) < 2:
         return None
+    return np.repeat(labels, sizes)
+
+
+def stack_descriptors(desc_sets: list[np.ndarray], labels: np.ndarray | None = None):
+    """(all descriptors in one array, the label owning each), or None when fewer than two labels have any."""
+    sizes = np.array([len(d) for d in desc_sets], dtype=np.int64)
+    owner = descriptor_owners(np.arange(len(desc_sets)) if labels is None else labels, sizes)
+    if owner is None:
+        return None
     data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8, copy=False))
-    return data, np.repeat(labels, sizes)
+    return data, owner
 
 
 def keypoint_pairs(

@@ -23,7 +23,7 @@ from .candidates import find_candidates
 from .compare import CompareError, band, default_threshold, related_score, relate, verifying
 from .config import Settings
 from .group import describe_transform
-from .index import keypoint_votes, voted_pairs
+from .index import descriptor_owners, keypoint_votes, voted_pairs
 from .match import _load, _plain, confirm_all, geometry, verdict_key
 from .model import Problem
 from .pipeline import Clock, Library, read_library
@@ -231,9 +231,9 @@ def _keypoint_matches(
     images = library.images
     data, sizes = store.cache.descriptors([store.hashes[i] for i in images])
     progress.advance(len(asked))
-    if np.count_nonzero(sizes) < 2:
+    owner = descriptor_owners(images, sizes)
+    if owner is None:
         return 0
-    owner = np.repeat(np.asarray(images, np.int64), sizes)
     ends = np.cumsum(sizes)
     row = {img: (int(end - size), int(end)) for img, end, size in zip(images, ends, sizes)}
     index = _exhaustive(data)
