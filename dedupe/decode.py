@@ -25,8 +25,9 @@ except ImportError:  # pragma: no cover
 
 WORK_MIN = 128
 """Long side a JPEG is drafted to at least; the work image the features are computed from."""
-WORK_MAX = 512
-"""Long side the work image is reduced to when the decoder gives more (non-JPEG formats)."""
+WORK_MAX = 320
+"""Long side the work image is reduced to when the decoder gives more: the keypoints are found at this size
+(features.keypoints.LONG_SIDE), the hashes and the thumbnail at 128, so more pixels only cost time."""
 BACKGROUND = 255
 """Transparent pixels are composited on white, so a PNG with alpha matches its flattened copy."""
 
@@ -149,7 +150,7 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
             # Some loaders (TIFF in recent Pillow) turn the picture themselves while loading, report the
             # turned size up front and drop the tag: only a tag still there after loading is ours to apply.
             to_apply = _exif_fields(im)[0] if orientation != 1 else 1
-            gray = _to_gray(im)
+            gray = _to_gray(_reduce(im, WORK_MAX))
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -198,7 +199,7 @@ def decode_color(path: str, long_side: int) -> np.ndarray:
                     im.draft("RGB" if im.mode in ("RGB", "YCbCr") else None, (max(1, int(w * s)), max(1, int(h * s))))
                 im.load()
                 orientation = _exif_fields(im)[0]  # after loading, as decode() does
-                rgb = _to_rgb(im)
+                rgb = _to_rgb(_reduce(im, long_side))
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as exc:
         raise DecodeError(f"cannot decode: {exc or type(exc).__name__}") from None
     except Image.DecompressionBombError as exc:
@@ -206,6 +207,22 @@ def decode_color(path: str, long_side: int) -> np.ndarray:
     if orientation in _TRANSPOSE:
         rgb = np.asarray(Image.fromarray(rgb).transpose(_TRANSPOSE[orientation]))
     return np.ascontiguousarray(shrink(rgb, long_side))
+
+
+def _reduce(im: Image.Image, long_side: int) -> Image.Image:
+    """A picture the decoder gave much larger than `long_side` (anything but a drafted JPEG), box-averaged
+    by a whole factor to no less than `long_side`, before any mode conversion: converting and compositing
+    a 12 MP PNG in full cost 4 passes over 48 MB. Palette indices and colour keys cannot be averaged:
+    those are converted (or composited) first; alpha is averaged premultiplied (Image.reduce does that)."""
+    factor = max(im.size) // long_side
+    if factor < 2:
+        return im
+    if im.mode in ("P", "PA", "1") or "transparency" in im.info:
+        flat = _flatten(im)
+        im = flat if flat is not None else im.convert("L" if im.mode == "1" else "RGB")
+    elif im.mode.startswith("I;16"):
+        im = im.convert("I")
+    return im.reduce(factor)
 
 
 def _head(path: str) -> bytes:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dedupe.decode import WORK_MAX, DecodeError, decode
+from dedupe.decode import WORK_MAX, DecodeError, decode, shrink
 from dedupe.features.hashes import hamming, phash
 from images import HAVE_HEIF, encode, exif, photo, store_oriented, with_metadata
 
@@ -26,7 +26,7 @@ def mean_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def pic():
-    return photo(7, (400, 300))
+    return photo(7, (320, 240))  # the work size: decoded as it is
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +37,10 @@ def ref(pic):
 
 def test_work_image_is_gray_uint8_and_info_is_filled(pic):
     gray, info = dec(with_metadata(pic, date="2020:02:03 04:05:06", make="NIKON CORPORATION", model="NIKON D750"))
-    assert gray.dtype == np.uint8 and gray.ndim == 2 and gray.shape == (300, 400)
+    assert gray.dtype == np.uint8 and gray.ndim == 2 and gray.shape == (240, 320)
     assert gray.flags["C_CONTIGUOUS"]
-    assert (info.width, info.height, info.format, info.lossless) == (400, 300, "JPEG", False)
-    assert info.content_pixels == 400 * 300
+    assert (info.width, info.height, info.format, info.lossless) == (320, 240, "JPEG", False)
+    assert info.content_pixels == 320 * 240
     assert info.exif_date == "2020:02:03 04:05:06"
     assert info.camera  # make/model read
     assert "D750" in info.camera
@@ -62,7 +62,7 @@ def test_exif_orientation_applied(pic, ref, fmt, orientation):
     """A copy stored rotated/mirrored with the tag that makes it display upright decodes like the original."""
     gray, info = dec(store_oriented(pic, orientation, fmt))
     assert info.orientation == orientation
-    assert (info.width, info.height) == (400, 300)  # as displayed
+    assert (info.width, info.height) == (320, 240)  # as displayed
     assert gray.shape == ref.shape
     assert hamming(phash(gray), phash(ref)) <= 4
     assert mean_abs(gray, ref) < 6
@@ -78,7 +78,7 @@ def test_orientation_tag_without_rotated_pixels_is_a_different_view(pic, ref):
 @pytest.mark.parametrize("orientation", [3, 6])
 def test_exif_orientation_applied_tiff(pic, ref, orientation):
     gray, info = dec(store_oriented(pic, orientation, "TIFF"))
-    assert (info.width, info.height) == (400, 300)
+    assert (info.width, info.height) == (320, 240)
     assert gray.shape == ref.shape
     assert hamming(phash(gray), phash(ref)) <= 4
 
@@ -96,7 +96,7 @@ def big_pic():
 
 def test_large_jpeg_is_drafted_small_with_full_size_info(big_pic):
     gray, info = dec(encode(big_pic, quality=85))
-    assert max(gray.shape) == 500  # 1/8 in the DCT domain, the cheapest decode
+    assert max(gray.shape) == WORK_MAX  # 1/8 in the DCT domain (500 px), the cheapest decode, then reduced
     assert (info.width, info.height) == (4000, 3000)
     assert info.content_pixels == 12_000_000
     assert gray.shape[1] / gray.shape[0] == pytest.approx(4 / 3, rel=0.02)
@@ -124,28 +124,36 @@ def test_large_png_is_shrunk_to_work_size():
     assert (info.width, info.height) == (1800, 1200)
 
 
-def test_alpha_composited_on_white(pic):
-    rgba = pic.convert("RGBA")
-    alpha = Image.new("L", pic.size, 255)
-    alpha.paste(0, (0, 0, 200, 150))  # a fully transparent quarter
-    alpha.paste(128, (200, 150, 400, 300))  # a half transparent quarter
+@pytest.mark.parametrize("scale", [1, 5])  # 5: a large picture, reduced before it is composited
+def test_alpha_composited_on_white(pic, scale):
+    w, h = pic.size[0] * scale, pic.size[1] * scale
+    rgba = pic.resize((w, h)).convert("RGBA")
+    alpha = Image.new("L", (w, h), 255)
+    alpha.paste(0, (0, 0, w // 2, h // 2))  # a fully transparent quarter
+    alpha.paste(128, (w // 2, h // 2, w, h))  # a half transparent quarter
     rgba.putalpha(alpha)
-    flat = Image.new("RGB", pic.size, (255, 255, 255))
+    flat = Image.new("RGB", (w, h), (255, 255, 255))
     flat.paste(rgba, mask=rgba.getchannel("A"))
     g_alpha, _ = dec(encode(rgba, "PNG"))
     g_flat, _ = dec(encode(flat, "PNG"))
+    assert g_alpha.shape == g_flat.shape == (240, 320)
     assert mean_abs(g_alpha, g_flat) < 1.0
-    assert g_alpha[:150, :200].min() == 255  # transparent -> white, not black
+    assert g_alpha[:110, :150].min() == 255  # transparent -> white, not black
 
 
-def test_palette_transparency_composited_on_white(pic):
-    pal = pic.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+@pytest.mark.parametrize("scale", [1, 5])  # 5: converted before it is reduced (indices cannot be averaged)
+def test_palette_transparency_composited_on_white(pic, scale):
+    big = pic.resize((pic.size[0] * scale, pic.size[1] * scale))
+    pal = big.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     idx = np.asarray(pal).copy()
-    idx[:50, :50] = 0
+    idx[: 50 * scale, : 50 * scale] = 0
     pal = Image.fromarray(idx, "P")
-    pal.putpalette(pic.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).getpalette())
+    pal.putpalette(big.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).getpalette())
     gray, _ = dec(encode(pal, "PNG", transparency=0))
-    assert gray[:50, :50].min() == 255
+    assert gray[:49, :49].min() == 255
+    flat = Image.new("RGBA", big.size, (255, 255, 255, 255))
+    flat.alpha_composite(Image.open(io.BytesIO(encode(pal, "PNG", transparency=0))).convert("RGBA"))
+    assert mean_abs(gray, dec(encode(flat.convert("RGB"), "PNG"))[0]) < 1.0
 
 
 @pytest.mark.parametrize(
@@ -161,7 +169,10 @@ def test_palette_transparency_composited_on_white(pic):
         "1",
     ],
 )
-def test_modes_give_a_sane_gray_image(pic, ref, make):
+@pytest.mark.parametrize("scale", [1, 4])  # 4: a large picture, reduced before any conversion
+def test_modes_give_a_sane_gray_image(pic, make, scale):
+    pic = pic.resize((pic.size[0] * scale, pic.size[1] * scale))
+    ref, _ = dec(encode(pic, "PNG"))
     g8 = np.asarray(pic.convert("L"))
     data = {
         "L": lambda: encode(pic.convert("L"), "PNG"),
@@ -174,6 +185,8 @@ def test_modes_give_a_sane_gray_image(pic, ref, make):
         "1": lambda: encode(pic.convert("1"), "PNG"),
     }[make]()
     gray, info = dec(data)
+    if make == "CMYK_JPEG" and scale > 1:  # drafted smaller, as any large JPEG
+        ref = shrink(ref, max(gray.shape))
     assert gray.dtype == np.uint8 and gray.shape == ref.shape
     if make == "I16_PNG":
         assert Image.open(io.BytesIO(data)).mode.startswith("I;16")
@@ -245,8 +258,8 @@ def test_garbage_bytes(data):
 def test_too_many_pixels(pic):
     data = encode(pic)
     with pytest.raises(DecodeError, match="too many pixels"):
-        dec(data, max_pixels=400 * 300 - 1)
-    dec(data, max_pixels=400 * 300)  # exactly at the limit is fine
+        dec(data, max_pixels=320 * 240 - 1)
+    dec(data, max_pixels=320 * 240)  # exactly at the limit is fine
 
 
 def test_decompression_bomb_header_is_refused_without_decoding():
