@@ -146,11 +146,14 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
                         "L" if im.mode in ("L", "RGB", "YCbCr") else None,
                         (max(1, int(width * scale)), max(1, int(height * scale))),
                     )
-            im.load()
+            gray = _webp_gray(im, data)
+            if gray is None:
+                im.load()
             # Some loaders (TIFF in recent Pillow) turn the picture themselves while loading, report the
             # turned size up front and drop the tag: only a tag still there after loading is ours to apply.
             to_apply = _exif_fields(im)[0] if orientation != 1 else 1
-            gray = _to_gray(_reduce(im, WORK_MAX))
+            if gray is None:
+                gray = _to_gray(_reduce(im, WORK_MAX))
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -207,6 +210,24 @@ def decode_color(path: str, long_side: int) -> np.ndarray:
     if orientation in _TRANSPOSE:
         rgb = np.asarray(Image.fromarray(rgb).transpose(_TRANSPOSE[orientation]))
     return np.ascontiguousarray(shrink(rgb, long_side))
+
+
+def _webp_gray(im: Image.Image, data: bytes | str) -> np.ndarray | None:
+    """A large WebP with nothing to composite, decoded by OpenCV straight to gray; None for Pillow to
+    decode. Pillow's WebP decoder holds a 12 MP picture three times over in RGBA: 190 MB and 0.35 s,
+    against 48 MB and 0.18 s this way, the same pixels. (Not PNG: Pillow decodes it anyway to find an
+    EXIF chunk after the pixels.) Anything OpenCV cannot read is left to Pillow, which says why."""
+    if (
+        im.format != "WEBP"
+        or im.mode not in ("RGB", "L")
+        or "transparency" in im.info
+        or getattr(im, "n_frames", 1) > 1
+        or max(im.size) <= 2 * WORK_MAX
+        or not isinstance(data, bytes)
+    ):
+        return None
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    return gray if gray is not None and gray.shape == (im.height, im.width) else None
 
 
 def _reduce(im: Image.Image, long_side: int) -> Image.Image:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -235,6 +236,41 @@ def test_jpeg_truncated_in_its_header(pic, cut):
 def test_truncated_png(pic):
     data = encode(pic, "PNG")
     with pytest.raises(DecodeError, match="truncated"):
+        dec(data[: len(data) // 2])
+
+
+@pytest.fixture(scope="module")
+def big_webp(pic):
+    return pic.resize((1600, 1200))
+
+
+def test_large_webp_decodes_as_pillow_does(big_webp, monkeypatch):
+    import dedupe.decode
+
+    calls, imdecode = [], cv2.imdecode
+    monkeypatch.setattr(dedupe.decode.cv2, "imdecode", lambda *a: calls.append(1) or imdecode(*a))
+    gray, info = dec(encode(big_webp, "WEBP", quality=90))
+    assert calls  # by OpenCV, straight to gray
+    assert (info.width, info.height, info.format) == (1600, 1200, "WEBP")
+    assert gray.shape == (240, 320)
+    plain = Image.open(io.BytesIO(encode(big_webp, "WEBP", quality=90))).convert("L").reduce(5)
+    assert mean_abs(gray, np.asarray(plain)) < 1.0
+
+
+def test_large_webp_with_orientation_and_alpha(big_webp):
+    gray, info = dec(store_oriented(big_webp, 6, "WEBP", quality=90))
+    assert (info.width, info.height) == (1600, 1200)  # as displayed
+    upright, _ = dec(encode(big_webp, "WEBP", quality=90))
+    assert mean_abs(gray, upright) < 2.0
+    rgba = big_webp.convert("RGBA")
+    rgba.putalpha(0)
+    clear, _ = dec(encode(rgba, "WEBP", lossless=True))  # fully transparent: composited on white
+    assert clear.min() == 255
+
+
+def test_truncated_large_webp(big_webp):
+    data = encode(big_webp, "WEBP", quality=90)
+    with pytest.raises(DecodeError):
         dec(data[: len(data) // 2])
 
 
