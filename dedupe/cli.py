@@ -38,6 +38,7 @@ class TqdmProgress:
         if self.bars:
             from tqdm import tqdm
 
+            tqdm.monitor_interval = 0  # no monitor thread: worker processes can then be forked (workers._context)
             self.bar = tqdm(
                 total=total,
                 desc=title,
