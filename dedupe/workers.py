@@ -108,6 +108,8 @@ class Workers:
             for result in pool.map(fn, jobs, chunksize=chunksize):
                 check(cancel)
                 yield result
+        except GeneratorExit:  # the caller stopped reading (zip() does after the last result): the pool is fine
+            raise
         except BaseException:
             self.discard()
             raise

@@ -24,3 +24,29 @@ def test_workers_are_forked_only_while_no_thread_has_started():
     a forked child could inherit a held lock without its owner, so workers are spawned."""
     out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["fork" if sys.platform == "linux" else "spawn", "spawn"]
+
+
+def _double(x: int) -> int:
+    return 2 * x
+
+
+def test_a_pool_outlives_a_caller_that_stops_reading(tmp_path):
+    """zip() stops reading the results after the last one it needs: the pool is kept for the next stage,
+    not restarted (a second start costs every worker's start-up again)."""
+    from dedupe import Settings
+    from dedupe.cache import Cache
+    from dedupe.progress import never
+    from dedupe.workers import SERIAL_BELOW, Workers
+
+    cache = Cache(tmp_path / "cache.sqlite")
+    workers = Workers(Settings(workers=2), cache)
+    try:
+        jobs = list(range(SERIAL_BELOW))
+        assert [r for _, r in zip(jobs, workers.map(_double, jobs, never))] == [2 * j for j in jobs]
+        first = workers._pool
+        assert first is not None
+        assert list(workers.map(_double, jobs, never)) == [2 * j for j in jobs]
+        assert workers._pool is first
+    finally:
+        workers.close()
+        cache.close()
