@@ -175,10 +175,12 @@ class Cache:
                     out[(device, row[0])] = row[1:]
         return out
 
-    def known_formats(self, identities: list[tuple[int, int, int, int]]) -> dict[int, str]:
-        """The recorded format of each (device, inode, size, mtime_ns) that is unchanged (walk.KnownFormats)."""
+    def known_formats(self, identities) -> list[str | None]:
+        """The recorded format of each (device, inode, size, mtime_ns) that is unchanged, None for the
+        others (walk.KnownFormats)."""
+        identities = np.asarray(identities, dtype=np.int64).reshape(-1, 4).tolist()
         rows = self._files([(d, i) for d, i, _, _ in identities])
-        out = {}
+        out: list[str | None] = [None] * len(identities)
         for n, (d, i, size, mtime) in enumerate(identities):
             hit = rows.get((d, i))
             if hit is not None and hit[:2] == (size, mtime) and hit[3]:

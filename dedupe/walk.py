@@ -8,6 +8,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from .config import Settings
 from .model import FileRecord, Link, Problem
 from .progress import CancelCheck, NullProgress, Progress, check, never
@@ -86,6 +88,19 @@ class WalkResult:
     links: list[Link] = field(default_factory=list)
     seen: int = 0
     """Every directory entry that was a file or a link to one, before any filtering."""
+    ids: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    """Each file's identity (device, inode, size, mtime_ns), in the order of `files`: what the cache and
+    the library snapshot recognise an unchanged file by, compared in bulk."""
+
+    def __post_init__(self) -> None:
+        if len(self.ids) != len(self.files):  # built by hand (tests, a merge): from the records
+            self.ids = identities(self.files)
+
+
+def identities(files: list[FileRecord]) -> np.ndarray:
+    """(device, inode, size, mtime_ns) of each file, as an (n, 4) int64 array."""
+    rows = [(f.device, f.inode, f.size, f.mtime_ns) for f in files]
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
 
 def _matches(patterns: tuple[str, ...], rel: str, name: str) -> bool:
@@ -99,8 +114,11 @@ def _matches(patterns: tuple[str, ...], rel: str, name: str) -> bool:
     )
 
 
-KnownFormats = Callable[[list[tuple[int, int, int, int]]], dict[int, str]]
-"""Given files' identities (device, inode, size, mtime_ns), the format of those a cache recorded."""
+KnownFormats = Callable[[np.ndarray], list]
+"""Given files' identities ((n, 4) array: device, inode, size, mtime_ns), the format a cache recorded
+for each one it knows unchanged, None for the others."""
+PROGRESS_EVERY = 1024
+"""Files counted between two progress updates (one call per file cost a tenth of the walk)."""
 
 
 def walk(
@@ -115,16 +133,19 @@ def walk(
     A file reached twice (hard link, overlapping roots, followed link) is read once; the other paths are Links.
     Folder loops through followed links are cut by remembering (device, inode) of every folder entered.
     A file whose unchanged identity `known_formats` recognises is not opened: on an unchanged library,
-    opening every file to read its first bytes was half of the walk.
+    opening every file to read its first bytes was half of the walk. The walk does only a stat per file
+    otherwise; its identities are gathered in one array (WalkResult.ids), which is how they are looked up.
     """
     out = WalkResult()
     seen_files: dict[tuple[int, int], str] = {}
     seen_dirs: set[tuple[int, int]] = set()
-    found: list = []  # (path, root, size, mtime_ns, device, inode) of each file, its format not known yet
+    found: list = []  # (path, root, name) of each file, its format not known yet
+    found_ids: list[tuple[int, int, int, int]] = []  # and its identity
+    patterns = bool(settings.include or settings.exclude)
+    counted = 0
 
     def visit_file(path: str, root: str, rel: str, name: str, st: os.stat_result) -> None:
         out.seen += 1
-        progress.advance()
         if settings.include and not _matches(settings.include, rel, name):
             return
         key = (st.st_dev, st.st_ino)
@@ -135,7 +156,8 @@ def walk(
         if st.st_size == 0:
             out.problems.append(Problem(path, "walk", "empty file (0 bytes)"))
             return
-        found.append((path, root, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+        found.append((path, root, name))
+        found_ids.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
 
     for root_in in roots:
         root = os.path.abspath(os.fspath(root_in))
@@ -147,10 +169,13 @@ def walk(
         if stat.S_ISREG(st.st_mode):  # a single file given as a root
             visit_file(root, os.path.dirname(root), os.path.basename(root), os.path.basename(root), st)
             continue
-        prefix = root if root.endswith(os.sep) else root + os.sep  # rel by slicing: relpath costs a third of the walk
+        prefix = len(root if root.endswith(os.sep) else root + os.sep)  # rel by slicing: relpath cost a third
         stack = [root]
         while stack:
             check(cancel)
+            if out.seen - counted >= PROGRESS_EVERY:
+                progress.advance(out.seen - counted)
+                counted = out.seen
             folder = stack.pop()
             try:
                 fst = os.stat(folder)
@@ -168,37 +193,38 @@ def walk(
             subfolders = []
             for entry in entries:
                 name = entry.name
-                rel = entry.path[len(prefix) :]
-                if not settings.hidden and name.startswith("."):
+                if not settings.hidden and name[0] == ".":
                     continue
+                rel = entry.path[prefix:] if patterns else ""
                 if settings.exclude and _matches(settings.exclude, rel, name):
                     continue
                 try:
-                    is_link = entry.is_symlink()
-                    if is_link and not settings.follow_symlinks:
+                    if not settings.follow_symlinks and entry.is_symlink():
                         out.seen += 1
                         out.problems.append(Problem(entry.path, "walk", "symbolic link, not followed", "skipped"))
                         continue
-                    st = entry.stat(follow_symlinks=True)
+                    st = entry.stat()
                 except OSError as exc:
                     out.seen += 1
                     out.problems.append(Problem(entry.path, "walk", f"cannot stat: {exc.strerror or exc}"))
                     continue
-                if stat.S_ISDIR(st.st_mode):
-                    subfolders.append(entry.path)
-                elif stat.S_ISREG(st.st_mode):
+                mode = st.st_mode
+                if stat.S_ISREG(mode):
                     visit_file(entry.path, root, rel, name, st)
+                elif stat.S_ISDIR(mode):
+                    subfolders.append(entry.path)
             stack.extend(reversed(subfolders))
-    identities = [(dev, ino, size, mtime) for _, _, size, mtime, dev, ino in found]
-    formats = known_formats(identities) if known_formats and found else {}
-    del identities
-    for n, (path, root, size, mtime_ns, device, inode) in enumerate(found):
+    progress.advance(out.seen - counted)
+    ids = np.array(found_ids, dtype=np.int64).reshape(-1, 4)
+    found_ids.clear()
+    formats = known_formats(ids) if known_formats and found else [None] * len(found)
+    kept = []
+    for n, (path, root, name) in enumerate(found):
         found[n] = None  # each entry freed as its record is made: a million files are not held twice
         if n % 1024 == 0:
             check(cancel)
-        if n in formats:
-            fmt = formats[n]
-        else:
+        fmt = formats[n]
+        if fmt is None:
             try:
                 with open(path, "rb") as fh:
                     head = fh.read(32)
@@ -206,8 +232,8 @@ def walk(
                 out.problems.append(Problem(path, "walk", f"cannot read: {exc.strerror or exc}"))
                 continue
             fmt = sniff(head)
-        suffix = os.path.splitext(path)[1]
-        named = IMAGE_EXTENSIONS.get(suffix.lower())
+        suffix = _suffix(name)
+        named = IMAGE_EXTENSIONS.get(suffix.lower()) if suffix else None
         if fmt is None:
             out.problems.append(Problem(path, "walk", _describe(head), kind="error" if named else "skipped"))
             continue
@@ -215,5 +241,16 @@ def walk(
             out.problems.append(
                 Problem(path, "walk", f"named {suffix} but the content is {fmt}; read as {fmt}", kind="warning")
             )
+        device, inode, size, mtime_ns = ids[n].tolist()
         out.files.append(FileRecord(path, root, size, mtime_ns, device, inode, fmt))
+        kept.append(n)
+    out.ids = ids[kept] if len(kept) < len(ids) else ids
     return out
+
+
+def _suffix(name: str) -> str:
+    """os.path.splitext(name)[1] for a bare file name, without its generality."""
+    dot = name.rfind(".")
+    if dot <= 0 or not name[:dot].strip("."):
+        return ""
+    return name[dot:]

@@ -351,9 +351,9 @@ def test_a_file_recorded_again_is_not_answered_from_an_earlier_look_up(tmp_path)
     cache = Cache(tmp_path / "c.sqlite")
     old = FileRecord("/x/a.jpg", "/x", 10, 1, 7, 42, "JPEG")
     cache.put_file(old, "aa")
-    assert cache.known_formats([(7, 42, 10, 1)]) == {0: "JPEG"}  # read, and kept for known_hashes
+    assert cache.known_formats([(7, 42, 10, 1)]) == ["JPEG"]  # read, and kept for known_hashes
     new = FileRecord("/x/a.jpg", "/x", 12, 2, 7, 42, "PNG")  # rewritten in place since
     cache.put_file(new, "bb")
     assert cache.known_hashes([new]) == {0: "bb"}
-    assert cache.known_formats([(7, 42, 12, 2)]) == {0: "PNG"}
+    assert cache.known_formats([(7, 42, 12, 2)]) == ["PNG"]
     cache.close()

@@ -249,11 +249,13 @@ def test_a_file_the_cache_knows_unchanged_is_not_opened_again(tmp_path):
     asked = []
 
     def known(identities):
-        asked.extend(identities)
+        asked.extend(identities.tolist())
         st = os.stat(tmp_path / "a.jpg")
-        return {n: "JPEG" for n, i in enumerate(identities) if i == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)}
+        a = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+        return ["JPEG" if i == a else None for i in identities.tolist()]
 
     result = walk([tmp_path], Settings(), known_formats=known)
     assert len(asked) == 2
     assert [(os.path.basename(f.path), f.format) for f in result.files] == [("a.jpg", "JPEG")]
     assert [(os.path.basename(p.path), p.kind) for p in result.problems] == [("b.jpg", "error")]
+    assert result.ids.tolist() == [a for a in asked if a[:2] == list(result.files[0].identity)]
