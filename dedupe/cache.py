@@ -21,6 +21,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -114,6 +115,7 @@ class Cache:
             return self._connect()
         except _Unusable as exc:
             self.warnings.append(f"feature cache {self.path} {exc}; it was set aside and is rebuilt")
+            shutil.rmtree(f"{self.path}.snapshots", ignore_errors=True)  # derived from the old file
             for suffix in ("", "-wal", "-shm"):
                 try:
                     os.replace(f"{self.path}{suffix}", f"{self.path}.old{suffix}")
@@ -143,6 +145,7 @@ class Cache:
             with db:
                 db.executescript(_SCHEMA)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(VERSION),))
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,))
                 if "format" not in {r[1] for r in db.execute("PRAGMA table_info(files)")}:
                     _add_format_column(db)
         except sqlite3.DatabaseError as exc:
@@ -154,6 +157,12 @@ class Cache:
             db.close()
             raise
         return db
+
+    def generation(self) -> str:
+        """A token made when this cache file was created: what was derived from another file (a cleared
+        or rebuilt cache), such as a library snapshot, does not apply to this one."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return row[0] if row else ""
 
     # --- reads (each first writes what is buffered, so a connection sees its own writes) ---
 
@@ -416,11 +425,12 @@ def _take_decisions(db: sqlite3.Connection, old: str) -> None:
 def info(path: str | os.PathLike) -> dict:
     """Location, size on disk and entry counts of a cache file, for `dedupe cache info`."""
     path = Path(path)
-    out = {"path": str(path), "exists": path.exists(), "bytes": 0}
+    out = {"path": str(path), "exists": path.exists(), "bytes": 0, "snapshot_bytes": 0}
     out.update(dict.fromkeys(("files", "images", "verdicts", "decisions"), 0))
     if not path.exists():
         return out
     out["bytes"] = sum(os.path.getsize(p) for p in (path, Path(f"{path}-wal")) if p.exists())
+    out["snapshot_bytes"] = snapshot_bytes(path)
     cache = Cache(path)
     try:
         for table in ("files", "images", "verdicts", "decisions"):
@@ -432,14 +442,25 @@ def info(path: str | os.PathLike) -> dict:
 
 
 def clear(path: str | os.PathLike) -> int:
-    """Delete a cache file (and its WAL files, and any set-aside copy); the bytes freed."""
-    freed = 0
+    """Delete a cache file (and its WAL files, any set-aside copy and its library snapshots); the bytes
+    freed."""
+    freed = snapshot_bytes(path)
+    shutil.rmtree(f"{path}.snapshots", ignore_errors=True)
     for suffix in ("", "-wal", "-shm", ".old", ".old-wal", ".old-shm"):
         p = Path(f"{path}{suffix}")
         if p.exists():
             freed += p.stat().st_size
             p.unlink()
     return freed
+
+
+def snapshot_bytes(path: str | os.PathLike) -> int:
+    """Size of the library snapshots kept beside a cache file (dedupe.snapshot)."""
+    folder = Path(f"{path}.snapshots")
+    try:
+        return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return 0
 
 
 class Store(Mapping[int, Analysed]):
@@ -453,21 +474,37 @@ class Store(Mapping[int, Analysed]):
         self._row: dict[int, int] = {}
         self._codes = bytearray()
         self._framed = bytearray()
+        self._size = bytearray()
         self._info: dict[int, ImageInfo] = {}
 
-    def add(self, i: int, content_hash: str, codes: bytes, framed: bool) -> None:
+    def add(self, i: int, content_hash: str, codes: bytes, framed: bool, size: tuple[int, int] = (0, 0)) -> None:
         self._row[i] = len(self.order)
         self.order.append(i)
         self.hashes[i] = content_hash
         self._codes += codes
         self._framed.append(framed)
+        self._size += np.array(size, dtype=np.int64).tobytes()
+
+    def add_many(self, images: list[int], hashes: list[str], codes: np.ndarray, framed: np.ndarray, size: np.ndarray):
+        """add() for many images at once: packed codes (n, CODES), frame flags and (width, height) in arrays."""
+        self._row.update(zip(images, range(len(self.order), len(self.order) + len(images))))
+        self.order += images
+        self.hashes.update(zip(images, hashes))
+        self._codes += np.ascontiguousarray(codes, dtype=np.uint64).tobytes()
+        self._framed += np.asarray(framed, dtype=np.uint8).tobytes()
+        self._size += np.ascontiguousarray(size, dtype=np.int64).tobytes()
 
     def codes(self) -> tuple[list[int], np.ndarray, np.ndarray]:
         """(image indices in walk order, their codes (n, CODES) as uint64, whether each has a frame)."""
-        rank = sorted(range(len(self.order)), key=self.order.__getitem__)
+        rank = np.argsort(np.array(self.order, dtype=np.int64), kind="stable")
         codes = np.frombuffer(bytes(self._codes), dtype=np.uint64).reshape(-1, CODES)[rank]
         framed = np.frombuffer(bytes(self._framed), dtype=np.uint8).astype(bool)[rank]
-        return [self.order[r] for r in rank], codes, framed
+        return np.array(self.order, dtype=np.int64)[rank].tolist(), codes, framed
+
+    def sizes(self, images: list[int]) -> np.ndarray:
+        """(width, height) of these images, as the stage that added them knew them: (n, 2) int64."""
+        rows = np.fromiter((self._row[i] for i in images), dtype=np.int64, count=len(images))
+        return np.frombuffer(bytes(self._size), dtype=np.int64).reshape(-1, 2)[rows]
 
     def phash(self, i: int) -> int:
         row = self._row[i] * CODES * 8

@@ -207,6 +207,8 @@ def cache_info(cache: Optional[Path] = typer.Option(None, "--cache", help="Cache
         typer.echo("  (empty: no scan has used it yet)")
         return
     typer.echo(f"  size on disk: {human_bytes(found['bytes'])}")
+    if found["snapshot_bytes"]:
+        typer.echo(f"  library snapshots (for fast repeated searches): {human_bytes(found['snapshot_bytes'])}")
     typer.echo(f"  files known: {found['files']:,}; images: {found['images']:,}; pair verdicts: {found['verdicts']:,}")
     typer.echo(f"  decisions remembered (not duplicates, keep all): {found['decisions']:,}")
     for w in found.get("warnings", []):

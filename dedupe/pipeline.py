@@ -20,7 +20,8 @@ from .group import build_groups
 from .match import confirm_all
 from .model import FileRecord, Link, Problem, ScanResult
 from .progress import CancelCheck, NullProgress, Progress, never
-from .read import read_all
+from .read import keep_many, read_all
+from .snapshot import Snapshots, known_formats
 from .walk import WalkResult, walk
 from .workers import Workers
 
@@ -92,10 +93,14 @@ def read_library(
     workers: Workers,
     clock: Clock,
     stages: int,
+    snapshots: Snapshots | None = None,
 ) -> Library:
     """Stages 2 and 3 over walked files: byte-identical copies (hashed only when their size is shared),
     then each distinct content read once, through the cache: an unchanged file is answered from the cache
-    without opening it, a moved or copied one is hashed but not decoded. Fills `store`, `clock.stats`."""
+    without opening it, a moved or copied one is hashed but not decoded. Fills `store`, `clock.stats`.
+
+    With `snapshots`, the files its table knows unchanged are answered from it in bulk (no look-up
+    per file), and the table is rewritten when the files read differ from those it holds."""
     cache = store.cache
     stats = clock.stats
     files, problems = walked.files, list(walked.problems)
@@ -103,7 +108,18 @@ def read_library(
     progress.note(f"{len(files)} image files of {walked.seen} seen")
     clock.lap("walk")
 
-    known = cache.known_hashes(files)
+    need_kp = settings.crops or settings.similar
+    table = snapshots.table() if snapshots is not None else None
+    rows = np.full(len(files), -1, np.int64)
+    if table is not None:
+        rows = table.rows(walked.ids)
+        if need_kp:  # a content stored without keypoints is read again, through the cache
+            rows[rows >= 0] = np.where(table.keypoints[table.content[rows[rows >= 0]]], rows[rows >= 0], -1)
+    listed = np.flatnonzero(rows >= 0)
+    known = dict(zip(listed.tolist(), table.hash_of(rows[listed]))) if len(listed) else {}
+    rest = np.flatnonzero(rows < 0).tolist()
+    if rest:
+        known.update({rest[n]: h for n, h in cache.known_hashes([files[i] for i in rest]).items()})
     hashes, exact_sets, exact_problems = find_exact(
         files, f"2/{stages}: hashing files of equal size", progress, cancel, known
     )
@@ -119,15 +135,34 @@ def read_library(
     stats["exact_copies"] = len(copy_of)
     clock.lap("exact")
 
-    to_decode = [i for i, f in enumerate(files) if i not in copy_of and f.path not in unreadable]
+    skip = np.zeros(len(files), bool)
+    skip[list(copy_of)] = True
+    if unreadable:
+        skip[[i for i, f in enumerate(files) if f.path in unreadable]] = True
+    to_decode = np.flatnonzero(~skip).tolist()
     progress.stage(f"3/{stages}: decoding images", len(to_decode))
     from_cache = 0
+    changed: list[int] = []  # files whose content is not the one their identity had
+    if table is not None:  # the table's files at once
+        todo = np.zeros(len(files), bool)
+        todo[to_decode] = True
+        hits = np.flatnonzero(todo & (rows >= 0))
+        c = table.content[rows[hits]]
+        hits = hits.tolist()
+        refused = keep_many(
+            files, hits, [known[i] for i in hits], table.size[c], table.codes[c], table.framed[c], store, settings
+        )
+        problems += [p for _, p in refused]
+        from_cache += len(hits)
+        progress.advance(len(hits))
+        to_decode = np.flatnonzero(todo & (rows < 0)).tolist()
     for i, result, cached in read_all(files, to_decode, known, store, settings, workers, cancel):
         from_cache += cached
         if isinstance(result, Problem):
             problems.append(result)
         elif i in hashes and hashes[i] != result:
             problems.append(Problem(files[i].path, "decode", "file changed during the scan", "error"))
+            changed.append(i)
         progress.advance()
     for i, rep in copy_of.items():
         if rep not in store and files[rep].path not in unreadable:
@@ -141,8 +176,12 @@ def read_library(
         f"{len(images)} distinct images ({from_cache} unchanged, from the cache;"
         f" {len(copy_of)} byte-identical copies not decoded again)"
     )
+    library = Library(files, problems, walked.links, copy_of, images, codes, framed)
+    if snapshots is not None:
+        snapshots.update(table, rows, walked.ids, library, store, need_kp, changed)
+        stats["snapshot"] = snapshots.state
     clock.lap("decode")
-    return Library(files, problems, walked.links, copy_of, images, codes, framed)
+    return library
 
 
 def _scan(
@@ -159,8 +198,9 @@ def _scan(
     lap = clock.lap
 
     progress.stage(f"1/{STAGES}: finding files", None)
-    walked = walk(roots, settings, progress, cancel, store.cache.known_formats)
-    library = read_library(walked, settings, progress, cancel, store, workers, clock, STAGES)
+    snapshots = Snapshots(store.cache, roots)
+    walked = walk(roots, settings, progress, cancel, known_formats(snapshots.table(), store.cache))
+    library = read_library(walked, settings, progress, cancel, store, workers, clock, STAGES, snapshots)
     files, problems, copy_of = library.files, library.problems, library.copy_of
     images, codes, framed = library.images, library.codes, library.framed
 

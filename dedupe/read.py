@@ -11,7 +11,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Iterator
 
-from .cache import Store, pack_codes
+import numpy as np
+
+from .cache import CODES, Store, pack_codes
 from .config import Settings
 from .decode import DecodeError, decode
 from .exact import content_hash_bytes, content_hash_file
@@ -121,8 +123,14 @@ def read_all(
     need_kp = settings.crops or settings.similar
     stored = cache.stored(sorted({known[i] for i in todo if i in known}), need_kp)
     hits = [i for i in todo if known.get(i) in stored]
-    for i in hits:
-        yield i, _keep(i, files[i], known[i], *stored[known[i]], store, settings), True
+    if hits:
+        found = [stored[known[i]] for i in hits]
+        size = np.array([f[0] for f in found], dtype=np.int64).reshape(-1, 2)
+        codes = np.frombuffer(b"".join(f[1] for f in found), dtype=np.uint64).reshape(-1, CODES)
+        framed = np.array([f[2] for f in found], dtype=bool)
+        refused = dict(keep_many(files, hits, [known[i] for i in hits], size, codes, framed, store, settings))
+        for i in hits:
+            yield i, refused.get(i, known[i]), True
     hit_set = set(hits)
     pending = [(i, (files[i].path, settings.max_pixels, need_kp, known.get(i))) for i in todo if i not in hit_set]
     for i, result in _run(pending, workers, cancel):
@@ -134,6 +142,31 @@ def read_all(
             kept = _keep(i, files[i], result.content_hash, size, result.codes, result.framed, store, settings)
             yield i, kept, not result.decoded
     cache.commit()
+
+
+def keep_many(
+    files: list[FileRecord],
+    indices: list[int],
+    hashes: list[str],
+    size: np.ndarray,
+    codes: np.ndarray,
+    framed: np.ndarray,
+    store: Store,
+    settings: Settings,
+) -> list[tuple[int, Problem]]:
+    """Contents already stored (in the cache, or a library snapshot) join the store at once, but those
+    whose size the settings now refuse: (index, Problem) for each of them."""
+    size = np.asarray(size, dtype=np.int64).reshape(-1, 2)
+    refused = np.flatnonzero(size[:, 0] * size[:, 1] > settings.max_pixels)
+    ok = np.ones(len(indices), bool)
+    ok[refused] = False
+    taken = np.flatnonzero(ok).tolist()
+    store.add_many([indices[n] for n in taken], [hashes[n] for n in taken], codes[ok], framed[ok], size[ok])
+    return [(indices[n], _too_big(files[indices[n]], *size[n].tolist(), settings)) for n in refused.tolist()]
+
+
+def _too_big(f: FileRecord, width: int, height: int, settings: Settings) -> Problem:
+    return Problem(f.path, "decode", f"too many pixels ({width}x{height}; the limit is {settings.max_pixels:,})")
 
 
 def _keep(
@@ -149,8 +182,8 @@ def _keep(
     """A content known to the cache joins the store, unless the settings now refuse its size."""
     width, height = size
     if width * height > settings.max_pixels:
-        return Problem(f.path, "decode", f"too many pixels ({width}x{height}; the limit is {settings.max_pixels:,})")
-    store.add(i, content_hash, codes, framed)
+        return _too_big(f, width, height, settings)
+    store.add(i, content_hash, codes, framed, size)
     return content_hash
 
 

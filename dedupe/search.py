@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import faiss
 import numpy as np
 
 from .cache import Cache, Store
@@ -23,11 +22,12 @@ from .candidates import find_candidates
 from .compare import CompareError, band, default_threshold, related_score, relate, verifying
 from .config import Settings
 from .group import describe_transform
-from .index import descriptor_owners, keypoint_votes, voted_pairs
+from .index import keypoint_votes, voted_pairs
 from .match import _load, _plain, confirm_all, geometry, verdict_key
 from .model import Problem
 from .pipeline import Clock, Library, read_library
 from .progress import CancelCheck, NullProgress, Progress, never
+from .snapshot import Snapshots, hash_key, known_formats
 from .walk import WalkResult, walk
 from .workers import Workers, state
 
@@ -137,8 +137,10 @@ def _search(queries, roots, settings, progress, cancel, store, workers, similar,
     asked = walk(queries, settings.replace(include=()), progress, cancel)  # a query is never filtered out
     if asked.problems:
         raise SearchError(f"{asked.problems[0].path}: {asked.problems[0].reason}")
-    walked, inside = _with_queries(asked, walk(roots, settings, progress, cancel, store.cache.known_formats))
-    library = read_library(walked, settings, progress, cancel, store, workers, clock, STAGES)
+    snapshots = Snapshots(store.cache, roots)
+    found = walk(roots, settings, progress, cancel, known_formats(snapshots.table(), store.cache))
+    walked, inside = _with_queries(asked, found)
+    library = read_library(walked, settings, progress, cancel, store, workers, clock, STAGES, snapshots)
     own = _query_files(queries, asked, library, store)
     stats["query_files"] = len(asked.files)
     reps = {q: library.copy_of.get(i, i) for q, i in own.items()}
@@ -157,15 +159,17 @@ def _search(queries, roots, settings, progress, cancel, store, workers, similar,
     progress.stage(f"6/{STAGES}: matching keypoints for crops", len(set(reps.values())))
     similars: dict[tuple[int, int], dict] = {}
     if settings.crops or settings.similar:
-        found = _keypoint_matches(
-            sorted(set(reps.values())), library, store, evidence, similars, settings, workers, progress, cancel, stats
+        stats["keypoint_pairs"] = _keypoint_matches(
+            sorted(set(reps.values())), library, snapshots, store, evidence, similars, settings, workers, progress,
+            cancel, stats,
         )
-        stats["keypoint_pairs"] = found
     clock.lap("keypoints")
 
+    shown = set(reps.values()) | {img for pair in [*evidence, *similars] for img in pair}
     files_of: dict[int, list[tuple[str, int]]] = {}  # image -> (path, file) of each library file with its content
-    for f in range(len(asked.files), len(library.files)):
-        files_of.setdefault(library.copy_of.get(f, f), []).append((library.files[f].path, f))
+    for f in sorted({img for img in shown if img >= len(asked.files)} | set(library.copy_of)):
+        if f >= len(asked.files) and library.copy_of.get(f, f) in shown:
+            files_of.setdefault(library.copy_of.get(f, f), []).append((library.files[f].path, f))
     for path, f in inside:
         files_of.setdefault(library.copy_of.get(f, f), []).append((path, f))
     shown = similars if similar else {}
@@ -187,13 +191,18 @@ def _with_queries(asked: WalkResult, walked: WalkResult) -> tuple[WalkResult, li
     query's very file (the query itself, a hard link): read once, as the query; a match for the other
     queries, not for that one."""
     mine = {f.identity: n for n, f in enumerate(asked.files)}
+    maybe = np.flatnonzero(np.isin(hash_key(walked.ids), hash_key(asked.ids))).tolist()
+    theirs = [j for j in maybe if walked.files[j].identity in mine]
+    keep = np.ones(len(walked.files), bool)
+    keep[theirs] = False
     merged = WalkResult(
-        files=asked.files + [f for f in walked.files if f.identity not in mine],
+        files=asked.files + ([f for f, k in zip(walked.files, keep.tolist()) if k] if theirs else walked.files),
         problems=walked.problems,
         links=asked.links + walked.links,
         seen=asked.seen + walked.seen,
+        ids=np.concatenate([asked.ids, walked.ids[keep]]),
     )
-    return merged, [(f.path, mine[f.identity]) for f in walked.files if f.identity in mine]
+    return merged, [(walked.files[j].path, mine[walked.files[j].identity]) for j in theirs]
 
 
 def _query_files(queries, asked: WalkResult, library: Library, store: Store) -> dict:
@@ -214,6 +223,7 @@ def _query_files(queries, asked: WalkResult, library: Library, store: Store) -> 
 def _keypoint_matches(
     asked: list[int],
     library: Library,
+    snapshots: Snapshots,
     store: Store,
     evidence: dict[tuple[int, int], dict],
     similars: dict[tuple[int, int], dict],
@@ -226,17 +236,14 @@ def _keypoint_matches(
     """Crops of each query (and similar shots), found as the scan's crop stage finds them: each of the
     query's keypoints votes (index.keypoint_votes) for the image holding its nearest neighbour outside
     the query's set of copies found so far; each image with QUERY_VOTES votes is checked by geometry
-    (verdicts kept in the cache under the scan's key). Adds to `evidence` and `similars`; returns how
-    many matches it added."""
+    (verdicts kept in the cache under the scan's key). The library's keypoints are searched in the
+    snapshot's index (snapshot.KeypointIndex). Adds to `evidence` and `similars`; returns how many
+    matches it added."""
     images = library.images
-    data, sizes = store.cache.descriptors([store.hashes[i] for i in images])
+    index = snapshots.keypoints(images, [store.hashes[i] for i in images])
     progress.advance(len(asked))
-    owner = descriptor_owners(images, sizes)
-    if owner is None:
+    if index is None:
         return 0
-    ends = np.cumsum(sizes)
-    row = {img: (int(end - size), int(end)) for img, end, size in zip(images, ends, sizes)}
-    index = _exhaustive(data)
     as_image = np.zeros(max(images) + 1, np.int64)
     pairs = set()
     for q in asked:
@@ -245,10 +252,8 @@ def _keypoint_matches(
         copies = [q] + [b if a == q else a for a, b in evidence if q in (a, b)]
         as_image[:] = np.arange(len(as_image))
         as_image[copies] = q
-        start, stop = row[q]
-        votes = keypoint_votes(
-            index, data[start:stop], owner[start:stop], _Relabelled(owner, as_image), k=8 + 2 * len(copies)
-        )
+        desc = store[q].features.kp_desc
+        votes = keypoint_votes(index, desc, np.full(len(desc), q), as_image, k=8 + 2 * len(copies))
         voted = voted_pairs(*votes, min_votes=QUERY_VOTES, top=len(images))
         pairs.update((min(q, b), max(q, b)) for pair in voted for b in pair if b != q)
 
@@ -272,26 +277,6 @@ def _keypoint_matches(
             evidence[pair] = ev
             added += 1
     return added
-
-
-def _exhaustive(data: np.ndarray):
-    """A FAISS index that compares every descriptor: a search asks about one picture's hundred
-    descriptors, which costs less than training inverted lists (0.1 s against 2 s for 5,000 photos) and
-    misses no neighbour."""
-    index = faiss.IndexBinaryFlat(256)
-    index.use_heap = False  # faster for small k
-    index.add(data)
-    return index
-
-
-class _Relabelled:
-    """Labels of an index's descriptors read through a mapping, without relabelling all of them."""
-
-    def __init__(self, owner: np.ndarray, mapping: np.ndarray) -> None:
-        self.owner, self.mapping = owner, mapping
-
-    def __getitem__(self, ids):
-        return self.mapping[self.owner[ids]]
 
 
 def _geometry_job(pair: tuple[str, str]) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import operator
 import os
 import stat
 from dataclasses import dataclass, field
@@ -183,7 +184,7 @@ def walk(
                     continue
                 seen_dirs.add((fst.st_dev, fst.st_ino))
                 with os.scandir(folder) as it:
-                    entries = sorted(it, key=lambda e: e.name)
+                    entries = sorted(it, key=_name)
             except OSError as exc:
                 out.problems.append(Problem(folder, "walk", f"cannot list folder: {exc.strerror or exc}"))
                 continue
@@ -216,11 +217,11 @@ def walk(
             stack.extend(reversed(subfolders))
     progress.advance(out.seen - counted)
     ids = np.array(found_ids, dtype=np.int64).reshape(-1, 4)
-    found_ids.clear()
     formats = known_formats(ids) if known_formats and found else [None] * len(found)
     kept = []
     for n, (path, root, name) in enumerate(found):
-        found[n] = None  # each entry freed as its record is made: a million files are not held twice
+        device, inode, size, mtime_ns = found_ids[n]
+        found[n] = found_ids[n] = None  # each entry freed as its record is made: a million files are not held twice
         if n % 1024 == 0:
             check(cancel)
         fmt = formats[n]
@@ -241,11 +242,13 @@ def walk(
             out.problems.append(
                 Problem(path, "walk", f"named {suffix} but the content is {fmt}; read as {fmt}", kind="warning")
             )
-        device, inode, size, mtime_ns = ids[n].tolist()
         out.files.append(FileRecord(path, root, size, mtime_ns, device, inode, fmt))
         kept.append(n)
     out.ids = ids[kept] if len(kept) < len(ids) else ids
     return out
+
+
+_name = operator.attrgetter("name")
 
 
 def _suffix(name: str) -> str:

@@ -1,0 +1,416 @@
+"""Library snapshots: what the cache knows about every file of a library, kept as arrays beside the
+cache, and an index of the library's keypoints, so that a repeated search costs a walk and a few array
+operations. Without them a repeated search of 100,000 pictures took 10 s: 100,000 look-ups in SQLite
+for the files and their codes, and every one of the query's keypoints compared with all 9.6 million of
+the library's, read from SQLite first.
+
+A snapshot never decides on its own. Its file table answers only by identity (device, inode, size,
+mtime_ns), exactly as the cache's files table does, and only about contents the cache holds (it is
+tied to the cache's generation, which a cleared or rebuilt cache changes): a file it does not know is
+read through the cache as before, so a stale snapshot can only make a search slower, never wrong. The
+table is rewritten whenever the files read differ from those it holds.
+
+The keypoint index (FAISS, read with mmap: exhaustive up to FLAT_LIMIT descriptors, inverted lists
+beyond) covers the pictures of the library when it was built, its ids naming picture and keypoint; the
+pictures added since are searched in a small exhaustive index beside it, and those gone are dropped
+from its answers; once these are a tenth of it, it is rebuilt from itself (kept lists, new pictures
+added). Pictures are named by content hash, so the index outlives a rewritten file table.
+
+Files, in <cache>.snapshots/: <key>.files.npz, and <key>.kp-<stamp>.faiss with its labels in
+<key>.kp-<stamp>.npz. Each is written under a temporary name and renamed into place, the labels last,
+so a reader sees whole files or none; two processes can write at once (the later rename wins). Only
+the latest of each kind is kept per key and the KEEP most recently used keys. A snapshot that cannot be
+read is ignored and rewritten; one that cannot be written is simply not kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .cache import CODES, VERSION, Cache
+from .index import _one_thread
+
+FLAT_LIMIT = 2_000_000
+"""Keypoint descriptors (about 20,000 pictures) up to which the saved index compares every one: exact,
+and 96 query descriptors cost 0.1 s against two million. Beyond, inverted lists."""
+SEARCH_NPROBE = 16
+"""Inverted lists searched per query descriptor (see README: the recall measured against exhaustive)."""
+NEARBY = 16
+"""Extra neighbours asked of the saved index when some of its pictures are gone, to still have k of
+those that remain."""
+REBUILD_SHARE = 0.1
+"""The saved keypoint index is rebuilt once the descriptors added or gone since are this share of it."""
+KEEP = 4
+"""Snapshots (libraries: sets of roots) kept per cache, the most recently used."""
+LABEL_BITS = 16
+"""A descriptor's id in the saved index is its picture's label << LABEL_BITS | its rank in the picture."""
+FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "HEIF", "AVIF")
+
+
+def folder(cache: Cache) -> Path:
+    """Where the snapshots of a cache file live."""
+    return Path(f"{cache.path}.snapshots")
+
+
+def _key(roots: list, cache_generation: str) -> str:
+    roots = sorted(os.path.abspath(os.fspath(r)) for r in roots)
+    text = json.dumps({"version": VERSION, "generation": cache_generation, "roots": roots})
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def hash_key(ids: np.ndarray) -> np.ndarray:
+    """One uint64 per (device, inode), for sorting and looking up; collisions only cost a miss."""
+    ids = np.ascontiguousarray(ids[:, :2]).view(np.uint64)
+    return ids[:, 1] ^ (ids[:, 0] * np.uint64(0x9E3779B97F4A7C15))
+
+
+@dataclass
+class FileTable:
+    """Every file of a library read at the last scan or search: identity and format, and its content's
+    hash, packed codes, frame flag, size and whether the cache holds its keypoints."""
+
+    ids: np.ndarray  # (n, 4) int64: device, inode, size, mtime_ns
+    fmt: np.ndarray  # (n,) uint8 index into FORMATS
+    content: np.ndarray  # (n,) int64 row of the contents below
+    hashes: np.ndarray  # (m,) S32
+    codes: np.ndarray  # (m, CODES) uint64
+    framed: np.ndarray  # (m,) bool
+    size: np.ndarray  # (m, 2) int64: width, height
+    keypoints: np.ndarray  # (m,) bool
+
+    def __post_init__(self) -> None:
+        self._keys = hash_key(self.ids)
+        self._order = np.argsort(self._keys, kind="stable")
+        self._sorted = self._keys[self._order]
+        self._strings: list[str] | None = None
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The row of each identity (device, inode, size, mtime_ns), or -1 for one the table lacks."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1, 4)
+        if len(ids) == len(self.ids) and np.array_equal(ids, self.ids):  # an unchanged library
+            return np.arange(len(ids))
+        if not len(self.ids) or not len(ids):
+            return np.full(len(ids), -1, np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted, hash_key(ids)), len(self._sorted) - 1)
+        rows = self._order[pos]
+        return np.where((self.ids[rows] == ids).all(axis=1), rows, -1)
+
+    def hash_of(self, rows: np.ndarray) -> list[str]:
+        """The content hash of each file row, as text."""
+        if self._strings is None:
+            self._strings = self.hashes.astype("U32").tolist()
+        strings = self._strings
+        return [strings[c] for c in self.content[rows].tolist()]
+
+    def formats(self, ids: np.ndarray) -> list[str | None]:
+        rows = self.rows(ids)
+        names = np.array((None,) + FORMATS, dtype=object)
+        return names[np.where(rows >= 0, self.fmt[rows] + 1, 0)].tolist()
+
+
+def known_formats(table: FileTable | None, cache: Cache):
+    """walk.KnownFormats: from the table, and for the files it lacks from the cache."""
+
+    def known(ids: np.ndarray) -> list[str | None]:
+        out = table.formats(ids) if table is not None else [None] * len(ids)
+        rest = [n for n, f in enumerate(out) if f is None]
+        if rest:
+            for n, f in zip(rest, cache.known_formats(ids[rest])):
+                out[n] = f
+        return out
+
+    return known
+
+
+class Snapshots:
+    """The snapshot of one library (a set of roots) in a cache; nothing at all for a private cache."""
+
+    def __init__(self, cache: Cache, roots: list) -> None:
+        self.cache = cache
+        self.dir = folder(cache) if cache.persistent else None
+        self.key = _key(roots, cache.generation()) if self.dir is not None else ""
+        self.state = "none" if self.dir is None else "missing"
+        """What became of the file table: "none" (no cache is kept), "missing" or "unreadable" (then
+        "written"), "loaded" (then "used" when it held exactly the files read, else "updated")."""
+
+    def _path(self, name: str) -> Path:
+        return self.dir / f"{self.key}.{name}"
+
+    # --- the file table ---
+
+    def table(self) -> FileTable | None:
+        """The library's saved file table, or None (no snapshot, unreadable, or another layout); read once."""
+        if not hasattr(self, "_table"):
+            self._table = self._read_table()
+        return self._table
+
+    def _read_table(self) -> FileTable | None:
+        if self.dir is None:
+            return None
+        try:
+            with np.load(self._path("files.npz")) as z:
+                table = FileTable(**{name: z[name] for name in FileTable.__dataclass_fields__})
+            if table.codes.shape[1:] != (CODES,) or table.ids.shape[1:] != (4,):
+                return None
+            os.utime(self._path("files.npz"))  # recently used, for pruning
+            self.state = "loaded"
+            return table
+        except FileNotFoundError:
+            return None
+        except Exception:  # damaged, or written by another layout: rewritten after this read
+            self.state = "unreadable"
+            return None
+
+    def update(self, table, rows, ids, library, store, need_kp: bool, changed: list[int]) -> None:
+        """After a library was read (pipeline.read_library; `rows` its files' rows in `table`): write
+        the table anew unless it held exactly the files read."""
+        if self.dir is None:
+            return
+        files, images = library.files, np.asarray(library.images, dtype=np.int64)
+        rep = np.arange(len(files))
+        if library.copy_of:
+            rep[list(library.copy_of)] = list(library.copy_of.values())
+        image_row = np.full(len(files), -1, np.int64)
+        image_row[images] = np.arange(len(images))
+        ok = image_row[rep] >= 0
+        ok[changed] = False
+        if table is not None and len(table.ids) == int(ok.sum()) and bool((rows[ok] >= 0).all()):
+            self.state = "used"
+            return
+        code = {name: n for n, name in enumerate(FORMATS)}
+        fmt = np.array([code.get(f.format, 255) for f in files], dtype=np.uint8)
+        ok &= fmt != 255
+        keypoints = np.full(len(images), need_kp)
+        if table is not None:  # what the old table knew of a content's keypoints still holds
+            old = np.flatnonzero(ok & (rows >= 0))
+            keypoints[image_row[rep[old]]] |= table.keypoints[table.content[rows[old]]]
+        self.save_table(
+            FileTable(
+                ids=ids[ok],
+                fmt=fmt[ok],
+                content=image_row[rep[ok]],
+                hashes=np.array([store.hashes[i] for i in library.images], dtype="S32"),
+                codes=np.asarray(library.codes, dtype=np.uint64).reshape(-1, CODES),
+                framed=np.asarray(library.framed, dtype=bool),
+                size=store.sizes(library.images),
+                keypoints=keypoints,
+            )
+        )
+        self.state = "written" if self.state in ("missing", "unreadable") else "updated"
+
+    def save_table(self, table: FileTable) -> None:
+        if self.dir is None:
+            return
+        arrays = {name: getattr(table, name) for name in FileTable.__dataclass_fields__}
+        _write(self._path("files.npz"), lambda tmp: np.savez(tmp, **arrays))
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keep the KEEP most recently used libraries, and no temporary file left by a crash."""
+        try:
+            names = [p for p in self.dir.iterdir() if not p.name.startswith(".")]
+            tables = sorted((p for p in names if p.name.endswith(".files.npz")), key=_mtime, reverse=True)
+            keep = {p.name.split(".")[0] for p in tables[:KEEP]}
+            for p in names:
+                if p.name.split(".")[0] not in keep:
+                    p.unlink(missing_ok=True)
+            for p in self.dir.glob(".*"):
+                if time.time() - _mtime(p) > 3600:
+                    p.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    # --- the keypoint index ---
+
+    def keypoints(self, images: list[int], hashes: list[str]) -> "KeypointIndex | None":
+        """An index of the keypoints of these images (content `hashes`), answering with image indices;
+        None when fewer than two have any. Built from the saved one when there is one."""
+        saved = self._load_keypoints() if self.dir is not None else None
+        index = KeypointIndex.of(saved, images, hashes, self.cache)
+        if index is not None and index.rebuilt is not None and self.dir is not None:
+            self._save_keypoints(*index.rebuilt)
+            index.rebuilt = None
+        return index
+
+    def _load_keypoints(self):
+        try:
+            labels = sorted(self.dir.glob(f"{self.key}.kp-*.npz"))
+            if not labels:
+                return None
+            with np.load(labels[-1]) as z:
+                hashes, counts = z["hashes"], z["counts"]
+            path = labels[-1].with_suffix(".faiss")
+            return faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP), hashes, counts, path
+        except Exception:  # gone meanwhile (pruned by another process), damaged: rebuilt
+            return None
+
+    def _save_keypoints(self, index, hashes: np.ndarray, counts: np.ndarray) -> None:
+        stamp = f"kp-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
+        if not _write(self._path(f"{stamp}.faiss"), lambda tmp: faiss.write_index_binary(index, str(tmp))):
+            return
+        if not _write(self._path(f"{stamp}.npz"), lambda tmp: np.savez(tmp, hashes=hashes, counts=counts)):
+            return
+        for old in self.dir.glob(f"{self.key}.kp-*"):
+            if old.name.split(".")[1] < stamp:
+                old.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _write(path: Path, write) -> bool:
+    """write(a temporary path) beside `path`, then rename it into place; False when that failed."""
+    tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.{path.name}")  # same suffix: np.savez adds none
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+        return True
+    except (OSError, RuntimeError):  # a full or read-only disk (FAISS raises RuntimeError)
+        tmp.unlink(missing_ok=True)
+        return False
+
+
+class KeypointIndex:
+    """Nearest keypoint descriptors among a library's pictures, by image index: a saved index (its
+    pictures that are gone left out of its answers) and an exhaustive one of the pictures it lacks."""
+
+    def __init__(self, base, label_image: np.ndarray, gone: bool, delta, delta_image: np.ndarray) -> None:
+        self.base, self.label_image, self.gone = base, label_image, gone
+        self.delta, self.delta_image = delta, delta_image
+        self.rebuilt = None
+        """(index, hashes, counts) to save, when this one was (re)built."""
+
+    @classmethod
+    def of(cls, saved, images: list[int], hashes: list[str], cache: Cache) -> "KeypointIndex | None":
+        """The index for these images (content `hashes`): the saved one (base, labels, counts, path)
+        with an exhaustive one of the pictures it lacks, or, past REBUILD_SHARE or without one, a new
+        one to save (`rebuilt`)."""
+        wanted = np.array(hashes, dtype="S32")
+        image_of = np.asarray(images, dtype=np.int64)
+        if saved is None:
+            data, sizes = cache.descriptors(hashes)
+            if len(np.unique(image_of[sizes > 0])) < 2:
+                return None
+            if not cache.persistent:  # nothing is kept: one exhaustive index, as cheap to build as to search
+                return cls(None, np.zeros(0, np.int64), False, *_flat(data, np.repeat(image_of, sizes)))
+            index = _build(data, sizes)
+            out = cls(index, image_of, False, None, np.zeros(0, np.int64))
+            out.rebuilt = (index, wanted, sizes)
+            return out
+        base, labels, counts, path = saved
+        label_image = _lookup(wanted, image_of, labels)
+        new = ~np.isin(wanted, labels[label_image >= 0])
+        new_data, new_sizes = cache.descriptors([h for h, n in zip(hashes, new) if n])
+        gone = (label_image < 0) & (counts > 0)
+        alive = np.concatenate([label_image[counts > 0], image_of[new][new_sizes > 0]])
+        if len(np.unique(alive[alive >= 0])) < 2:
+            return None
+        if int(counts[gone].sum()) + len(new_data) <= REBUILD_SHARE * max(int(counts.sum()), 1):
+            return cls(base, label_image, bool(gone.any()), *_flat(new_data, np.repeat(image_of[new], new_sizes)))
+        # Rebuilt from the saved index: its lists kept, the pictures gone removed, the new ones added.
+        index = faiss.read_index_binary(str(path))
+        if gone.any():
+            dead = _ids(np.flatnonzero(gone), counts[gone])
+            with _one_thread():
+                index.remove_ids(faiss.IDSelectorBatch(len(dead), faiss.swig_ptr(dead)))
+        first = len(labels)
+        if len(new_data):
+            with _one_thread():
+                index.add_with_ids(new_data, _ids(np.arange(first, first + len(new_sizes)), new_sizes))
+        labels = np.concatenate([np.where(gone | (label_image < 0), b"", labels), wanted[new]]).astype("S32")
+        counts = np.concatenate([np.where(label_image < 0, 0, counts), new_sizes])
+        out = cls(index, np.concatenate([label_image, image_of[new]]), False, None, np.zeros(0, np.int64))
+        out.rebuilt = (index, labels, counts)
+        return out
+
+    def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, image index) of the k nearest descriptors of each of x; -1 where there are fewer."""
+        parts = []
+        with _one_thread():
+            if self.base is not None:
+                if isinstance(self.base, faiss.IndexBinaryIVF):
+                    self.base.nprobe = SEARCH_NPROBE
+                dist, ids = self.base.search(x, k + NEARBY if self.gone else k)
+                image = np.where(ids >= 0, self.label_image[np.maximum(ids, 0) >> LABEL_BITS], -1)
+                if self.gone:  # the first k of the pictures still there
+                    keep = np.argsort(image < 0, axis=1, kind="stable")[:, :k]
+                    dist, image = np.take_along_axis(dist, keep, 1), np.take_along_axis(image, keep, 1)
+                parts.append((dist, image))
+            if self.delta is not None:
+                dist, ids = self.delta.search(x, k)
+                parts.append((dist, np.where(ids >= 0, self.delta_image[np.maximum(ids, 0)], -1)))
+        dist, image = (np.concatenate(p, axis=1) for p in zip(*parts))
+        dist = np.where(image >= 0, dist, np.iinfo(np.int32).max)
+        if len(parts) > 1:
+            order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+            dist, image = np.take_along_axis(dist, order, 1), np.take_along_axis(image, order, 1)
+        return dist, image
+
+
+def _flat(data: np.ndarray, owner: np.ndarray):
+    """An exhaustive index of these descriptors (None for none) and the image owning each."""
+    if not len(data):
+        return None, owner
+    index = faiss.IndexBinaryFlat(256)
+    index.use_heap = False  # faster for small k
+    with _one_thread():
+        index.add(np.ascontiguousarray(data))
+    return index, owner
+
+
+def _lookup(wanted: np.ndarray, image_of: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The image whose hash is each label, -1 for none."""
+    if not len(wanted):
+        return np.full(len(labels), -1, np.int64)
+    order = np.argsort(wanted, kind="stable")
+    pos = np.minimum(np.searchsorted(wanted[order], labels), len(wanted) - 1)
+    return np.where(wanted[order][pos] == labels, image_of[order][pos], -1)
+
+
+def _ids(labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The ids of the descriptors of these labels, `sizes` of them each: label << LABEL_BITS | rank."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if len(sizes) and int(sizes.max()) >= 1 << LABEL_BITS:
+        raise ValueError("too many keypoints in one picture for the keypoint index")
+    owner = np.repeat(np.asarray(labels, dtype=np.int64), sizes)
+    ranks = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return (owner << LABEL_BITS) | ranks
+
+
+def _build(data: np.ndarray, sizes: np.ndarray):
+    """The index saved for a library: ids label << LABEL_BITS | rank, labels the rows of its hashes."""
+    ids = _ids(np.arange(len(sizes)), sizes)
+    if len(data) <= FLAT_LIMIT:
+        index = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(256))
+    else:
+        nlist = lists_for(len(data))
+        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
+        index.cp.niter = 8
+        sample = np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)
+        with _one_thread():
+            index.train(data[np.sort(sample)])
+    with _one_thread():
+        for start in range(0, len(data), 1 << 20):
+            index.add_with_ids(data[start : start + (1 << 20)], ids[start : start + (1 << 20)])
+    return index
+
+
+def lists_for(n: int) -> int:
+    """Inverted lists for n descriptors: few enough that assigning millions of descriptors to them
+    stays in seconds (the cost of building), enough that a probe reads a small share."""
+    return int(np.clip(np.sqrt(n) / 3, 64, 1024))
+
