@@ -139,6 +139,7 @@ def _search(queries, roots, settings, progress, cancel, store, workers, similar,
         raise SearchError(f"{asked.problems[0].path}: {asked.problems[0].reason}")
     snapshots = Snapshots(store.cache, roots)
     found = walk(roots, settings, progress, cancel, known_formats(snapshots.table(), store.cache))
+    snapshots.library = found.ids
     walked, inside = _with_queries(asked, found)
     library = read_library(walked, settings, progress, cancel, store, workers, clock, STAGES, snapshots)
     own = _query_files(queries, asked, library, store)

@@ -141,6 +141,8 @@ class Snapshots:
         self.state = "none" if self.dir is None else "missing"
         """What became of the file table: "none" (no cache is kept), "missing" or "unreadable" (then
         "written"), "loaded" (then "used" when it held exactly the files read, else "updated")."""
+        self.library: np.ndarray | None = None
+        """Identities of the library's own files, when others are read with it (a search's queries)."""
 
     def _path(self, name: str) -> Path:
         return self.dir / f"{self.key}.{name}"
@@ -183,6 +185,8 @@ class Snapshots:
         image_row[images] = np.arange(len(images))
         ok = image_row[rep] >= 0
         ok[changed] = False
+        if self.library is not None:  # a query outside the library is not recorded as one of its files
+            ok &= np.isin(hash_key(ids), hash_key(self.library))
         if table is not None and len(table.ids) == int(ok.sum()) and bool((rows[ok] >= 0).all()):
             self.state = "used"
             return

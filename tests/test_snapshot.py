@@ -1,0 +1,221 @@
+"""Library snapshots (dedupe.snapshot): a repeated search answers from the snapshot, with exactly the
+results of a search without one; any change to the library (a file added, removed, rewritten, renamed)
+is seen; a damaged snapshot is rebuilt; `cache clear` removes them and `--no-cache` writes none; the
+keypoint index with pictures added and gone answers as an exhaustive one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import dedupe.snapshot as snapshot
+from dedupe import scan, search
+from dedupe.cache import Cache
+from dedupe.cli import app
+from images import photo, recompress, resize, save, watermark
+
+SIZE = (400, 300)
+
+
+@pytest.fixture
+def lib(tmp_path) -> tuple[Path, Path]:
+    """(library, query outside it): three copies of the query (one a crop) among other photos."""
+    root = tmp_path / "library"
+    query = photo(71, SIZE)
+    save(query, tmp_path / "query.jpg", quality=95)
+    save(recompress(query, 50), root / "a" / "q50.jpg")
+    save(watermark(query), root / "a" / "marked.jpg")
+    save(query.crop((25, 20, 375, 285)), root / "b" / "cropped.jpg")
+    for seed in range(72, 80):
+        save(photo(seed, SIZE), root / "b" / f"other_{seed}.jpg")
+    return root, tmp_path / "query.jpg"
+
+
+def found(result, n: int = 0) -> list[tuple[str, int, bool, dict]]:
+    return [(f.path, f.score, f.match, f.transform) for f in result.queries[n].found]
+
+
+def snapshot_files(db: Path) -> list[str]:
+    folder = Path(f"{db}.snapshots")
+    return sorted(p.name.split(".", 1)[1] for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_a_second_search_uses_the_snapshot_and_finds_the_same(lib, serial, tmp_path):
+    root, query = lib
+    db = tmp_path / "cache.sqlite"
+    first = search([query], [root], serial, cache=db)
+    assert first.stats["snapshot"] == "written"
+    assert [name.split("-")[0] for name in snapshot_files(db)] == ["files.npz", "kp", "kp"]
+    again = search([query], [root], serial, cache=db)
+    assert again.stats["snapshot"] == "used"
+    private = search([query], [root], serial)  # no cache, no snapshot: today's path
+    assert private.stats["snapshot"] == "none"
+    assert found(again) == found(first) == found(private)
+    assert {Path(p).name for p, *_ in found(again)} == {"q50.jpg", "marked.jpg", "cropped.jpg"}
+    inside = root / "a" / "q50.jpg"  # a query inside the library is the same library
+    assert search([inside], [root], serial, cache=db).stats["snapshot"] == "used"
+
+
+def test_a_scan_writes_the_snapshot_a_search_uses(lib, serial, tmp_path):
+    root, query = lib
+    db = tmp_path / "cache.sqlite"
+    assert scan([root], serial, cache=db).stats["snapshot"] == "written"
+    assert scan([root], serial, cache=db).stats["snapshot"] == "used"
+    inside = root / "a" / "marked.jpg"
+    result = search([inside], [root], serial, cache=db)
+    assert result.stats["snapshot"] == "used"
+    assert {Path(p).name for p, *_ in found(result)} == {"q50.jpg", "cropped.jpg"}
+
+
+def _touch_later(path: Path) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+
+
+@pytest.mark.parametrize("change", ["added", "removed", "rewritten", "renamed", "crop_added"])
+def test_a_changed_library_is_seen(lib, serial, tmp_path, change):
+    root, query = lib
+    db = tmp_path / "cache.sqlite"
+    search([query], [root], serial, cache=db)
+    expected = {"q50.jpg", "marked.jpg", "cropped.jpg"}
+    if change == "added":
+        save(resize(photo(71, SIZE), 0.5), root / "c" / "small.png")
+        expected.add("small.png")
+    elif change == "removed":
+        (root / "a" / "marked.jpg").unlink()
+        expected.remove("marked.jpg")
+    elif change == "rewritten":  # same size, other picture, later mtime: its identity changed
+        other = root / "b" / "other_72.jpg"
+        data = (root / "a" / "q50.jpg").read_bytes()
+        (root / "a" / "q50.jpg").write_bytes(other.read_bytes()[: len(data)].ljust(len(data), b"\0"))
+        _touch_later(root / "a" / "q50.jpg")
+        expected.remove("q50.jpg")
+    elif change == "renamed":
+        os.rename(root / "a" / "marked.jpg", root / "b" / "moved.jpg")
+        expected = expected - {"marked.jpg"} | {"moved.jpg"}
+    elif change == "crop_added":  # a new picture only keypoints find: from the index of pictures added
+        save(photo(71, SIZE).crop((0, 0, 350, 262)), root / "c" / "corner.jpg")
+        expected.add("corner.jpg")
+    result = search([query], [root], serial, cache=db)
+    assert result.stats["snapshot"] == ("used" if change == "renamed" else "updated")  # it holds no paths
+    assert {Path(p).name for p, *_ in found(result)} == expected
+    assert found(result) == found(search([query], [root], serial))  # as without any snapshot
+    assert search([query], [root], serial, cache=db).stats["snapshot"] == "used"
+
+
+def test_the_table_holds_the_library_not_a_query_outside_it(lib, serial, tmp_path):
+    root, query = lib
+    db = tmp_path / "cache.sqlite"
+    search([query], [root], serial, cache=db)
+    table = snapshot.Snapshots(Cache(db), [root]).table()
+    st = query.stat()
+    assert table is not None and len(table.ids) == 11
+    assert table.rows(np.array([[st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]])).tolist() == [-1]
+    second = tmp_path / "second.jpg"
+    save(photo(90, SIZE), second)
+    assert search([second], [root], serial, cache=db).stats["snapshot"] == "used"  # another query: no rewrite
+
+
+@pytest.mark.parametrize("damaged", ["files.npz", "kp-*.npz", "kp-*.faiss"])
+def test_a_damaged_snapshot_is_ignored_and_rewritten(lib, serial, tmp_path, damaged):
+    root, query = lib
+    db = tmp_path / "cache.sqlite"
+    first = search([query], [root], serial, cache=db)
+    for p in Path(f"{db}.snapshots").glob(f"*.{damaged}"):
+        p.write_bytes(b"not a snapshot")
+    again = search([query], [root], serial, cache=db)
+    assert found(again) == found(first)
+    assert again.stats["snapshot"] == ("written" if damaged == "files.npz" else "used")
+    third = search([query], [root], serial, cache=db)
+    assert third.stats["snapshot"] == "used" and found(third) == found(first)
+    assert len(snapshot_files(db)) == 3
+
+
+def test_a_cleared_or_rebuilt_cache_does_not_use_old_snapshots(lib, serial, tmp_path):
+    root, query = lib
+    db = tmp_path / "cache.sqlite"
+    search([query], [root], serial, cache=db)
+    assert CliRunner().invoke(app, ["cache", "info", "--cache", str(db)]).output.count("library snapshots") == 1
+    out = CliRunner().invoke(app, ["cache", "clear", "--cache", str(db)])
+    assert out.exit_code == 0 and not Path(f"{db}.snapshots").exists()
+    search([query], [root], serial, cache=db)
+    saved = Path(f"{db}.snapshots")
+    kept = tmp_path / "kept"
+    shutil.copytree(saved, kept)
+    db.unlink()  # a new cache file: another generation, whatever snapshots lie beside it
+    shutil.rmtree(saved)
+    shutil.copytree(kept, saved)
+    result = search([query], [root], serial, cache=db)
+    assert result.stats["snapshot"] == "written" and result.stats["images_from_cache"] == 0
+
+
+def test_no_cache_writes_no_snapshot(lib, tmp_path, cli_env):
+    import subprocess
+    import sys
+
+    root, query = lib
+    run = subprocess.run(
+        [sys.executable, "-m", "dedupe", "search", str(query), "--in", str(root), "--no-cache", "--workers", "1"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert not list((tmp_path / "xdg-cache").rglob("*.snapshots")) and not list(tmp_path.rglob("*.snapshots"))
+
+
+def test_old_libraries_are_pruned(lib, serial, tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "KEEP", 2)
+    root, query = lib
+    db = tmp_path / "cache.sqlite"
+    for sub in ("a", "b", "."):
+        search([query], [root / sub], serial, cache=db)
+    assert [name.split(".")[1] for name in os.listdir(f"{db}.snapshots")].count("files") == 2
+
+
+@pytest.mark.parametrize("inverted", [False, True])
+def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustive_one(
+    tmp_path, monkeypatch, inverted
+):
+    """Random descriptors, some pictures sharing near copies of others' keypoints: the saved index, once
+    pictures are removed and added (below and beyond REBUILD_SHARE), finds the same nearest pictures at
+    the same distances as one exhaustive index of the pictures there now."""
+    if inverted:
+        monkeypatch.setattr(snapshot, "FLAT_LIMIT", 100)
+        monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)  # every list: exact, for the comparison
+    rng = np.random.default_rng(5)
+    descs = {f"{n:032x}": rng.integers(0, 256, (int(rng.integers(0, 40)), 32), dtype=np.uint8) for n in range(60)}
+    cache = Cache(tmp_path / "c.sqlite")
+
+    class Kp:  # what cache.descriptors reads
+        def descriptors(self, hashes):
+            sizes = np.array([len(descs[h]) for h in hashes], dtype=np.int64)
+            data = np.concatenate([descs[h] for h in hashes] + [np.zeros((0, 32), np.uint8)])
+            return data, sizes
+
+        persistent = True
+
+    snaps = snapshot.Snapshots(cache, [tmp_path])
+    snaps.cache = Kp()
+    first = list(descs)[:40]
+    index = snaps.keypoints(list(range(40)), first)
+    assert isinstance(index.base, faiss.IndexBinaryIVF if inverted else faiss.IndexBinaryIDMap)
+    for share, now in ((0.5, list(descs)[5:45]), (0.0, list(descs)[10:60])):  # kept beside it, then rebuilt
+        monkeypatch.setattr(snapshot, "REBUILD_SHARE", share)
+        images = [int(h, 16) * 3 for h in now]  # image indices are not the hashes' order
+        index = snaps.keypoints(images, now)
+        assert (index.delta is not None) == (share > 0) and index.gone == (share > 0)
+        exact = snapshot._flat(*Kp().descriptors(now)[:1], np.repeat(images, Kp().descriptors(now)[1]))
+        queries = np.concatenate([descs[h][:5] for h in now])
+        queries[::2, 0] ^= 1  # near, not equal
+        dist, image = index.search(queries, 6)
+        want_dist, want_ids = exact[0].search(queries, 6)
+        assert np.array_equal(dist, want_dist)
+        assert np.array_equal(image[:, 0], exact[1][want_ids[:, 0]])  # ties further down may differ
+    assert len(list(Path(f"{cache.path}.snapshots").glob("*.kp-*"))) == 2  # the latest index only
