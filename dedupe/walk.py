@@ -6,6 +6,7 @@ import fnmatch
 import operator
 import os
 import stat
+from stat import S_ISDIR, S_ISREG
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -210,10 +211,17 @@ def walk(
                     out.problems.append(Problem(entry.path, "walk", f"cannot stat: {exc.strerror or exc}"))
                     continue
                 mode = st.st_mode
-                if stat.S_ISREG(mode):
+                if not S_ISREG(mode):
+                    if S_ISDIR(mode):
+                        subfolders.append(entry.path)
+                elif patterns or st.st_size == 0 or (st.st_dev, st.st_ino) in seen_files:
                     visit_file(entry.path, root, rel, name, st)
-                elif stat.S_ISDIR(mode):
-                    subfolders.append(entry.path)
+                else:  # visit_file's common case, inline: a tenth of the walk
+                    out.seen += 1
+                    path = entry.path
+                    seen_files[(st.st_dev, st.st_ino)] = path
+                    found.append((path, root, name))
+                    found_ids.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
             stack.extend(reversed(subfolders))
     progress.advance(out.seen - counted)
     ids = np.array(found_ids, dtype=np.int64).reshape(-1, 4)
@@ -233,7 +241,8 @@ def walk(
                 out.problems.append(Problem(path, "walk", f"cannot read: {exc.strerror or exc}"))
                 continue
             fmt = sniff(head)
-        suffix = _suffix(name)
+        dot = name.rfind(".")
+        suffix = name[dot:] if dot > 0 and name[0] != "." else _suffix(name)
         named = IMAGE_EXTENSIONS.get(suffix.lower()) if suffix else None
         if fmt is None:
             out.problems.append(Problem(path, "walk", _describe(head), kind="error" if named else "skipped"))
