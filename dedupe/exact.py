@@ -55,12 +55,11 @@ def find_exact(
         except OSError as exc:
             problems.append(Problem(files[i].path, "exact", f"cannot read: {exc.strerror or exc}"))
         progress.advance()
-    if not hashes:
-        return hashes, [], problems
-    hashed = np.fromiter(hashes, dtype=np.int64, count=len(hashes))
-    _, inverse, counts = np.unique(np.array(list(hashes.values())), return_inverse=True, return_counts=True)
+    first: dict[str, int] = {}
+    shared_hash = {h for i, h in hashes.items() if first.setdefault(h, i) != i}  # the few shared
     by_hash: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for i in sorted(hashed[counts[inverse] > 1].tolist()):  # the few files whose hash is shared
-        by_hash[(files[i].size, hashes[i])].append(i)
+    if shared_hash:
+        for i in sorted(i for i, h in hashes.items() if h in shared_hash):
+            by_hash[(files[i].size, hashes[i])].append(i)
     sets = sorted(v for v in by_hash.values() if len(v) > 1)
     return hashes, sets, problems

@@ -121,11 +121,12 @@ def known_formats(table: FileTable | None, cache: Cache):
     """walk.KnownFormats: from the table, and for the files it lacks from the cache."""
 
     def known(ids: np.ndarray) -> list[str | None]:
-        out = table.formats(ids) if table is not None else [None] * len(ids)
-        rest = [n for n, f in enumerate(out) if f is None]
-        if rest:
-            for n, f in zip(rest, cache.known_formats(ids[rest])):
-                out[n] = f
+        if table is None:
+            return cache.known_formats(ids)
+        out = table.formats(ids)
+        rest = [n for n, f in enumerate(out) if f is None] if None in out else []
+        for n, f in zip(rest, cache.known_formats(ids[rest]) if rest else []):
+            out[n] = f
         return out
 
     return known
