@@ -11,7 +11,7 @@ read through the cache as before, so a stale snapshot can only make a search slo
 table is rewritten whenever the files read differ from those it holds.
 
 The keypoint index (FAISS, read with mmap: exhaustive up to FLAT_LIMIT descriptors, inverted lists
-beyond) covers the pictures of the library when it was built, its ids naming picture and keypoint; the
+probed SEARCH_NPROBE at a time beyond) covers the pictures of the library when it was built, its ids naming picture and keypoint; the
 pictures added since are searched in a small exhaustive index beside it, and those gone are dropped
 from its answers; once these are a tenth of it, it is rebuilt from itself (kept lists, new pictures
 added). Pictures are named by content hash, so the index outlives a rewritten file table.
@@ -39,11 +39,16 @@ import numpy as np
 from .cache import CODES, VERSION, Cache
 from .index import _one_thread
 
-FLAT_LIMIT = 2_000_000
-"""Keypoint descriptors (about 20,000 pictures) up to which the saved index compares every one: exact,
-and 96 query descriptors cost 0.1 s against two million. Beyond, inverted lists."""
+FLAT_LIMIT = 200_000
+"""Keypoint descriptors (about 2,000 pictures) up to which the saved index compares every one: exact,
+and 96 query descriptors cost 0.06 s against 200,000 (3 ns a distance here). Beyond, inverted lists."""
 SEARCH_NPROBE = 16
-"""Inverted lists searched per query descriptor (see README: the recall measured against exhaustive)."""
+"""Inverted lists searched per query descriptor. On the scale-5000 corpus (466,000 descriptors, 227
+lists), against an exhaustive search with every picture as the query: 99.6% of the votes go to the same
+picture (98.2% at 8 lists, 99.9% at 32), 21 of 4,953 pictures see another set of pictures with 6 votes
+(mostly chance pairs that geometry refuses; 90 at 8 lists, 4 at 32); the searches of the 191 originals
+with crops or picked first found exactly the same files with every setting from 8 to 32, at 14 ms a
+query (26 ms at 16 lists, 100 ms exhaustively)."""
 NEARBY = 16
 """Extra neighbours asked of the saved index when some of its pictures are gone, to still have k of
 those that remain."""
