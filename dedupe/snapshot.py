@@ -11,10 +11,11 @@ read through the cache as before, so a stale snapshot can only make a search slo
 table is rewritten whenever the files read differ from those it holds.
 
 The keypoint index (FAISS, read with mmap: exhaustive up to FLAT_LIMIT descriptors, inverted lists
-probed SEARCH_NPROBE at a time beyond) covers the pictures of the library when it was built, its ids naming picture and keypoint; the
-pictures added since are searched in a small exhaustive index beside it, and those gone are dropped
-from its answers; once these are a tenth of it, it is rebuilt from itself (kept lists, new pictures
-added). Pictures are named by content hash, so the index outlives a rewritten file table.
+probed SEARCH_NPROBE at a time beyond) covers the pictures of the library when it was built, its ids
+naming picture and keypoint; the pictures added since are searched in a small exhaustive index beside
+it, and those gone are dropped from its answers; once these are a tenth of it, it is rebuilt from
+itself (kept lists, new pictures added). Pictures are named by content hash, so the index outlives a
+rewritten file table.
 
 Files, in <cache>.snapshots/: <key>.files.npz, and <key>.kp-<stamp>.faiss with its labels in
 <key>.kp-<stamp>.npz. Each is written under a temporary name and renamed into place, the labels last,
@@ -98,6 +99,19 @@ class FileTable:
         self._sorted = self._keys[self._order]
         self._strings: list[str] | None = None
 
+    def whole(self) -> bool:
+        """Whether the arrays agree with each other (what a damaged file that still loads would not)."""
+        n, m = len(self.ids), len(self.hashes)
+        return (
+            self.ids.shape == (n, 4)
+            and self.fmt.shape == self.content.shape == (n,)
+            and self.codes.shape == (m, CODES)
+            and self.framed.shape == self.keypoints.shape == (m,)
+            and self.size.shape == (m, 2)
+            and (n == 0 or (0 <= int(self.content.min()) and int(self.content.max()) < m))
+            and (n == 0 or int(self.fmt.max()) < len(FORMATS))
+        )
+
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """The row of each identity (device, inode, size, mtime_ns), or -1 for one the table lacks."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1, 4)
@@ -167,16 +181,19 @@ class Snapshots:
         try:
             with np.load(self._path("files.npz")) as z:
                 table = FileTable(**{name: z[name] for name in FileTable.__dataclass_fields__})
-            if table.codes.shape[1:] != (CODES,) or table.ids.shape[1:] != (4,):
-                return None
-            os.utime(self._path("files.npz"))  # recently used, for pruning
+            if not table.whole():
+                raise ValueError("inconsistent arrays")
             self.state = "loaded"
-            return table
         except FileNotFoundError:
             return None
         except Exception:  # damaged, or written by another layout: rewritten after this read
             self.state = "unreadable"
             return None
+        try:
+            os.utime(self._path("files.npz"))  # recently used, for pruning
+        except OSError:
+            pass
+        return table
 
     def update(self, table, rows, ids, library, store, need_kp: bool, changed: list[int]) -> None:
         """After a library was read (pipeline.read_library; `rows` its files' rows in `table`): write
@@ -245,7 +262,12 @@ class Snapshots:
         """An index of the keypoints of these images (content `hashes`), answering with image indices;
         None when fewer than two have any. Built from the saved one when there is one."""
         saved = self._load_keypoints() if self.dir is not None else None
-        index = KeypointIndex.of(saved, images, hashes, self.cache)
+        try:
+            index = KeypointIndex.of(saved, images, hashes, self.cache)
+        except (OSError, RuntimeError):  # the saved index went away (pruned by another search) or broke
+            if saved is None:
+                raise
+            index = KeypointIndex.of(None, images, hashes, self.cache)
         if index is not None and index.rebuilt is not None and self.dir is not None:
             self._save_keypoints(*index.rebuilt)
             index.rebuilt = None
@@ -269,9 +291,12 @@ class Snapshots:
             return
         if not _write(self._path(f"{stamp}.npz"), lambda tmp: np.savez(tmp, hashes=hashes, counts=counts)):
             return
-        for old in self.dir.glob(f"{self.key}.kp-*"):
-            if old.name.split(".")[1] < stamp:
-                old.unlink(missing_ok=True)
+        try:
+            for old in self.dir.glob(f"{self.key}.kp-*"):
+                if old.name.split(".")[1] < stamp:
+                    old.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _mtime(path: Path) -> float:

@@ -219,3 +219,16 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
         assert np.array_equal(dist, want_dist)
         assert np.array_equal(image[:, 0], exact[1][want_ids[:, 0]])  # ties further down may differ
     assert len(list(Path(f"{cache.path}.snapshots").glob("*.kp-*"))) == 2  # the latest index only
+
+
+def test_a_table_whose_arrays_disagree_is_ignored(lib, serial, tmp_path):
+    root, query = lib
+    db = tmp_path / "cache.sqlite"
+    first = search([query], [root], serial, cache=db)
+    (saved,) = Path(f"{db}.snapshots").glob("*.files.npz")
+    with np.load(saved) as z:
+        arrays = dict(z)
+    arrays["content"][0] = len(arrays["hashes"]) + 5  # loads, but names no content
+    np.savez(saved, **arrays)
+    again = search([query], [root], serial, cache=db)
+    assert again.stats["snapshot"] == "written" and found(again) == found(first)
