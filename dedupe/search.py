@@ -196,8 +196,11 @@ def _with_queries(asked: WalkResult, walked: WalkResult) -> tuple[WalkResult, li
     theirs = [j for j in maybe if walked.files[j].identity in mine]
     keep = np.ones(len(walked.files), bool)
     keep[theirs] = False
+    files = asked.files + walked.files
+    for j in reversed(theirs):
+        del files[len(asked.files) + j]
     merged = WalkResult(
-        files=asked.files + ([f for f, k in zip(walked.files, keep.tolist()) if k] if theirs else walked.files),
+        files=files,
         problems=walked.problems,
         links=asked.links + walked.links,
         seen=asked.seen + walked.seen,
