@@ -46,10 +46,10 @@ and 96 query descriptors cost 0.06 s against 200,000 (3 ns a distance here). Bey
 SEARCH_NPROBE = 16
 """Inverted lists searched per query descriptor. On the scale-5000 corpus (466,000 descriptors, 227
 lists), against an exhaustive search with every picture as the query: 99.6% of the votes go to the same
-picture (98.2% at 8 lists, 99.9% at 32), 21 of 4,953 pictures see another set of pictures with 6 votes
-(mostly chance pairs that geometry refuses; 90 at 8 lists, 4 at 32); the searches of the 191 originals
-with crops or picked first found exactly the same files with every setting from 8 to 32, at 14 ms a
-query (26 ms at 16 lists, 100 ms exhaustively)."""
+picture (98.2% at 8 lists, 99.9% at 32), and 21 of 4,953 pictures see another set of pictures with 6
+votes (mostly chance pairs that geometry refuses; 90 at 8 lists, 4 at 32). Searching its 191 originals
+(80 with a crop) found exactly the same files with 8, 16 or 32 lists as exhaustively and as before
+snapshots; their keypoint stage took 2.7, 5.0 and 7.1 s, 18.8 s exhaustively (another process busy)."""
 NEARBY = 16
 """Extra neighbours asked of the saved index when some of its pictures are gone, to still have k of
 those that remain."""
