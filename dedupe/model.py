@@ -1,16 +1,20 @@
-"""The records that flow between stages. Plain dataclasses: no behaviour beyond small derived values."""
+"""The records that flow between stages. Plain dataclasses (and one named tuple): no behaviour beyond small
+derived values."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class FileRecord:
-    """A regular file found by the walk, with the identity an action re-checks before touching it."""
+class FileRecord(NamedTuple):
+    """A regular file found by the walk, with the identity an action re-checks before touching it.
+
+    A named tuple, not a dataclass: the walk makes one per file, and a frozen dataclass took twice as long
+    to make (a tenth of a repeated search of 100,000 pictures)."""
 
     path: str
     """Absolute path, as reached (symlinked folders are not resolved)."""
