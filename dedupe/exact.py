@@ -55,8 +55,10 @@ def find_exact(
         except OSError as exc:
             problems.append(Problem(files[i].path, "exact", f"cannot read: {exc.strerror or exc}"))
         progress.advance()
-    first: dict[str, int] = {}
-    shared_hash = {h for i, h in hashes.items() if first.setdefault(h, i) != i}  # the few shared
+    shared_hash: set[str] = set()
+    if len(set(hashes.values())) < len(hashes):  # some are shared: which (a set is made in C, this loop is not)
+        first: dict[str, int] = {}
+        shared_hash = {h for i, h in hashes.items() if first.setdefault(h, i) != i}
     by_hash: dict[tuple[int, str], list[int]] = defaultdict(list)
     if shared_hash:
         for i in sorted(i for i, h in hashes.items() if h in shared_hash):

@@ -352,7 +352,8 @@ class KeypointIndex:
         new_data, new_sizes = cache.descriptors([h for h, n in zip(hashes, new) if n])
         gone = (label_image < 0) & (counts > 0)
         alive = np.concatenate([label_image[counts > 0], image_of[new][new_sizes > 0]])
-        if len(np.unique(alive[alive >= 0])) < 2:
+        alive = alive[alive >= 0]
+        if not len(alive) or alive.min() == alive.max():  # fewer than two pictures with keypoints
             return None
         if int(counts[gone].sum()) + len(new_data) <= REBUILD_SHARE * max(int(counts.sum()), 1):
             return cls(base, label_image, bool(gone.any()), *_flat(new_data, np.repeat(image_of[new], new_sizes)))

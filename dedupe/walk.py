@@ -144,7 +144,9 @@ def walk(
     found: list = []  # (path, root, name) of each file, its format not known yet
     found_ids: list[tuple[int, int, int, int]] = []  # and its identity
     patterns = bool(settings.include or settings.exclude)
-    counted = 0
+    hidden, exclude, follow = settings.hidden, settings.exclude, settings.follow_symlinks
+    add_found, add_id = found.append, found_ids.append
+    counted = inline = 0  # files counted for progress; files taken inline (out.seen counts the others)
 
     def visit_file(path: str, root: str, rel: str, name: str, st: os.stat_result) -> None:
         out.seen += 1
@@ -175,9 +177,9 @@ def walk(
         stack = [root]
         while stack:
             check(cancel)
-            if out.seen - counted >= PROGRESS_EVERY:
-                progress.advance(out.seen - counted)
-                counted = out.seen
+            if out.seen + inline - counted >= PROGRESS_EVERY:
+                progress.advance(out.seen + inline - counted)
+                counted = out.seen + inline
             folder = stack.pop()
             try:
                 fst = os.stat(folder)
@@ -195,13 +197,13 @@ def walk(
             subfolders = []
             for entry in entries:
                 name = entry.name
-                if not settings.hidden and name[0] == ".":
+                if not hidden and name[0] == ".":
                     continue
                 rel = entry.path[prefix:] if patterns else ""
-                if settings.exclude and _matches(settings.exclude, rel, name):
+                if exclude and _matches(exclude, rel, name):
                     continue
                 try:
-                    if not settings.follow_symlinks and entry.is_symlink():
+                    if not follow and entry.is_symlink():
                         out.seen += 1
                         out.problems.append(Problem(entry.path, "walk", "symbolic link, not followed", "skipped"))
                         continue
@@ -214,19 +216,21 @@ def walk(
                 if not S_ISREG(mode):
                     if S_ISDIR(mode):
                         subfolders.append(entry.path)
-                elif patterns or st.st_size == 0 or (st.st_dev, st.st_ino) in seen_files:
+                elif patterns or st.st_size == 0 or (key := (st.st_dev, st.st_ino)) in seen_files:
                     visit_file(entry.path, root, rel, name, st)
                 else:  # visit_file's common case, inline: a tenth of the walk
-                    out.seen += 1
+                    inline += 1
                     path = entry.path
-                    seen_files[(st.st_dev, st.st_ino)] = path
-                    found.append((path, root, name))
-                    found_ids.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+                    seen_files[key] = path
+                    add_found((path, root, name))
+                    add_id((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
             stack.extend(reversed(subfolders))
+    out.seen += inline
     progress.advance(out.seen - counted)
     ids = np.array(found_ids, dtype=np.int64).reshape(-1, 4)
     formats = known_formats(ids) if known_formats and found else [None] * len(found)
-    kept = []
+    dropped = []
+    add_file, named_as = out.files.append, IMAGE_EXTENSIONS.get
     for n, (path, root, name) in enumerate(found):
         device, inode, size, mtime_ns = found_ids[n]
         found[n] = found_ids[n] = None  # each entry freed as its record is made: a million files are not held twice
@@ -239,21 +243,22 @@ def walk(
                     head = fh.read(32)
             except OSError as exc:
                 out.problems.append(Problem(path, "walk", f"cannot read: {exc.strerror or exc}"))
+                dropped.append(n)
                 continue
             fmt = sniff(head)
         dot = name.rfind(".")
         suffix = name[dot:] if dot > 0 and name[0] != "." else _suffix(name)
-        named = IMAGE_EXTENSIONS.get(suffix.lower()) if suffix else None
+        named = named_as(suffix.lower()) if suffix else None
         if fmt is None:
             out.problems.append(Problem(path, "walk", _describe(head), kind="error" if named else "skipped"))
+            dropped.append(n)
             continue
         if named and named != fmt:
             out.problems.append(
                 Problem(path, "walk", f"named {suffix} but the content is {fmt}; read as {fmt}", kind="warning")
             )
-        out.files.append(FileRecord(path, root, size, mtime_ns, device, inode, fmt))
-        kept.append(n)
-    out.ids = ids[kept] if len(kept) < len(ids) else ids
+        add_file(FileRecord(path, root, size, mtime_ns, device, inode, fmt))
+    out.ids = np.delete(ids, dropped, axis=0) if dropped else ids
     return out
 
 
