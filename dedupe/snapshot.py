@@ -262,12 +262,14 @@ class Snapshots:
         """An index of the keypoints of these images (content `hashes`), answering with image indices;
         None when fewer than two have any. Built from the saved one when there is one."""
         saved = self._load_keypoints() if self.dir is not None else None
+        # Building inverted lists pays only when they are kept: else one exhaustive index, as before.
+        keep = self.dir is not None and _writable(self.dir)
         try:
-            index = KeypointIndex.of(saved, images, hashes, self.cache)
+            index = KeypointIndex.of(saved, images, hashes, self.cache, keep)
         except (OSError, RuntimeError):  # the saved index went away (pruned by another search) or broke
             if saved is None:
                 raise
-            index = KeypointIndex.of(None, images, hashes, self.cache)
+            index = KeypointIndex.of(None, images, hashes, self.cache, keep)
         if index is not None and index.rebuilt is not None and self.dir is not None:
             self._save_keypoints(*index.rebuilt)
             index.rebuilt = None
@@ -297,6 +299,13 @@ class Snapshots:
                     old.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def _writable(folder: Path) -> bool:
+    """Whether files can be written in `folder` (or made, with it)."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
 
 
 def _mtime(path: Path) -> float:
@@ -330,17 +339,17 @@ class KeypointIndex:
         """(index, hashes, counts) to save, when this one was (re)built."""
 
     @classmethod
-    def of(cls, saved, images: list[int], hashes: list[str], cache: Cache) -> "KeypointIndex | None":
+    def of(cls, saved, images: list[int], hashes: list[str], cache: Cache, keep: bool) -> "KeypointIndex | None":
         """The index for these images (content `hashes`): the saved one (base, labels, counts, path)
         with an exhaustive one of the pictures it lacks, or, past REBUILD_SHARE or without one, a new
-        one to save (`rebuilt`)."""
+        one to save (`rebuilt`) when it can be kept (`keep`), else one exhaustive index."""
         wanted = np.array(hashes, dtype="S32")
         image_of = np.asarray(images, dtype=np.int64)
         if saved is None:
             data, sizes = cache.descriptors(hashes)
             if len(np.unique(image_of[sizes > 0])) < 2:
                 return None
-            if not cache.persistent:  # nothing is kept: one exhaustive index, as cheap to build as to search
+            if not keep:  # nothing is kept: one exhaustive index, as cheap to build as to search
                 return cls(None, np.zeros(0, np.int64), False, *_flat(data, np.repeat(image_of, sizes)))
             index = _build(data, sizes)
             out = cls(index, image_of, False, None, np.zeros(0, np.int64))
@@ -355,7 +364,7 @@ class KeypointIndex:
         alive = alive[alive >= 0]
         if not len(alive) or alive.min() == alive.max():  # fewer than two pictures with keypoints
             return None
-        if int(counts[gone].sum()) + len(new_data) <= REBUILD_SHARE * max(int(counts.sum()), 1):
+        if not keep or int(counts[gone].sum()) + len(new_data) <= REBUILD_SHARE * max(int(counts.sum()), 1):
             return cls(base, label_image, bool(gone.any()), *_flat(new_data, np.repeat(image_of[new], new_sizes)))
         # Rebuilt from the saved index: its lists kept, the pictures gone removed, the new ones added.
         index = faiss.read_index_binary(str(path))

@@ -199,8 +199,6 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
             data = np.concatenate([descs[h] for h in hashes] + [np.zeros((0, 32), np.uint8)])
             return data, sizes
 
-        persistent = True
-
     snaps = snapshot.Snapshots(cache, [tmp_path])
     snaps.cache = Kp()
     first = list(descs)[:40]
