@@ -248,6 +248,7 @@ def _keypoint_matches(
     progress.advance(len(asked))
     if index is None:
         return 0
+    stats["keypoint_index"] = index.how
     as_image = np.zeros(max(images) + 1, np.int64)
     pairs = set()
     for q in asked:

@@ -337,6 +337,9 @@ class KeypointIndex:
         self.delta, self.delta_image = delta, delta_image
         self.rebuilt = None
         """(index, hashes, counts) to save, when this one was (re)built."""
+        self.how = "saved" if base is not None else "exhaustive"
+        """"saved" (read from the snapshot, with `delta` beside it for pictures added), "built" (now, and
+        saved), "rebuilt" (from the saved one, past REBUILD_SHARE) or "exhaustive" (nothing kept)."""
 
     @classmethod
     def of(cls, saved, images: list[int], hashes: list[str], cache: Cache, keep: bool) -> "KeypointIndex | None":
@@ -353,7 +356,7 @@ class KeypointIndex:
                 return cls(None, np.zeros(0, np.int64), False, *_flat(data, np.repeat(image_of, sizes)))
             index = _build(data, sizes)
             out = cls(index, image_of, False, None, np.zeros(0, np.int64))
-            out.rebuilt = (index, wanted, sizes)
+            out.rebuilt, out.how = (index, wanted, sizes), "built"
             return out
         base, labels, counts, path = saved
         label_image, matched = _lookup(wanted, image_of, labels)
@@ -379,7 +382,7 @@ class KeypointIndex:
         labels = np.concatenate([np.where(gone | (label_image < 0), b"", labels), wanted[new]]).astype("S32")
         counts = np.concatenate([np.where(label_image < 0, 0, counts), new_sizes])
         out = cls(index, np.concatenate([label_image, image_of[new]]), False, None, np.zeros(0, np.int64))
-        out.rebuilt = (index, labels, counts)
+        out.rebuilt, out.how = (index, labels, counts), "rebuilt"
         return out
 
     def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

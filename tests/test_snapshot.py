@@ -50,12 +50,12 @@ def test_a_second_search_uses_the_snapshot_and_finds_the_same(lib, serial, tmp_p
     root, query = lib
     db = tmp_path / "cache.sqlite"
     first = search([query], [root], serial, cache=db)
-    assert first.stats["snapshot"] == "written"
+    assert first.stats["snapshot"] == "written" and first.stats["keypoint_index"] == "built"
     assert [name.split("-")[0] for name in snapshot_files(db)] == ["files.npz", "kp", "kp"]
     again = search([query], [root], serial, cache=db)
-    assert again.stats["snapshot"] == "used"
+    assert again.stats["snapshot"] == "used" and again.stats["keypoint_index"] == "saved"
     private = search([query], [root], serial)  # no cache, no snapshot: today's path
-    assert private.stats["snapshot"] == "none"
+    assert private.stats["snapshot"] == "none" and private.stats["keypoint_index"] == "exhaustive"
     assert found(again) == found(first) == found(private)
     assert {Path(p).name for p, *_ in found(again)} == {"q50.jpg", "marked.jpg", "cropped.jpg"}
     inside = root / "a" / "q50.jpg"  # a query inside the library is the same library
