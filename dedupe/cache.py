@@ -57,8 +57,7 @@ CREATE TABLE IF NOT EXISTS verdicts(
 CREATE TABLE IF NOT EXISTS memo(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions(hashes TEXT PRIMARY KEY, kind TEXT NOT NULL, decided TEXT NOT NULL);
 """
-# `decisions` and files.format came after VERSION 3 was set: CREATE TABLE IF NOT EXISTS and
-# _add_format_column add them to an existing cache on open, so nobody's cache is rebuilt for them.
+# `decisions` came after VERSION 3 was set: CREATE TABLE IF NOT EXISTS adds it to a cache on open.
 CODES = 10
 """Codes stored per image: pHash, dHash, pHash inside the frame (0 without one), 7 turned pHashes."""
 
@@ -146,8 +145,6 @@ class Cache:
                 db.executescript(_SCHEMA)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(VERSION),))
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,))
-                if "format" not in {r[1] for r in db.execute("PRAGMA table_info(files)")}:
-                    _add_format_column(db)
         except sqlite3.DatabaseError as exc:
             db.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -204,8 +201,6 @@ class Cache:
             hit = rows.get(f.identity)
             if hit is not None and hit[:2] == (f.size, f.mtime_ns):
                 out[n] = hit[2]
-                if hit[3] is None:  # recorded before formats were: the walk sniffed it this time
-                    self._put("UPDATE files SET format=? WHERE device=? AND inode=?", (f.format, f.device, f.inode))
         return out
 
     def _each(self, hashes: Iterable[str], columns: str, cond: str = "") -> Iterator[tuple]:
@@ -536,12 +531,3 @@ class Store(Mapping[int, Analysed]):
 
     def __len__(self) -> int:
         return len(self.hashes)
-
-
-def _add_format_column(db: sqlite3.Connection) -> None:
-    """files.format, for a cache made before it: rows without one are sniffed by the walk, then filled."""
-    try:
-        db.execute("ALTER TABLE files ADD COLUMN format TEXT")
-    except sqlite3.OperationalError as exc:  # another scan opening the same cache added it first
-        if "duplicate column" not in str(exc):
-            raise

@@ -95,27 +95,6 @@ def test_a_warm_scan_reads_decodes_and_verifies_nothing(tmp_path, serial, monkey
     ]
 
 
-def test_a_cache_from_before_file_formats_gains_them_without_a_rebuild(tmp_path, serial, monkeypatch):
-    library(tmp_path / "lib")
-    db = tmp_path / "cache.sqlite"
-    scan([tmp_path / "lib"], serial, cache=db)
-    with sqlite3.connect(db) as conn:  # as a cache written before the walk could ask it for formats
-        conn.execute("ALTER TABLE files DROP COLUMN format")
-    shutil.rmtree(f"{db}.snapshots")  # nor had it library snapshots, which know formats too
-    import dedupe.walk
-
-    opened = Count(open)
-    monkeypatch.setattr(dedupe.walk, "open", opened, raising=False)
-    second = scan([tmp_path / "lib"], serial, cache=db)
-    assert not [p for p in second.problems if p.stage == "cache"]  # no warning, nothing rebuilt
-    assert second.stats["images_from_cache"] == 9 and len(opened.calls) == 9  # sniffed, as before
-    shutil.rmtree(f"{db}.snapshots")
-    third = scan([tmp_path / "lib"], serial, cache=db)
-    assert third.stats["images_from_cache"] == 9 and len(opened.calls) == 9  # formats filled in: none opened
-    with sqlite3.connect(db) as conn:
-        assert sorted(conn.execute("SELECT format, count(*) FROM files GROUP BY format")) == [("JPEG", 8), ("PNG", 1)]
-
-
 def test_moved_renamed_and_copied_files_are_recognised_without_decoding(tmp_path, serial, decodes):
     lib = tmp_path / "lib"
     library(lib)
