@@ -229,20 +229,30 @@ index probes the nearest lists: 35,000 descriptors take 0.15 s instead of 12 s e
 
 
 def descriptor_index(data: np.ndarray):
-    """A FAISS index of 256-bit descriptors: exhaustive when small, inverted lists beyond (trained with
-    8 k-means iterations on a sample: the lists only need to be roughly right, recall comes from nprobe)."""
-    if len(data) <= DESC_FLAT_LIMIT:
-        index = faiss.IndexBinaryFlat(256)
-        index.use_heap = False  # several times faster for small k
-    else:
-        nlist = int(np.sqrt(len(data)))
-        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
-        index.cp.niter = 8
-        sample = np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)
-        with _one_thread():
-            index.train(data[np.sort(sample)])
+    """A FAISS index of 256-bit descriptors: exhaustive when small, sqrt(n) inverted lists beyond."""
+    index = exhaustive_index() if len(data) <= DESC_FLAT_LIMIT else trained_lists(data, int(np.sqrt(len(data))))
     with _one_thread():
         index.add(data)
+    return index
+
+
+def exhaustive_index():
+    """An empty index that compares every 256-bit descriptor, searched without a heap (several times
+    faster for small k)."""
+    index = faiss.IndexBinaryFlat(256)
+    index.use_heap = False
+    return index
+
+
+def trained_lists(data: np.ndarray, nlist: int):
+    """An empty index of `nlist` inverted lists for 256-bit descriptors like `data`, trained with 8 k-means
+    iterations on a sample of 40 per list: the lists only need to be roughly right, recall comes from
+    the lists probed."""
+    index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
+    index.cp.niter = 8
+    sample = np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)
+    with _one_thread():
+        index.train(data[np.sort(sample)])
     return index
 
 

@@ -38,7 +38,7 @@ import faiss
 import numpy as np
 
 from .cache import CODES, VERSION, Cache
-from .index import _one_thread
+from .index import _one_thread, exhaustive_index, trained_lists
 
 FLAT_LIMIT = 200_000
 """Keypoint descriptors (about 2,000 pictures) up to which the saved index compares every one: exact,
@@ -420,8 +420,7 @@ def _flat(data: np.ndarray, owner: np.ndarray):
     """An exhaustive index of these descriptors (None for none) and the image owning each."""
     if not len(data):
         return None, owner
-    index = faiss.IndexBinaryFlat(256)
-    index.use_heap = False  # faster for small k
+    index = exhaustive_index()
     with _one_thread():
         index.add(np.ascontiguousarray(data))
     return index, owner
@@ -463,16 +462,9 @@ def _build(data: np.ndarray, sizes: np.ndarray):
     """The index saved for a library: ids label << LABEL_BITS | rank, labels the rows of its hashes."""
     ids = _ids(np.arange(len(sizes)), sizes)
     if len(data) <= FLAT_LIMIT:
-        flat = faiss.IndexBinaryFlat(256)
-        flat.use_heap = False
-        index = faiss.IndexBinaryIDMap(flat)  # the Python wrapper keeps `flat` alive with it
+        index = faiss.IndexBinaryIDMap(exhaustive_index())  # the Python wrapper keeps the inner index alive
     else:
-        nlist = lists_for(len(data))
-        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
-        index.cp.niter = 8
-        sample = np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)
-        with _one_thread():
-            index.train(data[np.sort(sample)])
+        index = trained_lists(data, lists_for(len(data)))
     with _one_thread():
         for start in range(0, len(data), 1 << 20):
             index.add_with_ids(data[start : start + (1 << 20)], ids[start : start + (1 << 20)])

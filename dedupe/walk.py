@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import operator
 import os
-import stat
 from stat import S_ISDIR, S_ISREG
 from dataclasses import dataclass, field
 from typing import Callable
@@ -170,7 +169,7 @@ def walk(
         except OSError as exc:
             out.problems.append(Problem(root, "walk", f"cannot open: {exc.strerror or exc}"))
             continue
-        if stat.S_ISREG(st.st_mode):  # a single file given as a root
+        if S_ISREG(st.st_mode):  # a single file given as a root
             visit_file(root, os.path.dirname(root), os.path.basename(root), os.path.basename(root), st)
             continue
         prefix = len(root if root.endswith(os.sep) else root + os.sep)  # rel by slicing: relpath cost a third
@@ -246,8 +245,7 @@ def walk(
                 dropped.append(n)
                 continue
             fmt = sniff(head)
-        dot = name.rfind(".")
-        suffix = name[dot:] if dot > 0 and name[0] != "." else _suffix(name)
+        suffix = _suffix(name)
         named = named_as(suffix.lower()) if suffix else None
         if fmt is None:
             out.problems.append(Problem(path, "walk", _describe(head), kind="error" if named else "skipped"))
