@@ -82,6 +82,10 @@ class Workers:
         self.cache.commit()  # workers read what the main process has written
         args = (str(self.cache.path), self.settings)
         context = _context()
+        if context.get_start_method() == "fork":
+            # OpenCV's thread pool, once it has run here, hangs a forked child's first OpenCV call (a
+            # second scan in one process did); stopped, it is not inherited. The workers use one thread.
+            cv2.setNumThreads(1)
         if size is not None:
             return ProcessPoolExecutor(size, mp_context=context, initializer=_init, initargs=args)
         if self._pool is None:

@@ -50,3 +50,27 @@ def test_a_pool_outlives_a_caller_that_stops_reading(tmp_path):
     finally:
         workers.close()
         cache.close()
+
+
+TWO_SCANS = """
+import sys
+from dedupe import Settings, scan
+if __name__ == "__main__":
+    runs = [scan([sys.argv[1]], Settings(workers=2), cache=sys.argv[2 + n]) for n in range(2)]
+    print(*[len(r.groups) for r in runs], *[r.stats["images_decoded"] for r in runs])
+"""
+
+
+def test_a_second_scan_in_one_process_starts_its_workers(tmp_path):
+    """Two cold scans in one process, each with its own pool: the second one's forked workers used to
+    hang on OpenCV's thread pool, which the first scan's main process had run."""
+    from images import photo, recompress, save
+
+    for seed in range(150):
+        save(photo(seed, (160, 120)), tmp_path / "lib" / f"{seed}.jpg")
+    save(recompress(photo(3, (160, 120)), 40), tmp_path / "lib" / "copy.jpg")
+    script = tmp_path / "two_scans.py"
+    script.write_text(TWO_SCANS)
+    args = [sys.executable, str(script), str(tmp_path / "lib"), str(tmp_path / "a.sqlite"), str(tmp_path / "b.sqlite")]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    assert out == ["1", "1", "151", "151"]
