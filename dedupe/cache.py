@@ -4,7 +4,7 @@ decoded again, and the store the scan's workers read thumbnails from.
 `files` maps a file's identity (device, inode, size, mtime_ns) to its content hash, so an unchanged file
 is not even read. `images` maps a content hash to its info and features, so a renamed, moved or copied
 file is recognised from its bytes (hashed, not decoded). `verdicts` keeps what verification said about
-a pair of contents under given settings, and `memo` what the keypoint stage voted for a set of images.
+a pair of contents under given settings.
 `decisions` holds what a person decided about groups (dedupe.decisions): not derived data, so it is
 carried over when the cache is rebuilt. Everything is keyed by content, never by path. WAL mode:
 readers (the workers) never wait for the writer (the main process), and two scans can share one
@@ -54,7 +54,6 @@ CREATE TABLE IF NOT EXISTS images(
 CREATE TABLE IF NOT EXISTS verdicts(
     first TEXT NOT NULL, second TEXT NOT NULL, key TEXT NOT NULL, evidence TEXT,
     PRIMARY KEY(first, second, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS memo(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions(hashes TEXT PRIMARY KEY, kind TEXT NOT NULL, decided TEXT NOT NULL);
 """
 # `decisions` came after VERSION 3 was set: CREATE TABLE IF NOT EXISTS adds it to a cache on open.
@@ -316,13 +315,6 @@ class Cache:
         self.commit()
         return [(tuple(h.split()), kind) for h, kind in self.db.execute("SELECT hashes, kind FROM decisions")]
 
-    def memo(self, key: str):
-        self.commit()
-        row = self.db.execute("SELECT value FROM memo WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    # --- writes ---
-
     def put_file(self, f: FileRecord, content_hash: str) -> None:
         self._put(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
@@ -350,9 +342,6 @@ class Cache:
             "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
             (*key, json.dumps(evidence) if evidence is not None else None),
         )
-
-    def put_memo(self, key: str, value) -> None:
-        self._put("INSERT OR REPLACE INTO memo VALUES (?, ?)", (key, json.dumps(value)))
 
     def put_decision(self, hashes: tuple[str, ...], kind: str) -> None:
         """Store a decision at once (a person's work is never left in a buffer); the same set of

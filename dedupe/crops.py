@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
-from .cache import Store, settings_key
+from .cache import Store
 from .config import Settings
 from .group import Candidate, choose_keeper, components
-from .index import (
-    DESC_FLAT_LIMIT,
-    MIN_VOTES,
-    NPROBE,
-    descriptor_index,
-    descriptor_owners,
-    keypoint_votes,
-    load_index,
-    save_index,
-    voted_pairs,
-)
+from .index import DESC_FLAT_LIMIT, K, MAX_DISTANCE, QUERY_BLOCK, nearest_other, voted_pairs
 from .match import _load, _plain, geometry, verdict_key
 from .model import FileRecord, Group, Similar
 from .progress import CancelCheck, Progress
+from .snapshot import Nearest, Snapshots, lookup, ranks
 from .workers import Workers, state
 
 CROP_TRIES = 3
@@ -38,6 +26,8 @@ def find_crops(
     similars: list[tuple[tuple[int, int], dict]],
     settings: Settings,
     workers: Workers,
+    snapshots: Snapshots,
+    stats: dict,
     progress: Progress,
     cancel: CancelCheck,
     title: str,
@@ -48,8 +38,8 @@ def find_crops(
     A mirrored copy cannot match a crop by keypoints; its unmirrored sibling can. Adds to `evidence`
     (and to `similars` the pairs of sets that are only similar shots); returns how many pairs it added.
 
-    The votes of an unchanged set of images and every geometry verdict come from the cache when a scan
-    made them before."""
+    What each keypoint votes for is kept in the snapshot (snapshot.Nearest), and every geometry verdict
+    in the cache: a rescan searches only the keypoints of new pictures (stats["keypoints_searched"])."""
     cache = analysed.cache
     index_of = {img: n for n, img in enumerate(images)}
     sets = components(len(images), [(index_of[a], index_of[b]) for a, b in evidence])
@@ -62,11 +52,8 @@ def find_crops(
         members.setdefault(int(label), []).append(images[n])
     progress.stage(title, len(members))
     hashes = [analysed.hashes[i] for i in images]
-    memo_key = settings_key(kind="votes", images=hashes, labels=labels.tolist(), min_votes=MIN_VOTES, nprobe=NPROBE)
-    pairs = cache.memo(memo_key)
-    if pairs is None:
-        pairs = [list(p) for p in _keypoint_pairs(hashes, labels, workers, cancel)]
-        cache.put_memo(memo_key, pairs)
+    table, stats["keypoints_searched"] = _nearest(hashes, labels, snapshots, workers, cancel)
+    pairs = _votes(table, labels)
     progress.advance(len(members) // 2)
 
     analysed.prefetch(i for pair in pairs for label in pair for i in members[label])
@@ -106,41 +93,128 @@ def find_crops(
     return added
 
 
-def _keypoint_pairs(
-    hashes: list[str], labels: np.ndarray, workers: Workers, cancel: CancelCheck
-) -> list[tuple[int, int]]:
-    """index.keypoint_pairs for the images with these content hashes, the search split between the
-    workers when the index is large: it is the costliest part of this stage (12 s for the 470,000
-    descriptors of 5,000 photos on one core). Each worker reads the index and the labels of its
-    entries from files, and from the cache only the descriptors of its own share of the images, so the
-    main process sends none of them and no process holds every descriptor twice."""
-    data, sizes = workers.cache.descriptors(hashes)
-    owner = descriptor_owners(labels, sizes)
-    if owner is None:
+def _votes(table: Nearest | None, labels: np.ndarray) -> list[tuple[int, int]]:
+    """The pairs of sets (labels) the keypoints vote for (index.voted_pairs)."""
+    if table is None:
         return []
-    index = descriptor_index(data)
-    if workers.count == 1 or len(data) <= DESC_FLAT_LIMIT:
-        return voted_pairs(*keypoint_votes(index, data, owner, owner))
-    with tempfile.TemporaryDirectory(prefix="dedupe-votes-") as tmp:
-        path, owner_path = os.path.join(tmp, "descriptors.faiss"), os.path.join(tmp, "owner.npy")
-        save_index(index, path)
-        np.save(owner_path, owner)
-        del index, data, owner
-        ends = np.cumsum(sizes)  # shares cut between images, about equal in descriptors
-        cuts = np.searchsorted(ends, np.linspace(0, ends[-1], workers.count + 1)[1:-1])
-        bounds = [0, *[int(c) + 1 for c in cuts], len(hashes)]
-        jobs = [
-            (path, owner_path, hashes[lo:hi], labels[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]) if lo < hi
-        ]
-        parts = list(workers.map(_votes_job, jobs, cancel, pool=True))
-    return voted_pairs(np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+    owner = np.repeat(np.arange(len(table.counts)), table.counts)
+    has = table.target >= 0
+    a, b = labels[owner[has]], labels[table.target[has]]
+    return voted_pairs(a[a != b], b[a != b])
 
 
-def _votes_job(job) -> tuple[np.ndarray, np.ndarray]:
-    path, owner_path, hashes, labels = job
+def _nearest(
+    hashes: list[str], labels: np.ndarray, snapshots: Snapshots, workers: Workers, cancel: CancelCheck
+) -> tuple[Nearest | None, int]:
+    """(the Nearest table of these images (content `hashes`, sets of copies `labels`), how many images
+    had their keypoints searched); None when fewer than two have any.
+
+    The saved table answers for the pictures it holds, unless their set of copies joined or split
+    another (among the pictures it holds) or a picture they voted for is gone: those, and the new
+    pictures, are searched in the snapshot's keypoint index of the whole library. A saved keypoint whose
+    nearest outside its set a new picture's keypoint turns out to be, by the new one's search, votes
+    for it instead. The search of many pictures is split between the workers, which read the index
+    from its file and their pictures' descriptors from the cache: it is the costliest part of this
+    stage (12 s for the 470,000 descriptors of 5,000 photos on one core). The table is saved for the
+    next scan."""
+    n = len(hashes)
+    wanted = np.array(hashes, dtype="S32")
+    saved = snapshots.nearest()
+    counts = np.zeros(n, np.int64)
+    settled = np.zeros(n, bool)
+    rows = np.zeros(0, np.int64)
+    if saved is not None:
+        row_pos, matched = lookup(wanted, np.arange(n), saved.hashes)
+        ok = row_pos >= 0
+        reorganised = _regrouped(saved.sets[ok], labels[row_pos[ok]])
+        ok[np.flatnonzero(ok)[reorganised]] = False
+        voter = np.repeat(np.arange(len(saved.hashes)), saved.counts)
+        t = saved.target
+        ok[voter[(t >= 0) & (row_pos[np.maximum(t, 0)] < 0)]] = False  # voted for a picture gone
+        rows = np.flatnonzero(ok)
+        settled[row_pos[rows]] = True
+        counts[row_pos[rows]] = saved.counts[rows]
+    fresh = np.flatnonzero(~settled)
+    shares, found = [], []
+    if len(fresh):
+        index = snapshots.keypoints(list(range(n)), hashes, every=True)
+        if index is None:
+            return None, len(fresh)
+        new = ~settled
+        if saved is not None:
+            new[row_pos[row_pos >= 0]] = False  # the pictures saved but searched again are not new
+        many = len(fresh) * 96 > DESC_FLAT_LIMIT and workers.count > 1 and index.path is not None
+        shares = [share for share in np.array_split(fresh, workers.count if many else 1) if len(share)]
+        jobs = [(index, [hashes[p] for p in share], share, labels, settled, new) for share in shares]
+        found = list(workers.map(_search_job, jobs, cancel, pool=many))
+    for share, (sizes, *_) in zip(shares, found):
+        counts[share] = sizes
+    start = np.cumsum(counts) - counts
+    target, dist = np.full(int(counts.sum()), -1, np.int64), np.zeros(int(counts.sum()), np.uint8)
+    if len(rows):
+        c = saved.counts[rows]
+        src = np.repeat(np.cumsum(saved.counts)[rows] - c, c) + ranks(c)
+        dst = np.repeat(start[row_pos[rows]], c) + ranks(c)
+        t = saved.target[src]
+        target[dst], dist[dst] = np.where(t >= 0, row_pos[np.maximum(t, 0)], -1), saved.dist[src]
+    back = []
+    for share, (sizes, t, d, rev) in zip(shares, found):
+        at = np.repeat(start[share], sizes) + ranks(sizes)
+        target[at], dist[at] = t, d
+        back.append(rev)
+    _vote_back(target, dist, start, *(np.concatenate(a) for a in zip(*back)))
+    table = Nearest(wanted, counts, labels, target, dist)
+    if saved is None or len(fresh) or len(rows) != len(saved.hashes) or not np.array_equal(row_pos, np.arange(n)):
+        snapshots.save_nearest(table)
+    return table, len(fresh)
+
+
+def _regrouped(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Which pictures are in a set of copies (labels `after`) that is not what it was (`before`):
+    joined with another, or split."""
+    pairs = np.unique(np.stack([before, after], axis=1), axis=0)
+    split = pairs[1:, 0][pairs[1:, 0] == pairs[:-1, 0]]
+    by_after = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]
+    joined = by_after[1:, 1][by_after[1:, 1] == by_after[:-1, 1]]
+    return np.isin(before, split) | np.isin(after, joined)
+
+
+def _vote_back(target, dist, start, image=(), rank=(), d=(), voter=()) -> None:
+    """Saved keypoints (`image`, `rank`) whose nearest outside their set is a new picture's keypoint
+    (`voter`, at distance `d`) closer than the one they had, now vote for that picture."""
+    if not len(image):
+        return
+    slot = start[image] + rank
+    order = np.lexsort((d, slot))
+    slot, d, voter = slot[order], d[order], voter[order]
+    first = np.r_[True, slot[1:] != slot[:-1]]  # the closest for each slot
+    slot, d, voter = slot[first], d[first], voter[first]
+    better = (target[slot] < 0) | (d < dist[slot])
+    target[slot[better]], dist[slot[better]] = voter[better], d[better]
+
+
+def _search_job(job) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """In a worker (or the main process): the keypoints of some pictures (content `hashes`, at
+    `positions`) searched in the library's index: how many each has, what each votes for
+    (index.nearest_other) and how far, and (image, rank, distance, voter) of the saved keypoints of
+    other sets they come near, for the `new` pictures (_vote_back)."""
+    index, hashes, positions, labels, settled, new = job
     queries, sizes = state()[0].descriptors(hashes)
-    query_owner = np.repeat(np.asarray(labels, np.int64), sizes)
-    return keypoint_votes(load_index(path), queries, query_owner, np.load(owner_path, mmap_mode="r"))
+    owner = np.repeat(np.asarray(positions, np.int64), sizes)
+    targets, dists, back = [np.zeros(0, np.int64)], [np.zeros(0, np.uint8)], []
+    for lo in range(0, len(queries), QUERY_BLOCK):
+        hi = min(len(queries), lo + QUERY_BLOCK)
+        dist, image, rank = index.neighbours(queries[lo:hi], K)
+        voter = owner[lo:hi]
+        t, d = nearest_other(dist, image, labels[voter], labels)
+        targets.append(t)
+        dists.append(d)
+        near = (image >= 0) & (dist <= MAX_DISTANCE) & new[voter][:, None]
+        near &= settled[np.maximum(image, 0)] & (labels[np.maximum(image, 0)] != labels[voter][:, None])
+        q = np.broadcast_to(voter[:, None], image.shape)
+        back.append((image[near], rank[near], dist[near].astype(np.uint8), q[near]))
+    back = tuple(np.concatenate(a) for a in zip(*back)) if back else ((np.zeros(0, np.int64),) * 4)
+    return sizes, np.concatenate(targets), np.concatenate(dists), back
 
 
 def _settle(tries: list[tuple[int, int]], verdicts: dict, settings: Settings):

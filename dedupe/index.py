@@ -229,11 +229,17 @@ index probes the nearest lists: 35,000 descriptors take 0.15 s instead of 12 s e
 
 
 def descriptor_index(data: np.ndarray):
-    """A FAISS index of 256-bit descriptors: exhaustive when small, sqrt(n) inverted lists beyond."""
-    index = exhaustive_index() if len(data) <= DESC_FLAT_LIMIT else trained_lists(data, int(np.sqrt(len(data))))
+    """A FAISS index of 256-bit descriptors: exhaustive when small, inverted lists beyond."""
+    index = exhaustive_index() if len(data) <= DESC_FLAT_LIMIT else trained_lists(data, lists_for(len(data)))
     with _one_thread():
         index.add(data)
     return index
+
+
+def lists_for(n: int) -> int:
+    """Inverted lists for n descriptors: sqrt(n), so that a search reads about as many centroids as
+    descriptors in the lists it probes; capped so that training (cost: lists squared) stays in seconds."""
+    return int(np.clip(np.sqrt(n), 64, 4096))
 
 
 def exhaustive_index():
@@ -266,7 +272,11 @@ def load_index(path: str):
 
 
 NPROBE = 4
-"""Inverted lists searched per descriptor."""
+"""Inverted lists searched per descriptor by the crop stage, which searches every descriptor."""
+K = 8
+"""Neighbours of a descriptor looked at: enough to reach past a picture's own copies."""
+MAX_DISTANCE = 64
+"""Bits (of 256) within which a neighbouring descriptor counts as the same keypoint."""
 MIN_VOTES = 12
 """Votes a pair of pictures needs to be checked by geometry. On the scale-5000 corpus the crops that
 held had 16 votes or more, while most of the 7,000 pairs that failed their geometry had 8 to 15: each
@@ -274,12 +284,11 @@ such check costs about 3 ms."""
 
 
 def keypoint_votes(
-    index, queries: np.ndarray, query_owner: np.ndarray, owner: np.ndarray, max_distance: int = 64, k: int = 8
+    index, queries: np.ndarray, query_owner: np.ndarray, owner: np.ndarray, max_distance: int = MAX_DISTANCE, k: int = K
 ) -> tuple[np.ndarray, np.ndarray]:
     """(voter label, voted label) for every query descriptor (owned by query_owner) whose nearest
     neighbour in `index` under another label is within `max_distance`; owner[id] is the label of the
-    index's descriptor id. A process can search a share of the queries against the whole index.
-    `k` neighbours are looked at: enough to reach past a picture's own copies, which share its label."""
+    index's descriptor id (nearest_other)."""
     if isinstance(index, faiss.IndexBinaryIVF):
         index.nprobe = NPROBE
     votes_a, votes_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
@@ -288,13 +297,26 @@ def keypoint_votes(
             hi = min(len(queries), lo + QUERY_BLOCK)
             dist, ids = index.search(queries[lo:hi], k)
             q_owner = np.asarray(query_owner[lo:hi], np.int64)
-            nn_owner = np.where(ids >= 0, owner[np.maximum(ids, 0)], -1).astype(np.int64)
-            usable = (nn_owner != q_owner[:, None]) & (nn_owner >= 0) & (dist <= max_distance)
-            first = np.argmax(usable, axis=1)  # the nearest neighbour under another label
-            has = usable[np.arange(len(ids)), first]
+            target, _ = nearest_other(dist, ids, q_owner, owner, max_distance)
+            has = target >= 0
             votes_a.append(q_owner[has])
-            votes_b.append(nn_owner[np.arange(len(ids)), first][has])
+            votes_b.append(np.asarray(owner)[target[has]].astype(np.int64))
     return np.concatenate(votes_a), np.concatenate(votes_b)
+
+
+def nearest_other(
+    dist: np.ndarray, ids: np.ndarray, query_label: np.ndarray, label, max_distance: int = MAX_DISTANCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of a k-nearest search (ids -1 where there are fewer), the id of the nearest
+    neighbour whose label (label[id]) is not the query's, within `max_distance`, and its distance;
+    -1 and 0 for none. This is what a keypoint votes for: looking past the neighbours under its own
+    label is how a picture's votes are not split between its copies, which share its label."""
+    rows = np.arange(len(ids))
+    owner = np.where(ids >= 0, np.asarray(label)[np.maximum(ids, 0)], -1).astype(np.int64)
+    usable = (ids >= 0) & (owner != np.asarray(query_label, np.int64)[:, None]) & (dist <= max_distance)
+    first = np.argmax(usable, axis=1)
+    has = usable[rows, first]
+    return np.where(has, ids[rows, first], -1).astype(np.int64), np.where(has, dist[rows, first], 0).astype(np.uint8)
 
 
 def voted_pairs(a: np.ndarray, b: np.ndarray, min_votes: int = MIN_VOTES, top: int = 4) -> list[tuple[int, int]]:
@@ -340,7 +362,7 @@ def stack_descriptors(desc_sets: list[np.ndarray], labels: np.ndarray | None = N
 def keypoint_pairs(
     desc_sets: list[np.ndarray],
     labels: np.ndarray | None = None,
-    max_distance: int = 64,
+    max_distance: int = MAX_DISTANCE,
     min_votes: int = MIN_VOTES,
     top: int = 4,
 ) -> list[tuple[int, int]]:

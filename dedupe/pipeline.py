@@ -226,6 +226,8 @@ def _scan(
             similars,
             settings,
             workers,
+            snapshots,
+            stats,
             progress,
             cancel,
             f"6/{STAGES}: matching keypoints for crops",

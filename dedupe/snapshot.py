@@ -10,18 +10,22 @@ tied to the cache's generation, which a cleared or rebuilt cache changes): a fil
 read through the cache as before, so a stale snapshot can only make a search slower, never wrong. The
 table is rewritten whenever the files read differ from those it holds.
 
-The keypoint index (FAISS, read with mmap: exhaustive up to FLAT_LIMIT descriptors, inverted lists
-probed SEARCH_NPROBE at a time beyond) covers the pictures of the library when it was built, its ids
-naming picture and keypoint; the pictures added since are searched in a small exhaustive index beside
-it, and those gone are dropped from its answers; once these are a tenth of it, it is rebuilt from
-itself (kept lists, new pictures added). Pictures are named by content hash, so the index outlives a
-rewritten file table.
+The keypoint index (FAISS, read with mmap: exhaustive up to index.DESC_FLAT_LIMIT descriptors,
+inverted lists beyond) covers the pictures of the library when it was built, its ids naming picture and
+keypoint; the pictures added since are searched in a small exhaustive index beside it, and those gone
+are dropped from its answers; once these are a tenth of it, it is rebuilt from itself (kept lists, new
+pictures added). The scan's crop stage builds it (and searches every keypoint in it), so the first
+search after a scan finds it ready. The crop stage also keeps what it found for each keypoint (Nearest),
+so that a rescan searches only the keypoints of new pictures. Pictures are named by content hash, so
+these outlive a rewritten file table.
 
-Files, in <cache>.snapshots/: <key>.files.npz, and <key>.kp-<stamp>.faiss with its labels in
-<key>.kp-<stamp>.npz. Each is written under a temporary name and renamed into place, the labels last,
-so a reader sees whole files or none; two processes can write at once (the later rename wins). Only
-the latest of each kind is kept per key and the KEEP most recently used keys. A snapshot that cannot be
-read is ignored and rewritten; one that cannot be written is simply not kept.
+Files, in <cache>.snapshots/: <key>.files.npz, <key>.nearest.npz, and <key>.kp-<stamp>.faiss with its
+labels in <key>.kp-<stamp>.npz. Each is written under a temporary name and renamed into place, the
+labels last, so a reader sees whole files or none; two processes can write at once (the later rename
+wins). Only the latest of each kind is kept per key and the KEEP most recently used keys. A snapshot
+that cannot be read is ignored and rewritten; one that cannot be written is simply not kept. A private
+cache (--no-cache) keeps no snapshot, but its crop stage writes the keypoint index in the cache's
+temporary folder, for the workers to read.
 """
 
 from __future__ import annotations
@@ -38,23 +42,21 @@ import faiss
 import numpy as np
 
 from .cache import CODES, VERSION, Cache
-from .index import _one_thread, exhaustive_index, trained_lists
+from .index import DESC_FLAT_LIMIT, NPROBE, _one_thread, exhaustive_index, lists_for, trained_lists
 
-FLAT_LIMIT = 200_000
-"""Keypoint descriptors (about 2,000 pictures) up to which the saved index compares every one: exact,
-and 96 query descriptors cost 0.06 s against 200,000 (3 ns a distance here). Beyond, inverted lists."""
-SEARCH_NPROBE = 16
-"""Inverted lists searched per query descriptor. On the scale-5000 corpus (466,000 descriptors, 227
-lists), against an exhaustive search with every picture as the query: 99.6% of the votes go to the same
-picture (98.2% at 8 lists, 99.9% at 32), and 21 of 4,953 pictures see another set of pictures with 6
-votes (mostly chance pairs that geometry refuses; 90 at 8 lists, 4 at 32). Searching its 191 originals
-(80 with a crop) found exactly the same files with 8, 16 or 32 lists as exhaustively and as before
-snapshots; their keypoint stage took 2.7, 5.0 and 7.1 s, 18.8 s exhaustively (another process busy)."""
+SEARCH_NPROBE = 32
+"""Inverted lists a search probes per query descriptor (the crop stage, which searches every descriptor,
+probes index.NPROBE). On the scale-5000 corpus (466,000 descriptors in 683 lists), for 20,000 sampled
+descriptors, the nearest picture outside the query's own is the one an exhaustive search finds for
+99.6% of them (98.7% at 16 lists, 99.9% at 48), as it was with 16 of 227 lists, in two thirds of the time.
+With 16 of 227 lists, searching the corpus's 191 originals (80 with a crop) found exactly the same files
+as exhaustively."""
 NEARBY = 16
 """Extra neighbours asked of the saved index when some of its pictures are gone, to still have k of
 those that remain."""
 REBUILD_SHARE = 0.1
-"""The saved keypoint index is rebuilt once the descriptors added or gone since are this share of it."""
+"""The saved keypoint index is rebuilt once the descriptors added or gone since are this share of it,
+or, for the crop stage (whose queries include all of them), more than index.DESC_FLAT_LIMIT were added."""
 KEEP = 4
 """Snapshots (libraries: sets of roots) kept per cache, the most recently used."""
 LABEL_BITS = 16
@@ -151,14 +153,38 @@ def known_formats(table: FileTable | None, cache: Cache):
     return known
 
 
+@dataclass
+class Nearest:
+    """What the crop stage found for every keypoint of a library's pictures: the picture holding its
+    nearest keypoint outside the picture's set of copies (index.nearest_other), and how far. The votes
+    are counted from it, so that a rescan searches only the keypoints of pictures that are new or whose
+    set of copies changed."""
+
+    hashes: np.ndarray  # (m,) S32 the pictures
+    counts: np.ndarray  # (m,) int64 keypoints of each, in the cache's order
+    sets: np.ndarray  # (m,) int64 the set of copies each was in (a label: equal for pictures of one set)
+    target: np.ndarray  # (sum of counts,) int64 row of the picture each keypoint votes for, -1 for none
+    dist: np.ndarray  # (sum of counts,) uint8 distance to its keypoint
+
+    def whole(self) -> bool:
+        m = len(self.hashes)
+        return (
+            self.counts.shape == self.sets.shape == (m,)
+            and self.target.shape == self.dist.shape == (int(self.counts.sum()),)
+            and (not len(self.target) or (-1 <= int(self.target.min()) and int(self.target.max()) < m))
+        )
+
+
 class Snapshots:
-    """The snapshot of one library (a set of roots) in a cache; nothing at all for a private cache."""
+    """The snapshot of one library (a set of roots) in a cache. A private cache keeps none: only the
+    crop stage's keypoint index is written, in the cache's temporary folder."""
 
     def __init__(self, cache: Cache, roots: list) -> None:
         self.cache = cache
-        self.dir = folder(cache) if cache.persistent else None
-        self.key = _key(roots, cache.generation()) if self.dir is not None else ""
-        self.state = "none" if self.dir is None else "missing"
+        self.dir = folder(cache)
+        self.kept = cache.persistent
+        self.key = _key(roots, cache.generation())
+        self.state = "missing" if self.kept else "none"
         """What became of the file table: "none" (no cache is kept), "missing" or "unreadable" (then
         "written"), "loaded" (then "used" when it held exactly the files read, else "updated")."""
         self.library: np.ndarray | None = None
@@ -176,7 +202,7 @@ class Snapshots:
         return self._table
 
     def _read_table(self) -> FileTable | None:
-        if self.dir is None:
+        if not self.kept:
             return None
         try:
             with np.load(self._path("files.npz")) as z:
@@ -198,7 +224,7 @@ class Snapshots:
     def update(self, table, rows, ids, library, store, need_kp: bool, changed: list[int]) -> None:
         """After a library was read (pipeline.read_library; `rows` its files' rows in `table`): write
         the table anew unless it held exactly the files read."""
-        if self.dir is None:
+        if not self.kept:
             return
         files, images = library.files, np.asarray(library.images, dtype=np.int64)
         rep = np.arange(len(files))
@@ -235,7 +261,7 @@ class Snapshots:
         self.state = "written" if self.state in ("missing", "unreadable") else "updated"
 
     def save_table(self, table: FileTable) -> None:
-        if self.dir is None:
+        if not self.kept:
             return
         arrays = {name: getattr(table, name) for name in FileTable.__dataclass_fields__}
         _write(self._path("files.npz"), lambda tmp: np.savez(tmp, **arrays))
@@ -258,20 +284,21 @@ class Snapshots:
 
     # --- the keypoint index ---
 
-    def keypoints(self, images: list[int], hashes: list[str]) -> "KeypointIndex | None":
+    def keypoints(self, images: list[int], hashes: list[str], every: bool = False) -> "KeypointIndex | None":
         """An index of the keypoints of these images (content `hashes`), answering with image indices;
-        None when fewer than two have any. Built from the saved one when there is one."""
-        saved = self._load_keypoints() if self.dir is not None else None
-        # Building inverted lists pays only when they are kept: else one exhaustive index, as before.
-        keep = self.dir is not None and _writable(self.dir)
+        None when fewer than two have any. Built from the saved one when there is one. `every`: the
+        caller searches every keypoint (the crop stage), so inverted lists pay even when not kept."""
+        saved = self._load_keypoints() if self.kept else None
+        keep = _writable(self.dir)
+        lists = (self.kept and keep) or every  # inverted lists pay for a few queries only when kept
         try:
-            index = KeypointIndex.of(saved, images, hashes, self.cache, keep)
+            index = KeypointIndex.of(saved, images, hashes, self.cache, keep, lists, every)
         except (OSError, RuntimeError):  # the saved index went away (pruned by another search) or broke
             if saved is None:
                 raise
-            index = KeypointIndex.of(None, images, hashes, self.cache, keep)
-        if index is not None and index.rebuilt is not None and self.dir is not None:
-            self._save_keypoints(*index.rebuilt)
+            index = KeypointIndex.of(None, images, hashes, self.cache, keep, lists, every)
+        if index is not None and index.rebuilt is not None and keep:
+            index.path = self._save_keypoints(*index.rebuilt)
             index.rebuilt = None
         return index
 
@@ -287,18 +314,39 @@ class Snapshots:
         except Exception:  # gone meanwhile (pruned by another process), damaged: rebuilt
             return None
 
-    def _save_keypoints(self, index, hashes: np.ndarray, counts: np.ndarray) -> None:
+    def _save_keypoints(self, index, hashes: np.ndarray, counts: np.ndarray) -> Path | None:
+        """The index written beside its labels; its path, None when it could not be written."""
         stamp = f"kp-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
-        if not _write(self._path(f"{stamp}.faiss"), lambda tmp: faiss.write_index_binary(index, str(tmp))):
-            return
+        path = self._path(f"{stamp}.faiss")
+        if not _write(path, lambda tmp: faiss.write_index_binary(index, str(tmp))):
+            return None
         if not _write(self._path(f"{stamp}.npz"), lambda tmp: np.savez(tmp, hashes=hashes, counts=counts)):
-            return
+            return None
         try:
             for old in self.dir.glob(f"{self.key}.kp-*"):
                 if old.name.split(".")[1] < stamp:
                     old.unlink(missing_ok=True)
         except OSError:
             pass
+        return path
+
+    # --- what the crop stage found ---
+
+    def nearest(self) -> Nearest | None:
+        """The crop stage's saved Nearest table, or None (none kept, unreadable or inconsistent)."""
+        if not self.kept:
+            return None
+        try:
+            with np.load(self._path("nearest.npz")) as z:
+                table = Nearest(**{name: z[name] for name in Nearest.__dataclass_fields__})
+            return table if table.whole() else None
+        except Exception:  # missing, damaged, another layout: the crop stage searches every keypoint
+            return None
+
+    def save_nearest(self, table: Nearest) -> None:
+        if self.kept:
+            arrays = {name: getattr(table, name) for name in Nearest.__dataclass_fields__}
+            _write(self._path("nearest.npz"), lambda tmp: np.savez(tmp, **arrays))
 
 
 def _writable(folder: Path) -> bool:
@@ -330,36 +378,57 @@ def _write(path: Path, write) -> bool:
 
 class KeypointIndex:
     """Nearest keypoint descriptors among a library's pictures, by image index: a saved index (its
-    pictures that are gone left out of its answers) and an exhaustive one of the pictures it lacks."""
+    pictures that are gone left out of its answers) and an exhaustive one of the pictures it lacks.
+    Pickled for a worker process, it names its saved file (read with mmap there), not its lists."""
 
-    def __init__(self, base, label_image: np.ndarray, gone: bool, delta, delta_image: np.ndarray) -> None:
+    def __init__(self, base, label_image: np.ndarray, gone: bool, delta, delta_image: np.ndarray, delta_rank) -> None:
         self.base, self.label_image, self.gone = base, label_image, gone
-        self.delta, self.delta_image = delta, delta_image
+        self.delta, self.delta_image, self.delta_rank = delta, delta_image, delta_rank
+        self.path: Path | None = None
+        """The file `base` was read from or saved to; None for one only in memory."""
         self.rebuilt = None
         """(index, hashes, counts) to save, when this one was (re)built."""
         self.how = "saved" if base is not None else "exhaustive"
         """"saved" (read from the snapshot, with `delta` beside it for pictures added), "built" (now, and
         saved), "rebuilt" (from the saved one, past REBUILD_SHARE) or "exhaustive" (nothing kept)."""
 
+    def __getstate__(self) -> dict:
+        if self.base is not None and self.path is None:
+            raise ValueError("an index only in memory is not sent to another process")
+        state = dict(self.__dict__, base=None, rebuilt=None)
+        if self.delta is not None:
+            state["delta"] = faiss.serialize_index_binary(self.delta)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.path is not None:
+            self.base = _fast(faiss.read_index_binary(str(self.path), faiss.IO_FLAG_MMAP))
+        if self.delta is not None:
+            self.delta = _fast(faiss.deserialize_index_binary(self.delta))
+
     @classmethod
-    def of(cls, saved, images: list[int], hashes: list[str], cache: Cache, keep: bool) -> "KeypointIndex | None":
+    def of(
+        cls, saved, images: list[int], hashes: list[str], cache: Cache, keep: bool, lists: bool, every: bool
+    ) -> "KeypointIndex | None":
         """The index for these images (content `hashes`): the saved one (base, labels, counts, path)
-        with an exhaustive one of the pictures it lacks, or, past REBUILD_SHARE or without one, a new
-        one to save (`rebuilt`) when it can be kept (`keep`), else one exhaustive index."""
+        with an exhaustive one of the pictures it lacks, or, past REBUILD_SHARE (or, for `every`
+        keypoint searched, past index.DESC_FLAT_LIMIT added) or without one, a new one to save
+        (`rebuilt`) when it can be kept (`keep`). Without `lists`, one exhaustive index, not saved."""
         wanted = np.array(hashes, dtype="S32")
         image_of = np.asarray(images, dtype=np.int64)
         if saved is None:
             data, sizes = cache.descriptors(hashes)
             if len(np.unique(image_of[sizes > 0])) < 2:
                 return None
-            if not keep:  # nothing is kept: one exhaustive index, as cheap to build as to search
-                return cls(None, np.zeros(0, np.int64), False, *_flat(data, np.repeat(image_of, sizes)))
+            if not lists:  # a few queries and nothing kept: one exhaustive index, as cheap to build as to search
+                return cls(None, np.zeros(0, np.int64), False, *_flat(data, image_of, sizes))
             index = _build(data, sizes)
-            out = cls(index, image_of, False, None, np.zeros(0, np.int64))
+            out = cls(index, image_of, False, None, np.zeros(0, np.int64), None)
             out.rebuilt, out.how = (index, wanted, sizes), "built"
             return out
         base, labels, counts, path = saved
-        label_image, matched = _lookup(wanted, image_of, labels)
+        label_image, matched = lookup(wanted, image_of, labels)
         new = ~matched
         new_data, new_sizes = cache.descriptors([h for h, n in zip(hashes, new) if n])
         gone = (label_image < 0) & (counts > 0)
@@ -367,8 +436,11 @@ class KeypointIndex:
         alive = alive[alive >= 0]
         if not len(alive) or alive.min() == alive.max():  # fewer than two pictures with keypoints
             return None
-        if not keep or int(counts[gone].sum()) + len(new_data) <= REBUILD_SHARE * max(int(counts.sum()), 1):
-            return cls(base, label_image, bool(gone.any()), *_flat(new_data, np.repeat(image_of[new], new_sizes)))
+        small = int(counts[gone].sum()) + len(new_data) <= REBUILD_SHARE * max(int(counts.sum()), 1)
+        if not keep or (small and not (every and len(new_data) > DESC_FLAT_LIMIT)):
+            out = cls(base, label_image, bool(gone.any()), *_flat(new_data, image_of[new], new_sizes))
+            out.path = path
+            return out
         # Rebuilt from the saved index: its lists kept, the pictures gone removed, the new ones added.
         index = faiss.read_index_binary(str(path))
         if gone.any():
@@ -381,32 +453,40 @@ class KeypointIndex:
                 index.add_with_ids(new_data, _ids(np.arange(first, first + len(new_sizes)), new_sizes))
         labels = np.concatenate([np.where(gone | (label_image < 0), b"", labels), wanted[new]]).astype("S32")
         counts = np.concatenate([np.where(label_image < 0, 0, counts), new_sizes])
-        out = cls(index, np.concatenate([label_image, image_of[new]]), False, None, np.zeros(0, np.int64))
+        out = cls(index, np.concatenate([label_image, image_of[new]]), False, None, np.zeros(0, np.int64), None)
         out.rebuilt, out.how = (index, labels, counts), "rebuilt"
         return out
 
     def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances, image index) of the k nearest descriptors of each of x; -1 where there are fewer."""
+        dist, image, _ = self.neighbours(x, k, SEARCH_NPROBE)
+        return dist, image
+
+    def neighbours(self, x: np.ndarray, k: int, nprobe: int = NPROBE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(distances, image index, rank of the descriptor in its image) of the k nearest descriptors of
+        each of x, `nprobe` inverted lists probed; image -1 where there are fewer."""
         parts = []
         with _one_thread():
             if self.base is not None:
                 if isinstance(self.base, faiss.IndexBinaryIVF):
-                    self.base.nprobe = SEARCH_NPROBE
+                    self.base.nprobe = nprobe
                 dist, ids = self.base.search(x, k + NEARBY if self.gone else k)
                 image = np.where(ids >= 0, self.label_image[np.maximum(ids, 0) >> LABEL_BITS], -1)
+                rank = ids & ((1 << LABEL_BITS) - 1)
                 if self.gone:  # the first k of the pictures still there
                     keep = np.argsort(image < 0, axis=1, kind="stable")[:, :k]
-                    dist, image = np.take_along_axis(dist, keep, 1), np.take_along_axis(image, keep, 1)
-                parts.append((dist, image))
+                    dist, image, rank = (np.take_along_axis(a, keep, 1) for a in (dist, image, rank))
+                parts.append((dist, image, rank))
             if self.delta is not None:
                 dist, ids = self.delta.search(x, k)
-                parts.append((dist, np.where(ids >= 0, self.delta_image[np.maximum(ids, 0)], -1)))
-        dist, image = (np.concatenate(p, axis=1) for p in zip(*parts))
+                at = np.maximum(ids, 0)
+                parts.append((dist, np.where(ids >= 0, self.delta_image[at], -1), self.delta_rank[at]))
+        dist, image, rank = (np.concatenate(p, axis=1) for p in zip(*parts))
         dist = np.where(image >= 0, dist, np.iinfo(np.int32).max)
         if len(parts) > 1:
             order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-            dist, image = np.take_along_axis(dist, order, 1), np.take_along_axis(image, order, 1)
-        return dist, image
+            dist, image, rank = (np.take_along_axis(a, order, 1) for a in (dist, image, rank))
+        return dist, image, rank
 
 
 def _fast(index):
@@ -416,17 +496,19 @@ def _fast(index):
     return index
 
 
-def _flat(data: np.ndarray, owner: np.ndarray):
-    """An exhaustive index of these descriptors (None for none) and the image owning each."""
+def _flat(data: np.ndarray, images: np.ndarray, sizes: np.ndarray):
+    """An exhaustive index of these descriptors, `sizes` of them for each of `images` (None for none),
+    and the image and the rank in it of each descriptor."""
+    owner = np.repeat(images, sizes)
     if not len(data):
-        return None, owner
+        return None, owner, ranks(sizes)
     index = exhaustive_index()
     with _one_thread():
         index.add(np.ascontiguousarray(data))
-    return index, owner
+    return index, owner, ranks(sizes)
 
 
-def _lookup(wanted: np.ndarray, image_of: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lookup(wanted: np.ndarray, image_of: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the image whose hash is each label, -1 for none; whether each wanted hash is a label's)."""
     label_image = np.full(len(labels), -1, np.int64)
     matched = np.zeros(len(wanted), bool)
@@ -453,15 +535,19 @@ def _ids(labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     sizes = np.asarray(sizes, dtype=np.int64)
     if len(sizes) and int(sizes.max()) >= 1 << LABEL_BITS:
         raise ValueError("too many keypoints in one picture for the keypoint index")
-    owner = np.repeat(np.asarray(labels, dtype=np.int64), sizes)
-    ranks = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return (owner << LABEL_BITS) | ranks
+    return (np.repeat(np.asarray(labels, dtype=np.int64), sizes) << LABEL_BITS) | ranks(sizes)
+
+
+def ranks(sizes: np.ndarray) -> np.ndarray:
+    """Each descriptor's rank in its picture, for pictures of `sizes` descriptors stacked in order."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    return np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
 def _build(data: np.ndarray, sizes: np.ndarray):
     """The index saved for a library: ids label << LABEL_BITS | rank, labels the rows of its hashes."""
     ids = _ids(np.arange(len(sizes)), sizes)
-    if len(data) <= FLAT_LIMIT:
+    if len(data) <= DESC_FLAT_LIMIT:
         index = faiss.IndexBinaryIDMap(exhaustive_index())  # the Python wrapper keeps the inner index alive
     else:
         index = trained_lists(data, lists_for(len(data)))
@@ -469,10 +555,3 @@ def _build(data: np.ndarray, sizes: np.ndarray):
         for start in range(0, len(data), 1 << 20):
             index.add_with_ids(data[start : start + (1 << 20)], ids[start : start + (1 << 20)])
     return index
-
-
-def lists_for(n: int) -> int:
-    """Inverted lists for n descriptors: few enough that assigning millions of descriptors to them
-    stays in seconds (the cost of building), enough that a probe reads a small share."""
-    return int(np.clip(np.sqrt(n) / 3, 64, 1024))
-

@@ -86,8 +86,9 @@ def test_a_warm_scan_reads_decodes_and_verifies_nothing(tmp_path, serial, monkey
     monkeypatch.setattr(dedupe.exact, "content_hash_file", forbidden)
     monkeypatch.setattr(dedupe.match, "confirm", forbidden)
     monkeypatch.setattr(dedupe.crops, "geometry", forbidden)
-    monkeypatch.setattr(dedupe.crops, "keypoint_votes", forbidden)
+    monkeypatch.setattr(dedupe.crops, "_search_job", forbidden)
     warm = scan([tmp_path / "lib"], serial, cache=db)
+    assert warm.stats["keypoints_searched"] == 0
     assert sorted_groups(warm) == sorted_groups(cold)
     assert warm.stats["images_from_cache"] == warm.stats["images_decoded"] == 9
     assert [[m.__dict__ for m in g.members] for g in warm.groups] == [

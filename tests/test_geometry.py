@@ -29,7 +29,6 @@ from dedupe.features.hashes import (
     phash_orientations,
 )
 from dedupe.index import keypoint_pairs
-from dedupe.progress import never
 from dedupe.verify import INSIDE, MIN_INLIERS, verify, verify_geometry
 from images import (
     contrast,
@@ -697,34 +696,3 @@ def test_keypoint_pairs_past_the_flat_limit():
     sets.append(flip(rng, sets[7], 4))
     assert sum(len(s) for s in sets) > DESC_FLAT_LIMIT
     assert keypoint_pairs(sets) == [(7, n_sets)]
-
-
-def test_keypoint_votes_split_between_worker_processes_give_the_same_pairs():
-    """The crop stage searches parts of a large descriptor index in the workers, which read the
-    descriptors from the cache: same pairs as one search in one process."""
-    from dedupe.cache import Cache
-    from dedupe.crops import _keypoint_pairs
-    from dedupe.index import DESC_FLAT_LIMIT
-    from dedupe.model import Features, ImageInfo
-    from dedupe.workers import Workers
-
-    rng = np.random.default_rng(7)
-    n_sets = DESC_FLAT_LIMIT // 96 + 10
-    sets = [descriptors(rng, 96) for _ in range(n_sets)]
-    sets += [flip(rng, sets[7], 4), np.concatenate([flip(rng, sets[20][:40], 3), descriptors(rng, 50)])]
-    labels = np.arange(len(sets))
-    labels[-2] = 7  # a copy of set 7, found before: one label
-    cache = Cache(None)
-    info = ImageInfo(96, 96, "PNG", True, 96 * 96)
-    hashes = [f"{n:032x}" for n in range(len(sets))]
-    for h, desc in zip(hashes, sets):
-        feats = Features(0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((len(desc), 2), np.float16), kp_desc=desc)
-        cache.put_image(h, info, feats, keypoints=True)
-    workers = Workers(Settings(workers=2), cache)
-    try:
-        split = _keypoint_pairs(hashes, labels, workers, never)
-        assert workers.count == 2 and workers._pool is not None  # the search did run in the pool
-    finally:
-        workers.close()
-        cache.close()
-    assert split == keypoint_pairs(sets, labels) == [(20, n_sets + 1)]

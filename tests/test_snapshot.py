@@ -187,7 +187,7 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
     pictures are removed and added (below and beyond REBUILD_SHARE), finds the same nearest pictures at
     the same distances as one exhaustive index of the pictures there now."""
     if inverted:
-        monkeypatch.setattr(snapshot, "FLAT_LIMIT", 100)
+        monkeypatch.setattr(snapshot, "DESC_FLAT_LIMIT", 100)
         monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)  # every list: exact, for the comparison
     rng = np.random.default_rng(5)
     descs = {f"{n:032x}": rng.integers(0, 256, (int(rng.integers(0, 40)), 32), dtype=np.uint8) for n in range(60)}
@@ -209,13 +209,15 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
         images = [int(h, 16) * 3 for h in now]  # image indices are not the hashes' order
         index = snaps.keypoints(images, now)
         assert (index.delta is not None) == (share > 0) and index.gone == (share > 0)
-        exact = snapshot._flat(*Kp().descriptors(now)[:1], np.repeat(images, Kp().descriptors(now)[1]))
+        exact, owner, rank = snapshot._flat(*Kp().descriptors(now)[:1], np.array(images), Kp().descriptors(now)[1])
         queries = np.concatenate([descs[h][:5] for h in now])
         queries[::2, 0] ^= 1  # near, not equal
-        dist, image = index.search(queries, 6)
-        want_dist, want_ids = exact[0].search(queries, 6)
+        dist, image, ranks = index.neighbours(queries, 6, snapshot.SEARCH_NPROBE)
+        want_dist, want_ids = exact.search(queries, 6)
         assert np.array_equal(dist, want_dist)
-        assert np.array_equal(image[:, 0], exact[1][want_ids[:, 0]])  # ties further down may differ
+        assert np.array_equal(image[:, 0], owner[want_ids[:, 0]])  # ties further down may differ
+        assert np.array_equal(ranks[:, 0], rank[want_ids[:, 0]])
+        assert np.array_equal(index.search(queries, 6)[1], image)
     assert len(list(Path(f"{cache.path}.snapshots").glob("*.kp-*"))) == 2  # the latest index only
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 CHECK = """
 import threading
@@ -72,5 +74,6 @@ def test_a_second_scan_in_one_process_starts_its_workers(tmp_path):
     script = tmp_path / "two_scans.py"
     script.write_text(TWO_SCANS)
     args = [sys.executable, str(script), str(tmp_path / "lib"), str(tmp_path / "a.sqlite"), str(tmp_path / "b.sqlite")]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}  # this checkout's package, as pytest's
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True, env=env).stdout.split()
     assert out == ["1", "1", "151", "151"]

@@ -1,0 +1,122 @@
+"""The crop stage's saved votes (snapshot.Nearest): a rescan searches only the keypoints of the pictures
+that are new or whose set of copies changed, and finds the groups a cold scan of the same files finds;
+a search split between worker processes votes as one search does; a damaged table is searched again."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dedupe import Settings, scan
+from dedupe.cache import Cache
+from dedupe.model import Features, ImageInfo
+from dedupe.progress import never
+from images import group_names, photo, recompress, save
+
+SIZE = (400, 300)
+BOX = (30, 25, 370, 280)  # a crop keeping 72% of the picture: found by keypoints only
+
+
+def crop_of(seed: int):
+    return photo(seed, SIZE).crop(BOX)
+
+
+def library(root: Path, seeds=range(80, 90)) -> None:
+    for seed in seeds:
+        save(photo(seed, SIZE), root / f"p{seed}.jpg", quality=92)
+    save(crop_of(81), root / "crop81.jpg", quality=92)
+
+
+def test_a_rescan_after_pictures_were_added_searches_only_those_and_finds_what_a_cold_scan_finds(tmp_path, serial):
+    root, db = tmp_path / "lib", tmp_path / "cache.sqlite"
+    library(root)
+    first = scan([root], serial, cache=db)
+    assert first.stats["keypoints_searched"] == 11
+    assert {"p81.jpg", "crop81.jpg"} in group_names(first)
+    save(crop_of(83), root / "new" / "crop83.jpg", quality=90)  # a crop of a picture scanned before
+    save(photo(95, SIZE), root / "new" / "p95.jpg")  # a new picture and its crop
+    save(crop_of(95), root / "new" / "crop95.jpg")
+    save(recompress(photo(85, SIZE), 60), root / "new" / "p85_q60.jpg")  # a copy: joins a set
+    again = scan([root], serial, cache=db)
+    assert again.stats["keypoints_searched"] == 4
+    cold = scan([root], serial, cache=tmp_path / "other.sqlite")
+    assert cold.stats["keypoints_searched"] == 15
+    assert sorted(map(sorted, group_names(again))) == sorted(map(sorted, group_names(cold)))
+    assert {"p83.jpg", "crop83.jpg"} in group_names(again)
+    assert {"p95.jpg", "crop95.jpg"} in group_names(again)
+    assert {"p85.jpg", "p85_q60.jpg"} in group_names(again)
+    assert scan([root], serial, cache=db).stats["keypoints_searched"] == 0  # nothing changed since
+
+
+def test_pictures_whose_vote_went_to_a_picture_gone_are_searched_again(tmp_path, serial):
+    """The crop voted for its original or the original's copy; with the original gone, it is searched
+    again and still found with the copy, as a cold scan finds it."""
+    root, db = tmp_path / "lib", tmp_path / "cache.sqlite"
+    library(root)
+    save(recompress(photo(81, SIZE), 70), root / "p81_q70.jpg")
+    scan([root], serial, cache=db)
+    os.remove(root / "p81.jpg")
+    again = scan([root], serial, cache=db)
+    assert 0 < again.stats["keypoints_searched"] < 11
+    cold = scan([root], serial, cache=tmp_path / "other.sqlite")
+    assert sorted(map(sorted, group_names(again))) == sorted(map(sorted, group_names(cold)))
+    assert {"p81_q70.jpg", "crop81.jpg"} in group_names(again)
+
+
+def test_a_damaged_table_is_searched_again(tmp_path, serial):
+    root, db = tmp_path / "lib", tmp_path / "cache.sqlite"
+    library(root)
+    first = scan([root], serial, cache=db)
+    (table,) = Path(f"{db}.snapshots").glob("*.nearest.npz")
+    table.write_bytes(b"not a table")
+    again = scan([root], serial, cache=db)
+    assert again.stats["keypoints_searched"] == 11
+    assert group_names(again) == group_names(first)
+
+
+def _descriptors(rng, n):
+    return rng.integers(0, 256, (n, 32), dtype=np.uint8)
+
+
+def _flip(rng, desc, bits):
+    out = desc.copy()
+    for row in out:
+        for b in rng.choice(256, bits, replace=False):
+            row[b // 8] ^= 1 << (b % 8)
+    return out
+
+
+def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path):
+    """Past index.DESC_FLAT_LIMIT descriptors the workers each search a share of the pictures in the
+    index file: the same pairs as in one process, and as index.keypoint_pairs."""
+    from dedupe.crops import _nearest, _votes
+    from dedupe.index import DESC_FLAT_LIMIT, keypoint_pairs
+    from dedupe.snapshot import Snapshots
+    from dedupe.workers import Workers
+
+    rng = np.random.default_rng(7)
+    n_sets = DESC_FLAT_LIMIT // 96 + 10
+    sets = [_descriptors(rng, 96) for _ in range(n_sets)]
+    sets += [_flip(rng, sets[7], 4), np.concatenate([_flip(rng, sets[20][:40], 3), _descriptors(rng, 50)])]
+    labels = np.arange(len(sets))
+    labels[-2] = 7  # a copy of set 7, found before: one label
+    info = ImageInfo(96, 96, "PNG", True, 96 * 96)
+    hashes = [f"{n:032x}" for n in range(len(sets))]
+    pairs = []
+    for count in (2, 1):
+        cache = Cache(None)
+        for h, desc in zip(hashes, sets):
+            feats = Features(0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((len(desc), 2), np.float16), kp_desc=desc)
+            cache.put_image(h, info, feats, keypoints=True)
+        workers = Workers(Settings(workers=count), cache)
+        try:
+            table, searched = _nearest(hashes, labels, Snapshots(cache, [tmp_path]), workers, never)
+            assert searched == len(sets)
+            assert (workers._pool is not None) == (count == 2)  # the search did run in the pool
+            pairs.append(_votes(table, labels))
+        finally:
+            workers.close()
+            cache.close()
+    assert pairs[0] == pairs[1] == keypoint_pairs(sets, labels) == [(20, n_sets + 1)]
