@@ -53,12 +53,13 @@ def test_decisions_are_stored_replaced_and_forgotten(tmp_path):
 def test_an_existing_cache_gains_the_table_without_a_rebuild(tmp_path):
     path = tmp_path / "c.sqlite"
     cache = Cache(path)
-    cache.put_memo("kept", 1)
+    cache.put_verdict((A, B, "key"), None)
     cache.close()
     with sqlite3.connect(path) as db:  # a cache written before decisions existed
         db.execute("DROP TABLE decisions")
     cache = Cache(path)
-    assert cache.warnings == [] and cache.memo("kept") == 1 and cache.decisions() == []
+    assert cache.warnings == [] and cache.verdicts([(A, B, "key")]) == {(A, B, "key"): None}
+    assert cache.decisions() == []
     cache.close()
 
 
@@ -66,13 +67,13 @@ def test_a_rebuilt_cache_keeps_its_decisions(tmp_path):
     path = tmp_path / "c.sqlite"
     cache = Cache(path)
     cache.put_decision((A, B), "not_duplicates")
-    cache.put_memo("derived", 1)
+    cache.put_verdict((A, B, "key"), None)
     cache.close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value='2' WHERE key='version'")
     cache = Cache(path)
     assert cache.warnings and "another version" in cache.warnings[0]
-    assert cache.memo("derived") is None  # derived data is rebuilt...
+    assert cache.verdicts([(A, B, "key")]) == {}  # derived data is rebuilt...
     assert cache.decisions() == [((A, B), "not_duplicates")]  # ...a person's decisions are not
     cache.close()
 
