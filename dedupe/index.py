@@ -262,15 +262,6 @@ def trained_lists(data: np.ndarray, nlist: int):
     return index
 
 
-def save_index(index, path: str) -> None:
-    """A descriptor index written to a file, for other processes to search parts of the queries."""
-    faiss.write_index_binary(index, path)
-
-
-def load_index(path: str):
-    return faiss.read_index_binary(path)
-
-
 NPROBE = 4
 """Inverted lists searched per descriptor by the crop stage, which searches every descriptor."""
 K = 8
