@@ -15,7 +15,7 @@ import typer
 from . import __version__
 from .config import ConfigError, load_settings
 from .progress import Cancelled
-from .report.html import human_bytes
+from .report import human_bytes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find every copy of a photo in a library.")
 

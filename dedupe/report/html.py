@@ -25,6 +25,7 @@ from markupsafe import Markup
 from ..diff import DIFF_SIDE
 from ..progress import CancelCheck, NullProgress, Progress, check, never
 from ..walk import REPORT_MARKER
+from . import human_bytes
 
 THUMB = 360
 """Long side of the thumbnails, in pixels (shown at about 250); each picture is decoded once, at
@@ -205,12 +206,3 @@ def write_html(
     )
     path.write_text(page, encoding="utf-8", errors="backslashreplace")
     return folder
-
-
-def human_bytes(n: int) -> str:
-    """1234567 -> '1.2 MB' (powers of 1000, as file managers show sizes)."""
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)  # pragma: no cover
