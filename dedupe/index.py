@@ -6,6 +6,9 @@ bits in some field s, where t_0 + ... + t_(m-1) = r - m + 1 (r = 14, 5 fields: 2
 codes are sorted by it, and all the codes whose field value is v are compared, by FAISS in one call, with
 the codes whose value is within t_s bits of v. Every distance is computed exactly, and no pair is missed.
 1,000,000 codes at r = 14: ~30,000 distances per code instead of 1,000,000 (benchmarks/candidates_1m.py).
+
+FAISS is imported by the functions that use it: `dedupe compare` imports this module (through
+candidates) but searches nothing, and FAISS takes 0.1 s to import.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from math import comb
 
-import faiss
 import numpy as np
 
 FLAT_LIMIT = 10_000
@@ -36,6 +38,8 @@ def _one_thread():
     """FAISS searches on one OpenMP thread, restored afterwards. With a second thread it stalls when the
     other core is busy: the crop-matching stage took 0.8 s on the dev corpus alone and 15-40 s beside
     another process on this 2-core machine, 3 s with one thread."""
+    import faiss
+
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -66,6 +70,8 @@ def _range_search(index, queries: np.ndarray, radius: int) -> tuple[np.ndarray, 
 
 
 def _flat(base: np.ndarray, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
     index = faiss.IndexBinaryFlat(64)
     with _one_thread():
         index.add(_as_bytes(base))
@@ -112,6 +118,8 @@ def _field_pairs(base: _Sorted, queries: _Sorted, masks: np.ndarray, radius: int
     For each field value v the base runs at v ^ mask are gathered into one array, and FAISS computes the
     distances of all the queries at v to it. In a self-join only runs at values >= v are gathered and
     a pair counts when its base position is after its query position: each pair is met once."""
+    import faiss
+
     address = faiss.cast_integer_to_uint8_ptr  # pointers without slicing: millions of calls
     run = np.diff(base.start)
     values = len(run)
@@ -245,6 +253,8 @@ def lists_for(n: int) -> int:
 def exhaustive_index():
     """An empty index that compares every 256-bit descriptor, searched without a heap (several times
     faster for small k)."""
+    import faiss
+
     index = faiss.IndexBinaryFlat(256)
     index.use_heap = False
     return index
@@ -254,6 +264,8 @@ def trained_lists(data: np.ndarray, nlist: int):
     """An empty index of `nlist` inverted lists for 256-bit descriptors like `data`, trained with 8 k-means
     iterations on a sample of 40 per list: the lists only need to be roughly right, recall comes from
     the lists probed."""
+    import faiss
+
     index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
     index.cp.niter = 8
     sample = np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)
@@ -280,6 +292,8 @@ def keypoint_votes(
     """(voter label, voted label) for every query descriptor (owned by query_owner) whose nearest
     neighbour in `index` under another label is within `max_distance`; owner[id] is the label of the
     index's descriptor id (nearest_other)."""
+    import faiss
+
     if isinstance(index, faiss.IndexBinaryIVF):
         index.nprobe = NPROBE
     votes_a, votes_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
