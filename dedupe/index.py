@@ -30,7 +30,8 @@ COST_VALUE, COST_GATHER, COST_DISTANCE = 10e-6, 7.5e-9, 0.5e-9
 this 2-core machine. Few wide fields compute fewer distances but gather more codes; the layout with the
 least estimated time is used."""
 
-_POP16 = np.array([bin(k).count("1") for k in range(1 << 16)], dtype=np.uint8)
+_POP16 = np.unpackbits(np.arange(1 << 16, dtype=np.uint16).view(np.uint8)).reshape(-1, 16).sum(axis=1, dtype=np.uint8)
+"""Set bits of every 16-bit value, made by numpy: a Python loop over the 65,536 values takes 15 ms at import."""
 
 
 @contextmanager
