@@ -275,6 +275,52 @@ def test_subprocess_no_arguments_shows_usage(cli_env):
     assert proc.returncode in (0, 2)
 
 
+def imported(env: dict, *args: str) -> set[str]:
+    """The modules that `python -m dedupe ARGS` imported, from its -X importtime report."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dedupe", *args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("cache", "--help"), ("compare", "--help")])
+def test_help_imports_no_image_library(cli_env, args):
+    assert imported(cli_env, *args) & {"numpy", "cv2", "faiss"} == set()
+
+
+def test_commands_import_only_what_they_use(lib, tmp_path, cli_env):
+    """Start-up is most of a short command's time: OpenCV and FAISS are imported by the commands that
+    use them, and only those."""
+    report = tmp_path / "r.json"
+    assert run("scan", str(lib), "--workers", "1", "-q", "--json", str(report)).exit_code == 0
+    no_images = [
+        ("cache", "info", "--cache", str(tmp_path / "c.sqlite")),
+        ("cache", "clear", "--cache", str(tmp_path / "c.sqlite")),
+        ("plan", str(report), "-o", str(tmp_path / "plan.json")),
+        ("apply", str(report)),
+        ("undo", str(tmp_path / "no-journal.json")),
+    ]
+    for args in no_images:
+        assert imported(cli_env, *args) & {"cv2", "faiss"} == set(), args
+    compared = imported(cli_env, "compare", str(lib / "a.jpg"), str(lib / "a_small.jpg"))
+    assert "cv2" in compared and "faiss" not in compared
+
+
+def test_public_names_resolve_on_first_use(cli_env):
+    """dedupe.compare and dedupe.search stay the functions even when their submodules load first."""
+    code = (
+        "import dedupe.cli, dedupe.search\n"
+        "from dedupe import Settings, compare, search\n"
+        "import dedupe\n"
+        "assert (compare.__module__, search.__module__) == ('dedupe.compare', 'dedupe.search'), (compare, search)\n"
+        "assert dedupe.compare is compare and dedupe.search is search and Settings.__name__ == 'Settings'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 # --------------------------------------------------------------------------- demo
 
 
