@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import numpy as np
 import xxhash
 
 from .model import FileRecord, Problem
@@ -40,6 +39,8 @@ def find_exact(
     the files that could not be read. `known` hashes (from the cache, for unchanged files) are not
     computed again. `title` names the progress stage. Sizes and hashes are grouped with numpy: a
     library of 100,000 unchanged files costs no loop over pairs of them."""
+    import numpy as np  # imported here: apply and undo hash files with this module but need no numpy
+
     known = known or {}
     sizes = np.fromiter((f.size for f in files), dtype=np.int64, count=len(files))
     _, inverse, counts = np.unique(sizes, return_inverse=True, return_counts=True)

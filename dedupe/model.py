@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class FileRecord(NamedTuple):
@@ -69,6 +70,14 @@ class ImageInfo:
     orientation: int = 1
 
 
+def _no_rows(columns: int, dtype: str) -> np.ndarray:
+    """An empty array, for no keypoints. numpy is imported here: plan, apply and undo use these records
+    but not numpy, which takes 0.1 s to import."""
+    import numpy as np
+
+    return np.zeros((0, columns), dtype)
+
+
 @dataclass
 class Features:
     """Per-image features: packed 64-bit pHashes and a small grayscale thumbnail for verification."""
@@ -84,9 +93,9 @@ class Features:
     """pHash of the picture inside the frame, when there is one."""
     turned: tuple[int, ...] = ()
     """pHashes of the picture turned and mirrored: ORIENTATIONS[1:] of features.hashes."""
-    kp_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float16), repr=False)
+    kp_xy: np.ndarray = field(default_factory=lambda: _no_rows(2, "float16"), repr=False)
     """ORB keypoint positions, in thumbnail pixels."""
-    kp_desc: np.ndarray = field(default_factory=lambda: np.zeros((0, 32), np.uint8), repr=False)
+    kp_desc: np.ndarray = field(default_factory=lambda: _no_rows(32, "uint8"), repr=False)
     """Their 256-bit binary descriptors."""
 
 

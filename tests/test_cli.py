@@ -291,19 +291,18 @@ def test_help_imports_no_image_library(cli_env, args):
 
 
 def test_commands_import_only_what_they_use(lib, tmp_path, cli_env):
-    """Start-up is most of a short command's time: OpenCV and FAISS are imported by the commands that
-    use them, and only those."""
+    """Start-up is most of a short command's time: numpy, OpenCV and FAISS are imported by the commands
+    that use them (the cache module uses numpy throughout), and only those."""
     report = tmp_path / "r.json"
     assert run("scan", str(lib), "--workers", "1", "-q", "--json", str(report)).exit_code == 0
-    no_images = [
-        ("cache", "info", "--cache", str(tmp_path / "c.sqlite")),
-        ("cache", "clear", "--cache", str(tmp_path / "c.sqlite")),
+    for args in [("cache", "info", "--cache", str(tmp_path / "c.sqlite")), ("cache", "clear")]:
+        assert imported(cli_env, *args) & {"cv2", "faiss"} == set(), args
+    for args in [
         ("plan", str(report), "-o", str(tmp_path / "plan.json")),
         ("apply", str(report)),
         ("undo", str(tmp_path / "no-journal.json")),
-    ]
-    for args in no_images:
-        assert imported(cli_env, *args) & {"cv2", "faiss"} == set(), args
+    ]:
+        assert imported(cli_env, *args) & {"numpy", "cv2", "faiss"} == set(), args
     compared = imported(cli_env, "compare", str(lib / "a.jpg"), str(lib / "a_small.jpg"))
     assert "cv2" in compared and "faiss" not in compared
 
