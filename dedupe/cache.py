@@ -131,7 +131,7 @@ class Cache:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _wal(db)
             db.execute(f"PRAGMA synchronous={'NORMAL' if self._tmpdir is None else 'OFF'}")
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and "meta" in tables:
@@ -140,8 +140,8 @@ class Cache:
                     raise _Unusable(f"was written by another version ({row[0] if row else 'unknown'})")
             elif tables:
                 raise _Unusable("is not a dedupe cache")
-            with db:
-                db.executescript(_SCHEMA)
+            with db:  # one transaction: a scan opening the new file at the same moment sees all of it or none
+                db.executescript("BEGIN IMMEDIATE;" + _SCHEMA)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(VERSION),))
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,))
         except sqlite3.DatabaseError as exc:
@@ -385,6 +385,21 @@ class Cache:
         finally:
             if self._tmpdir is not None:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+def _wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode. Two processes that turn a new file to WAL at the same moment would each
+    wait for the other, so SQLite refuses one at once ("locked") instead of waiting: it tries again, for
+    as long as the connection waits for a lock (60 s)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class _Unusable(Exception):
