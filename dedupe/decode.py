@@ -137,6 +137,8 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
             if width < 1 or height < 1:
                 raise DecodeError(f"invalid dimensions {width}x{height}")
             fmt = im.format or "?"
+            if fmt == "PNG":  # Pillow loads a PNG to look for EXIF after the pixels; a broken pixel stream
+                im.load()  # must raise here, not inside _exif_fields, which would take it for broken EXIF
             orientation, date, camera = _exif_fields(im)
             lossless = _lossless(im, data[:16] if isinstance(data, bytes) else _head(data))
             if fmt == "JPEG" and max(width, height) > 2 * WORK_MAX:  # smaller ones are cheap in full

@@ -239,6 +239,15 @@ def test_truncated_png(pic):
         dec(data[: len(data) // 2])
 
 
+def test_png_with_a_broken_pixel_stream(pic):
+    """Every chunk whole, the compressed pixels damaged: an error, not a black picture."""
+    data = encode(pic, "PNG")
+    start = data.index(b"IDAT") + 4
+    data = data[:start] + b"\x00\x00" + data[start + 2 :]  # the zlib header
+    with pytest.raises(DecodeError, match="corrupt"):
+        dec(data)
+
+
 @pytest.fixture(scope="module")
 def big_webp(pic):
     return pic.resize((1600, 1200))
