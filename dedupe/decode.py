@@ -8,7 +8,9 @@ goes into the report; nothing else escapes.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 
 import cv2
 import numpy as np
@@ -137,9 +139,10 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
             if width < 1 or height < 1:
                 raise DecodeError(f"invalid dimensions {width}x{height}")
             fmt = im.format or "?"
-            if fmt == "PNG":  # Pillow loads a PNG to look for EXIF after the pixels; a broken pixel stream
-                im.load()  # must raise here, not inside _exif_fields, which would take it for broken EXIF
-            orientation, date, camera = _exif_fields(im)
+            png = _png_gray(im, data)
+            if fmt == "PNG" and png is None:  # Pillow loads a PNG to look for EXIF after the pixels: a broken
+                im.load()  # pixel stream must raise here, not in _exif_fields, which takes it for broken EXIF
+            orientation, date, camera = png[1] if png else _exif_fields(im)
             lossless = _lossless(im, data[:16] if isinstance(data, bytes) else _head(data))
             if fmt == "JPEG" and max(width, height) > 2 * WORK_MAX:  # smaller ones are cheap in full
                 scale = WORK_MIN / max(width, height)
@@ -148,12 +151,14 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
                         "L" if im.mode in ("L", "RGB", "YCbCr") else None,
                         (max(1, int(width * scale)), max(1, int(height * scale))),
                     )
-            gray = _webp_gray(im, data)
+            gray = png[0] if png else _webp_gray(im, data)
             if gray is None:
                 im.load()
-            # Some loaders (TIFF in recent Pillow) turn the picture themselves while loading, report the
-            # turned size up front and drop the tag: only a tag still there after loading is ours to apply.
-            to_apply = _exif_fields(im)[0] if orientation != 1 else 1
+            if png or orientation == 1:
+                to_apply = orientation
+            else:  # Some loaders (TIFF in recent Pillow) turn the picture themselves while loading, report
+                # the turned size up front and drop the tag: only a tag still there after loading is ours.
+                to_apply = _exif_fields(im)[0]
             if gray is None:
                 gray = _to_gray(_reduce(im, WORK_MAX))
     except DecodeError:
@@ -217,8 +222,8 @@ def decode_color(path: str, long_side: int) -> np.ndarray:
 def _webp_gray(im: Image.Image, data: bytes | str) -> np.ndarray | None:
     """A large WebP with nothing to composite, decoded by OpenCV straight to gray; None for Pillow to
     decode. Pillow's WebP decoder holds a 12 MP picture three times over in RGBA: 190 MB and 0.35 s,
-    against 48 MB and 0.18 s this way, the same pixels. (Not PNG: Pillow decodes it anyway to find an
-    EXIF chunk after the pixels.) Anything OpenCV cannot read is left to Pillow, which says why."""
+    against 48 MB and 0.18 s this way, the same pixels. Anything OpenCV cannot read is left to Pillow,
+    which says why."""
     if (
         im.format != "WEBP"
         or im.mode not in ("RGB", "L")
@@ -230,6 +235,71 @@ def _webp_gray(im: Image.Image, data: bytes | str) -> np.ndarray | None:
         return None
     gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
     return gray if gray is not None and gray.shape == (im.height, im.width) else None
+
+
+def _png_gray(im: Image.Image, data: bytes | str) -> tuple[np.ndarray, tuple[int, str | None, str | None]] | None:
+    """A large RGB PNG with nothing to composite, decoded by OpenCV straight to gray and box-reduced as
+    _reduce reduces any picture, with its EXIF fields; None for Pillow to decode. Pillow holds RGB at 4 bytes
+    a pixel (a 48 MP PNG: 183 MB of peak memory); OpenCV's gray and the copy the cv2 binding returns of it
+    take 2 (93 MB). The work image differs from Pillow's by rounding: libpng rounds its gray down.
+
+    Pillow finds an eXIf chunk after the pixels, or an orientation in XMP, only by loading the picture: the
+    metadata are read from a miniature of the file instead, its chunks around a 3x1 picture. libpng's gray
+    of that picture is checked against Pillow's: a file that gives its gamma (gAMA, sRGB) is converted in
+    linear light by libpng, a different picture. Anything unusual is left to Pillow, which says why."""
+    if im.format != "PNG" or im.mode != "RGB" or "transparency" in im.info or max(im.size) <= 2 * WORK_MAX:
+        return None
+    if not isinstance(data, bytes) or (mini := _png_miniature(data)) is None:
+        return None
+    try:
+        probe = Image.open(io.BytesIO(mini))
+        probe.load()
+        fields = _exif_fields(probe)
+        expected = np.asarray(probe.convert("L"), dtype=np.int16)
+    except Exception:  # whatever it is, the full decode meets it too and reports it
+        return None
+    gray = cv2.imdecode(np.frombuffer(mini, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    if gray is None or gray.shape != expected.shape or np.abs(gray - expected).max() > 1:
+        return None
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    if gray is None or gray.shape != (im.height, im.width):
+        return None
+    return np.asarray(_reduce(Image.fromarray(gray), WORK_MAX)), fields
+
+
+_PNG_PRIMARIES = (255, 0, 0, 0, 255, 0, 0, 0, 255)
+
+
+def _png_miniature(data: bytes) -> bytes | None:
+    """The PNG's chunks with its pixels replaced by one row of pure red, green and blue, for Pillow and
+    libpng to read its metadata and colour chunks as they would in the file itself, without its pixels.
+    None unless it is a complete, single-image, 8- or 16-bit RGB PNG without transparency."""
+    if data[8:16] != b"\x00\x00\x00\x0dIHDR" or len(data) < 33:
+        return None
+    depth, colour, interlace = data[24], data[25], data[28]
+    if depth not in (8, 16) or colour != 2 or interlace > 1:
+        return None
+    row = struct.pack(">9H", *(v * 257 for v in _PNG_PRIMARIES)) if depth == 16 else bytes(_PNG_PRIMARIES)
+    chunks = [data[:8], _chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 1, depth, 2, 0, 0, 0))]
+    pos, pixels = 33, False
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        kind, end = data[pos + 4 : pos + 8], pos + 12 + length
+        if end > len(data) or kind in (b"IHDR", b"tRNS", b"acTL"):
+            return None
+        if kind != b"IDAT":
+            chunks.append(data[pos:end])
+        elif not pixels:
+            chunks.append(_chunk(b"IDAT", zlib.compress(b"\x00" + row)))
+            pixels = True
+        if kind == b"IEND":
+            return b"".join(chunks) if pixels else None
+        pos = end
+    return None
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def _reduce(im: Image.Image, long_side: int) -> Image.Image:

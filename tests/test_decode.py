@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 from dedupe.decode import WORK_MAX, DecodeError, decode, shrink
 from dedupe.features.hashes import hamming, phash
 from images import HAVE_HEIF, encode, exif, photo, store_oriented, with_metadata
+from PIL.PngImagePlugin import PngInfo
 
 BIG = 10**9
 
@@ -281,6 +284,161 @@ def test_truncated_large_webp(big_webp):
     data = encode(big_webp, "WEBP", quality=90)
     with pytest.raises(DecodeError):
         dec(data[: len(data) // 2])
+
+
+@pytest.fixture(scope="module")
+def big_png_pic():
+    return photo(11, (320, 240)).resize((960, 720), Image.Resampling.BICUBIC)  # reduced by 3
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    out, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        out.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return out
+
+
+def png_join(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    crc = [struct.pack(">I", zlib.crc32(kind + body)) for kind, body in chunks]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(struct.pack(">I", len(b)) + k + b + c for (k, b), c in zip(chunks, crc))
+
+
+def png_with(data: bytes, kind: bytes, body: bytes, after_pixels: bool = False) -> bytes:
+    """`data` with a chunk added right after IHDR, or just before IEND."""
+    chunks = png_chunks(data)
+    chunks.insert(len(chunks) - 1 if after_pixels else 1, (kind, body))
+    return png_join(chunks)
+
+
+@pytest.fixture
+def png_paths(monkeypatch):
+    """Which way each large PNG went: "opencv" when OpenCV decoded the whole file, else "pillow"; and a
+    function that decodes a file the way it was decoded before OpenCV took over (Pillow in full)."""
+    import dedupe.decode
+
+    paths, imdecode = [], cv2.imdecode
+
+    def spy(buf, flags):
+        paths.append(len(buf))
+        return imdecode(buf, flags)
+
+    def by_pillow(data):
+        with monkeypatch.context() as m:
+            m.setattr(dedupe.decode, "_png_gray", lambda im, data: None)
+            return dec(data)
+
+    def decode_png(data):
+        paths.clear()
+        result = dec(data)
+        return result, "opencv" if len(data) in paths else "pillow"
+
+    monkeypatch.setattr(dedupe.decode.cv2, "imdecode", spy)
+    return decode_png, by_pillow
+
+
+def assert_same_as_pillow(got, want):
+    (gray, info), (ref, ref_info) = got, want
+    assert info == ref_info
+    assert gray.shape == ref.shape
+    diff = gray.astype(int) - ref
+    # Rounding only: libpng rounds each pixel's gray down, Pillow rounds the box-averaged colour to nearest.
+    assert np.abs(diff).max() <= 2 and abs(diff.mean()) < 1
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+@pytest.mark.parametrize("orientation", [1, 6, 3])
+def test_large_png_by_opencv_matches_pillow(big_png_pic, png_paths, orientation, where):
+    """A large RGB PNG is decoded by OpenCV to gray, with its EXIF read from its eXIf chunk wherever it is
+    (Pillow only finds one after the pixels by decoding them): the same upright image and info as Pillow's."""
+    decode_png, by_pillow = png_paths
+    data = store_oriented(big_png_pic, orientation, "PNG", compress_level=1)
+    ex = exif(orientation, date="2021:05:06 07:08:09", make="Canon", model="Canon EOS R5")
+    chunks = [c for c in png_chunks(data) if c[0] != b"eXIf"]
+    chunks.insert(len(chunks) - 1 if where == "after" else 1, (b"eXIf", ex.tobytes()[6:]))  # no "Exif\0\0"
+    data = png_join(chunks)
+    (gray, info), path = decode_png(data)
+    assert path == "opencv"
+    assert (info.width, info.height, info.orientation) == (960, 720, orientation)
+    assert (info.exif_date, info.camera) == ("2021:05:06 07:08:09", "Canon EOS R5")
+    assert_same_as_pillow((gray, info), by_pillow(data))
+    upright, _ = dec(encode(big_png_pic, "PNG", compress_level=1))
+    assert mean_abs(gray, upright) < 1.0
+
+
+def test_large_png_orientation_in_xmp_after_pixels(big_png_pic, png_paths):
+    """Pillow also takes the orientation from XMP; the metadata are read as Pillow reads them."""
+    decode_png, by_pillow = png_paths
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    itxt = png_chunks(encode(big_png_pic.resize((8, 8)), "PNG", pnginfo=info))[1]
+    data = png_with(encode(big_png_pic.transpose(Image.Transpose.ROTATE_90), "PNG"), *itxt, after_pixels=True)
+    (gray, info), path = decode_png(data)
+    assert path == "opencv" and info.orientation == 6 and (info.width, info.height) == (960, 720)
+    assert_same_as_pillow((gray, info), by_pillow(data))
+
+
+def test_large_16_bit_rgb_png_by_opencv_matches_pillow(big_png_pic, png_paths):
+    decode_png, by_pillow = png_paths
+    rgb16 = np.asarray(big_png_pic)[:, :, ::-1].astype(np.uint16) * 257 + 100  # low bytes differ too
+    data = cv2.imencode(".png", rgb16)[1].tobytes()
+    (gray, info), path = decode_png(data)
+    assert path == "opencv"
+    assert_same_as_pillow((gray, info), by_pillow(data))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda pic: encode(pic.convert("RGBA"), "PNG"),
+        lambda pic: encode(pic, "PNG", transparency=(1, 2, 3)),  # a colour key: tRNS
+        lambda pic: encode(pic.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        lambda pic: encode(pic.convert("LA"), "PNG"),
+        lambda pic: encode(pic.convert("L"), "PNG"),  # as small in Pillow as in OpenCV
+        lambda pic: encode(Image.fromarray(np.asarray(pic.convert("L")).astype(np.uint16) * 257), "PNG"),
+        lambda pic: png_with(encode(pic, "PNG"), b"sRGB", b"\x00"),  # libpng would make its gray in linear light
+        lambda pic: png_with(encode(pic, "PNG"), b"gAMA", struct.pack(">I", 45455)),
+    ],
+    ids=["RGBA", "tRNS", "palette", "LA", "L", "16-bit gray", "sRGB", "gAMA"],
+)
+def test_other_large_pngs_are_decoded_by_pillow(big_png_pic, png_paths, make):
+    decode_png, by_pillow = png_paths
+    data = make(big_png_pic)
+    (gray, info), path = decode_png(data)
+    assert path == "pillow"
+    ref, ref_info = by_pillow(data)
+    assert info == ref_info and np.array_equal(gray, ref)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "broken pixel stream"])
+def test_damaged_large_png_is_an_error(big_png_pic, png_paths, damage):
+    """OpenCV is not asked (the chunk list is cut short) or refuses it: Pillow says what is wrong."""
+    decode_png, _ = png_paths
+    data = encode(big_png_pic, "PNG", compress_level=1)
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # every chunk whole and its checksum right, the zlib stream inside broken
+        chunks = png_chunks(data)
+        chunks[1] = (b"IDAT", b"\x00\x00" + chunks[1][1][2:])
+        data = png_join(chunks)
+    with pytest.raises(DecodeError, match="truncated" if damage == "truncated" else "corrupt"):
+        decode_png(data)
+
+
+@pytest.mark.parametrize("damage", ["no IEND", "bad pixel checksum"])
+def test_slightly_damaged_large_png_decodes_as_before(big_png_pic, png_paths, damage):
+    """What Pillow reads anyway (it checks no pixel checksum) still decodes, as Pillow decodes it."""
+    decode_png, by_pillow = png_paths
+    data = encode(big_png_pic, "PNG", compress_level=1)
+    if damage == "no IEND":
+        data = data[:-12]
+    else:
+        start = data.index(b"IDAT") - 4
+        pos = start + 8 + struct.unpack_from(">I", data, start)[0]  # the first IDAT's CRC
+        data = data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1 :]
+    assert_same_as_pillow(decode_png(data)[0], by_pillow(data))
 
 
 @pytest.mark.parametrize(
