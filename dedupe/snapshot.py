@@ -163,7 +163,7 @@ class Nearest:
     hashes: np.ndarray  # (m,) S32 the pictures
     counts: np.ndarray  # (m,) int64 keypoints of each, in the cache's order
     sets: np.ndarray  # (m,) int64 the set of copies each was in (a label: equal for pictures of one set)
-    target: np.ndarray  # (sum of counts,) int64 row of the picture each keypoint votes for, -1 for none
+    target: np.ndarray  # (sum of counts,) int row of the picture each keypoint votes for, -1 for none
     dist: np.ndarray  # (sum of counts,) uint8 distance to its keypoint
 
     def whole(self) -> bool:
@@ -346,6 +346,7 @@ class Snapshots:
     def save_nearest(self, table: Nearest) -> None:
         if self.kept:
             arrays = {name: getattr(table, name) for name in Nearest.__dataclass_fields__}
+            arrays["target"] = table.target.astype(np.int32)  # rows: 5 bytes a keypoint with the distance
             _write(self._path("nearest.npz"), lambda tmp: np.savez(tmp, **arrays))
 
 
