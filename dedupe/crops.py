@@ -111,12 +111,12 @@ def _nearest(
 
     The saved table answers for the pictures it holds, unless their set of copies joined or split
     another (among the pictures it holds) or a picture they voted for is gone: those, and the new
-    pictures, are searched in the snapshot's keypoint index of the whole library. A saved keypoint whose
-    nearest outside its set a new picture's keypoint turns out to be, by the new one's search, votes
-    for it instead. The search of many pictures is split between the workers, which read the index
-    from its file and their pictures' descriptors from the cache: it is the costliest part of this
-    stage (12 s for the 470,000 descriptors of 5,000 photos on one core). The table is saved for the
-    next scan."""
+    pictures, are searched in the snapshot's keypoint index of the whole library. A saved keypoint that
+    a new picture's keypoint comes nearer than the one it voted for (as the new keypoint's search
+    finds it) votes for the new picture instead. The search of many pictures is split between the
+    workers, which read the index from its file and their pictures' descriptors from the cache: it is
+    the costliest part of this stage (12 s for the 470,000 descriptors of 5,000 photos on one core).
+    The table is saved for the next scan."""
     n = len(hashes)
     wanted = np.array(hashes, dtype="S32")
     saved = snapshots.nearest()
@@ -124,7 +124,7 @@ def _nearest(
     settled = np.zeros(n, bool)
     rows = np.zeros(0, np.int64)
     if saved is not None:
-        row_pos, matched = lookup(wanted, np.arange(n), saved.hashes)
+        row_pos, _ = lookup(wanted, np.arange(n), saved.hashes)
         ok = row_pos >= 0
         reorganised = _regrouped(saved.sets[ok], labels[row_pos[ok]])
         ok[np.flatnonzero(ok)[reorganised]] = False
@@ -143,6 +143,7 @@ def _nearest(
         new = ~settled
         if saved is not None:
             new[row_pos[row_pos >= 0]] = False  # the pictures saved but searched again are not new
+        # about 96 keypoints a picture; the workers read the index from its file
         many = len(fresh) * 96 > DESC_FLAT_LIMIT and workers.count > 1 and index.path is not None
         shares = [share for share in np.array_split(fresh, workers.count if many else 1) if len(share)]
         jobs = [(index, [hashes[p] for p in share], share, labels, settled, new) for share in shares]
