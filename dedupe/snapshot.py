@@ -165,6 +165,7 @@ class Nearest:
     sets: np.ndarray  # (m,) int64 the set of copies each was in (a label: equal for pictures of one set)
     target: np.ndarray  # (sum of counts,) int row of the picture each keypoint votes for, -1 for none
     dist: np.ndarray  # (sum of counts,) uint8 distance to its keypoint
+    pairs: np.ndarray  # (p, 2) int64 rows of a picture of each of two sets the votes paired
 
     def whole(self) -> bool:
         m = len(self.hashes)
@@ -172,6 +173,9 @@ class Nearest:
             self.counts.shape == self.sets.shape == (m,)
             and self.target.shape == self.dist.shape == (int(self.counts.sum()),)
             and (not len(self.target) or (-1 <= int(self.target.min()) and int(self.target.max()) < m))
+            and self.pairs.ndim == 2
+            and self.pairs.shape[1] == 2
+            and (not len(self.pairs) or (0 <= int(self.pairs.min()) and int(self.pairs.max()) < m))
         )
 
 

@@ -47,7 +47,9 @@ def test_a_rescan_after_pictures_were_added_searches_only_those_and_finds_what_a
     assert {"p83.jpg", "crop83.jpg"} in group_names(again)
     assert {"p95.jpg", "crop95.jpg"} in group_names(again)
     assert {"p85.jpg", "p85_q60.jpg"} in group_names(again)
-    assert scan([root], serial, cache=db).stats["keypoints_searched"] == 0  # nothing changed since
+    last = scan([root], serial, cache=db)  # nothing changed since: the pairs saved with the table
+    assert last.stats["keypoints_searched"] == 0
+    assert group_names(last) == group_names(again)
 
 
 def test_pictures_whose_vote_went_to_a_picture_gone_are_searched_again(tmp_path, serial):
@@ -91,7 +93,7 @@ def _flip(rng, desc, bits):
 def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path):
     """Past index.DESC_FLAT_LIMIT descriptors the workers each search a share of the pictures in the
     index file: the same pairs as in one process, and as index.keypoint_pairs."""
-    from dedupe.crops import _nearest, _votes
+    from dedupe.crops import _keypoint_pairs
     from dedupe.index import DESC_FLAT_LIMIT, keypoint_pairs
     from dedupe.snapshot import Snapshots
     from dedupe.workers import Workers
@@ -112,10 +114,10 @@ def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path)
             cache.put_image(h, info, feats, keypoints=True)
         workers = Workers(Settings(workers=count), cache)
         try:
-            table, searched = _nearest(hashes, labels, Snapshots(cache, [tmp_path]), workers, never)
+            voted, searched = _keypoint_pairs(hashes, labels, Snapshots(cache, [tmp_path]), workers, never)
             assert searched == len(sets)
             assert (workers._pool is not None) == (count == 2)  # the search did run in the pool
-            pairs.append(_votes(table, labels))
+            pairs.append(voted)
         finally:
             workers.close()
             cache.close()
