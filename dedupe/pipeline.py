@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from .cache import Cache, Store
-from .candidates import find_candidates
+from .candidates import kept_candidates
 from .config import Settings
 from .crops import find_crops, similar_shots
 from .decisions import Decided, suppress
@@ -204,7 +204,9 @@ def _scan(
     files, problems, copy_of = library.files, library.problems, library.copy_of
     images, codes, framed = library.images, library.codes, library.framed
 
-    pairs = find_candidates(images, codes, framed, settings, progress, f"4/{STAGES}: searching candidate pairs")
+    hashes = [store.hashes[i] for i in images]
+    title = f"4/{STAGES}: searching candidate pairs"
+    pairs = kept_candidates(images, hashes, codes, framed, settings, snapshots, progress, title)
     del codes
     stats["candidate_pairs"] = len(pairs)
     progress.note(f"{len(pairs)} candidate pairs")

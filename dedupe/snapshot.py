@@ -334,6 +334,28 @@ class Snapshots:
             pass
         return path
 
+    # --- the candidate pairs ---
+
+    def candidates(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the pictures' content hashes, (pair, 3) rows: picture, picture, orientation) of the candidate
+        pairs saved under these settings (`key`), or None."""
+        if not self.kept:
+            return None
+        try:
+            with np.load(self._path("candidates.npz")) as z:
+                if str(z["key"]) != key:
+                    return None
+                hashes, rows = z["hashes"], z["rows"].astype(np.int64)
+            ok = rows.ndim == 2 and rows.shape[1] == 3 and (not len(rows) or int(rows[:, :2].max()) < len(hashes))
+            return (hashes, rows) if ok and (not len(rows) or int(rows.min()) >= 0) else None
+        except Exception:  # missing, damaged: every pair is searched
+            return None
+
+    def save_candidates(self, key: str, hashes: np.ndarray, rows: np.ndarray) -> None:
+        if self.kept:
+            arrays = {"key": np.array(key), "hashes": hashes, "rows": rows.astype(np.int32)}
+            _write(self._path("candidates.npz"), lambda tmp: np.savez(tmp, **arrays))
+
     # --- what the crop stage found ---
 
     def nearest(self) -> Nearest | None:

@@ -62,3 +62,49 @@ def test_queries_see_the_same_pairs():
     asked = find_candidates(images, codes, framed, settings, NullProgress(), "some", queries=[1, 2, 4])
     assert set(every) == {(0, 1), (4, 5)}
     assert set(asked) == {(0, 1), (4, 5)}
+
+
+def test_a_rescan_searches_only_the_new_pictures_and_finds_every_pair_a_full_search_finds(tmp_path, monkeypatch):
+    """The pairs among the pictures seen before come from the library snapshot; the new pictures are the
+    only queries. Their order and file indices change between scans, as a walk's do."""
+    import dedupe.candidates as candidates
+    from dedupe.cache import Cache
+    from dedupe.snapshot import Snapshots
+
+    rng = np.random.default_rng(12)
+    codes, framed = library([(3, 2), (9, 4), (12, 10), (13, 30), (6, 5)] * 8, framed_first=True)
+    codes = np.concatenate([codes, rng.integers(0, 2**63, size=(60, 10), dtype=np.uint64)])
+    framed = np.concatenate([framed, np.zeros(60, bool)])
+    for k in range(80, 90):  # turned copies: k's pHash turned by 90 or 270 degrees is near k - 40's pHash
+        codes[k, 2 + (1 if k % 2 else 3)] = flip(codes[k - 40, 0], 2)
+    hashes = [f"{n:032x}" for n in range(len(codes))]
+    settings = Settings()
+    asked = []
+    full_search = candidates.find_candidates
+
+    def spy(images, codes, framed, settings, progress, title, queries=None):
+        asked.append(queries)
+        return full_search(images, codes, framed, settings, progress, title, queries)
+
+    monkeypatch.setattr(candidates, "find_candidates", spy)
+    cache = Cache(tmp_path / "c.sqlite")
+    snaps = Snapshots(cache, [tmp_path])
+
+    def scan_of(members: np.ndarray, first_file: int):
+        images = [first_file + 3 * k for k in range(len(members))]
+        args = (codes[members], framed[members], settings)
+        got = candidates.kept_candidates(images, [hashes[m] for m in members], *args, snaps, NullProgress(), "c")
+        want = full_search(images, *args, NullProgress(), "c")
+        return images, got, want
+
+    before = rng.permutation(len(codes))[: len(codes) * 3 // 4]
+    _, got, want = scan_of(before, 0)
+    assert asked == [None] and got == want
+    rest = np.setdiff1d(np.arange(len(codes)), before)  # a quarter new; the others in the reverse order, so
+    now = np.concatenate([before[::-1], rng.permutation(rest)])  # each saved pair is turned the other way
+    images, got, want = scan_of(now, 7)
+    assert got == want and len(want) >= 40 and {1, 3} <= set().union(*want.values())  # turned pairs too
+    assert sorted(asked[1]) == sorted(images[k] for k, m in enumerate(now) if m not in before)
+    asked.clear()
+    assert scan_of(now, 7)[1] == want and asked == []  # unchanged: nothing searched
+    cache.close()
