@@ -16,16 +16,16 @@ keypoint; the pictures added since are searched in a small exhaustive index besi
 are dropped from its answers; once these are a tenth of it, it is rebuilt from itself (kept lists, new
 pictures added). The scan's crop stage builds it (and searches every keypoint in it), so the first
 search after a scan finds it ready. The crop stage also keeps what it found for each keypoint (Nearest),
-so that a rescan searches only the keypoints of new pictures. Pictures are named by content hash, so
-these outlive a rewritten file table.
+and the scan its candidate pairs, so that a rescan searches only the keypoints and pairs of new
+pictures. Pictures are named by content hash, so these outlive a rewritten file table.
 
-Files, in <cache>.snapshots/: <key>.files.npz, <key>.nearest.npz, and <key>.kp-<stamp>.faiss with its
-labels in <key>.kp-<stamp>.npz. Each is written under a temporary name and renamed into place, the
-labels last, so a reader sees whole files or none; two processes can write at once (the later rename
-wins). Only the latest of each kind is kept per key and the KEEP most recently used keys. A snapshot
-that cannot be read is ignored and rewritten; one that cannot be written is simply not kept. A private
-cache (--no-cache) keeps no snapshot, but its crop stage writes the keypoint index in the cache's
-temporary folder, for the workers to read.
+Files, in <cache>.snapshots/: <key>.files.npz, <key>.nearest.npz, <key>.candidates.npz, and
+<key>.kp-<stamp>.faiss with its labels in <key>.kp-<stamp>.npz. Each is written under a temporary name
+and renamed into place, the labels last, so a reader sees whole files or none; two processes can write
+at once (the later rename wins). Only the latest of each kind is kept per key and the KEEP most recently
+used keys. A snapshot that cannot be read is ignored and rewritten; one that cannot be written is simply
+not kept. A private cache (--no-cache) keeps no snapshot, but its crop stage writes the keypoint index
+in the cache's temporary folder, for the workers to read.
 """
 
 from __future__ import annotations
