@@ -126,8 +126,10 @@ def kept_candidates(
         old_hashes, rows = saved
         pos, known = lookup(wanted, np.arange(len(images)), old_hashes)
         new = [images[p] for p in np.flatnonzero(~known)]
-        out = find_candidates(images, codes, framed, settings, progress, title, new) if new else {}
-        if not new:
+        if new:
+            out = find_candidates(images, codes, framed, settings, progress, title, new)
+        else:
+            out = {}
             progress.stage(title, len(images))
             progress.advance(len(images))
         kept = rows[(pos[rows[:, 0]] >= 0) & (pos[rows[:, 1]] >= 0)]

@@ -197,6 +197,16 @@ class Snapshots:
     def _path(self, name: str) -> Path:
         return self.dir / f"{self.key}.{name}"
 
+    def _load(self, name: str, kind):
+        """The dataclass of arrays `kind` saved as `name` (_save); raises when missing or damaged."""
+        with np.load(self._path(name)) as z:
+            return kind(**{field: z[field] for field in kind.__dataclass_fields__})
+
+    def _save(self, name: str, table, **arrays) -> None:
+        """A dataclass of arrays written as `name`, with `arrays` in place of some of its fields."""
+        arrays = {field: getattr(table, field) for field in table.__dataclass_fields__} | arrays
+        _write(self._path(name), lambda tmp: np.savez(tmp, **arrays))
+
     # --- the file table ---
 
     def table(self) -> FileTable | None:
@@ -209,8 +219,7 @@ class Snapshots:
         if not self.kept:
             return None
         try:
-            with np.load(self._path("files.npz")) as z:
-                table = FileTable(**{name: z[name] for name in FileTable.__dataclass_fields__})
+            table = self._load("files.npz", FileTable)
             if not table.whole():
                 raise ValueError("inconsistent arrays")
             self.state = "loaded"
@@ -267,8 +276,7 @@ class Snapshots:
     def save_table(self, table: FileTable) -> None:
         if not self.kept:
             return
-        arrays = {name: getattr(table, name) for name in FileTable.__dataclass_fields__}
-        _write(self._path("files.npz"), lambda tmp: np.savez(tmp, **arrays))
+        self._save("files.npz", table)
         self._prune()
 
     def _prune(self) -> None:
@@ -363,17 +371,14 @@ class Snapshots:
         if not self.kept:
             return None
         try:
-            with np.load(self._path("nearest.npz")) as z:
-                table = Nearest(**{name: z[name] for name in Nearest.__dataclass_fields__})
+            table = self._load("nearest.npz", Nearest)
             return table if table.whole() else None
         except Exception:  # missing, damaged, another layout: the crop stage searches every keypoint
             return None
 
     def save_nearest(self, table: Nearest) -> None:
-        if self.kept:
-            arrays = {name: getattr(table, name) for name in Nearest.__dataclass_fields__}
-            arrays["target"] = table.target.astype(np.int32)  # rows: 5 bytes a keypoint with the distance
-            _write(self._path("nearest.npz"), lambda tmp: np.savez(tmp, **arrays))
+        if self.kept:  # the targets are rows: 5 bytes a keypoint with the distance
+            self._save("nearest.npz", table, target=table.target.astype(np.int32))
 
 
 def _writable(folder: Path) -> bool:
