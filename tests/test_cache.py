@@ -365,3 +365,25 @@ def test_a_file_recorded_again_is_not_answered_from_an_earlier_look_up(tmp_path)
     assert cache.known_hashes([new]) == {0: "bb"}
     assert cache.known_formats([(7, 42, 12, 2)]) == ["PNG"]
     cache.close()
+
+
+def test_what_a_worker_still_buffers_counts_as_stored_without_a_commit(tmp_path):
+    from dedupe.model import Features, ImageInfo
+
+    cache = Cache(tmp_path / "c.sqlite")
+    other = sqlite3.connect(tmp_path / "c.sqlite")
+    info = ImageInfo(8, 8, "PNG", True, 64)
+    plain = Features(0, 0, np.zeros((8, 8), np.uint8))
+    cache.put_image("a", info, plain, keypoints=False)
+    with_kp = Features(0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((1, 2), np.float16),
+                       kp_desc=np.zeros((1, 32), np.uint8))
+    cache.put_image("b", info, with_kp, keypoints=True)
+    assert cache.have(["a", "b", "c"], keypoints=False) == {"a", "b"}
+    assert cache.have(["a", "b", "c"], keypoints=True) == {"b"}
+    assert other.execute("SELECT count(*) FROM images").fetchone()[0] == 0  # nothing was committed for it
+    cache.commit()
+    assert other.execute("SELECT count(*) FROM images").fetchone()[0] == 2
+    assert cache.have(["a", "b", "c"], keypoints=True) == {"b"}  # and the same answers from the database
+    assert cache.have(["a", "c"], keypoints=False) == {"a"}
+    other.close()
+    cache.close()
