@@ -223,7 +223,7 @@ def compare(
         score, ssim, t = evidence["score"], evidence["ssim"], evidence["orientation"]
         transform = describe_transform(evidence, False, x.info, y.info)
     else:
-        shots = geometry(x, y, checked)
+        shots = geometry(x, y, checked.replace(similar=True))
         if shots is not None and shots["transform"].get("similar"):
             score, ssim, t = related_score(shots, checked), shots["ssim"], shots["orientation"]
             transform = describe_transform(shots, False, x.info, y.info)

@@ -83,7 +83,8 @@ def confirm_crop(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
 
 
 def geometry(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
-    """Keypoint-geometry evidence for a pair: a crop, a similar shot (transform["similar"]), or None.
+    """Keypoint-geometry evidence for a pair: a crop, a similar shot (transform["similar"], only when
+    `settings.similar`), or None.
 
     RANSAC's model depends on which side its matches start from (a degree off one way can cost the
     crop its SSIM), so a pair whose geometry fits one way but fails a check is tried the other way
@@ -91,10 +92,11 @@ def geometry(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
     fit = fit_similarity(x.features, y.features)
     if fit is None:
         return None
-    found = verify_geometry(x.features, y.features, settings.ssim_threshold, settings.min_crop_area, fit)
+    threshold, area, overlaps = settings.ssim_threshold, settings.min_crop_area, settings.similar
+    found = verify_geometry(x.features, y.features, threshold, area, fit, overlaps)
     swapped = found is None
     if swapped:
-        found = verify_geometry(y.features, x.features, settings.ssim_threshold, settings.min_crop_area)
+        found = verify_geometry(y.features, x.features, threshold, area, overlaps=overlaps)
     if found is None:
         return None
     verdict, transform = found
@@ -139,6 +141,7 @@ def verdict_key(kind: str, turns: Iterable[int], settings: Settings) -> str:
         mirror=settings.mirror,
         crops=settings.crops,
         min_crop_area=settings.min_crop_area,
+        **({"similar": settings.similar} if kind == "geometry" else {}),
     )
 
 

@@ -328,7 +328,12 @@ def fit_similarity(fa: Features, fb: Features) -> tuple[np.ndarray, int] | None:
 
 
 def verify_geometry(
-    fa: Features, fb: Features, threshold: float, min_area: float, fit: tuple[np.ndarray, int] | None = None
+    fa: Features,
+    fb: Features,
+    threshold: float,
+    min_area: float,
+    fit: tuple[np.ndarray, int] | None = None,
+    overlaps: bool = True,
 ) -> tuple[Verdict, dict] | None:
     """Is one picture a crop (possibly resized and re-encoded) of the other, or a similar shot?
 
@@ -342,7 +347,9 @@ def verify_geometry(
     their overlap matches: when they still share MIN_OVERLAP of each and the overlap passes SSIM, the
     transform says "similar" with the overlap; they are different photos, never duplicates.
     None when there is no consistent geometry or the content does not agree. `fit` is
-    fit_similarity(fa, fb) when the caller already has it.
+    fit_similarity(fa, fb) when the caller already has it. Without `overlaps`, similar shots are not
+    checked (None): most keypoint pairs of a library that are not crops are such overlaps, and their
+    SSIM was over half the crop stage's geometry time.
     """
     fit = fit or fit_similarity(fa, fb)
     if fit is None:
@@ -364,7 +371,7 @@ def verify_geometry(
         crop, whole, to_crop, cropped, kept = fa.thumb, fb.thumb, inverse, "first", b_kept
         box = _footprint(matrix, fa.thumb.shape)
         frame = fb.thumb.shape
-    elif min(a_kept, b_kept) >= MIN_OVERLAP:  # similar shots: compare b brought onto a, where they overlap
+    elif overlaps and min(a_kept, b_kept) >= MIN_OVERLAP:  # similar shots: compare b brought onto a, where they overlap
         crop, whole, to_crop, cropped = fa.thumb, fb.thumb, inverse, None
     else:
         return None

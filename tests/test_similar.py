@@ -34,3 +34,22 @@ def test_burst_frames_are_similar_shots_not_duplicates(tmp_path):
 def test_similar_shots_are_only_listed_when_asked_for(tmp_path):
     result = scan([_burst(tmp_path)], Settings(workers=1))
     assert result.groups == [] and result.similar == []
+
+
+def test_overlaps_are_checked_only_for_similar_shots_and_remembered_apart(tmp_path):
+    from dedupe.match import geometry, verdict_key
+    from dedupe.read import analyse
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _burst(photos)
+    x, y = (analyse(str(photos / f"frame{n}.jpg"), Settings().max_pixels) for n in (0, 1))
+    shots = geometry(x, y, Settings(similar=True))
+    assert shots is not None and shots["transform"]["similar"]
+    assert geometry(x, y, Settings()) is None  # the overlap is not worth its SSIM when it is not listed
+    assert verdict_key("geometry", (), Settings()) != verdict_key("geometry", (), Settings(similar=True))
+    assert verdict_key("confirm", (0,), Settings()) == verdict_key("confirm", (0,), Settings(similar=True))
+
+    cache = tmp_path / "c.sqlite"  # a scan without similar shots, then one with: the second finds them
+    assert scan([photos], Settings(workers=1), cache=cache).similar == []
+    assert len(scan([photos], Settings(workers=1, similar=True), cache=cache).similar) == 1
