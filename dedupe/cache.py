@@ -227,7 +227,8 @@ class Cache:
         every file it reads: the rows it still buffers are looked up here rather than committed first,
         which cost a transaction per file (4% of a cold scan's work)."""
         wanted = set(hashes)
-        buffered = {r[0] for r in self._rows.get(_PUT_IMAGE, ()) if r[0] in wanted and (r[8] is not None or not keypoints)}
+        rows = self._rows.get(_PUT_IMAGE, ())
+        buffered = {r[0] for r in rows if r[0] in wanted and (r[8] is not None or not keypoints)}
         rest = wanted - buffered
         return buffered | {h for h, _ in self._each(rest, "1", self._with_keypoints(keypoints), flush=False)}
 
