@@ -262,13 +262,16 @@ def exhaustive_index():
 
 
 def trained_lists(data: np.ndarray, nlist: int):
-    """An empty index of `nlist` inverted lists for 256-bit descriptors like `data`, trained with 8 k-means
+    """An empty index of `nlist` inverted lists for 256-bit descriptors like `data`, trained with 4 k-means
     iterations on a sample of 40 per list: the lists only need to be roughly right, recall comes from
-    the lists probed."""
+    the lists probed. FAISS clusters binary codes as 256 floats; on scale5000's 465,000 descriptors, 8
+    iterations took 1.4 s of the main process while the workers waited, 4 take 0.65 s, and the nearest
+    descriptor of another picture found for 20,000 sampled ones was the same as often (88.4%; random
+    centroids, 85.1%)."""
     import faiss
 
     index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
-    index.cp.niter = 8
+    index.cp.niter = 4
     sample = np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)
     with _one_thread():
         index.train(data[np.sort(sample)])
