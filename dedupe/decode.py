@@ -8,6 +8,7 @@ goes into the report; nothing else escapes.
 from __future__ import annotations
 
 import io
+import mmap
 import struct
 import warnings
 import zlib
@@ -230,11 +231,21 @@ def _webp_gray(im: Image.Image, data: bytes | str) -> np.ndarray | None:
         or "transparency" in im.info
         or getattr(im, "n_frames", 1) > 1
         or max(im.size) <= 2 * WORK_MAX
-        or not isinstance(data, bytes)
     ):
         return None
-    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    gray = _cv_gray(data)
     return gray if gray is not None and gray.shape == (im.height, im.width) else None
+
+
+def _cv_gray(data: bytes | str) -> np.ndarray | None:
+    """OpenCV's grayscale decode of the file's bytes, or of the file at that path; None when it fails."""
+    flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
+    if isinstance(data, bytes):
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        return cv2.imread(data, flags)
+    except cv2.error:  # a path OpenCV cannot take
+        return None
 
 
 def _png_gray(im: Image.Image, data: bytes | str) -> tuple[np.ndarray, tuple[int, str | None, str | None]] | None:
@@ -249,7 +260,7 @@ def _png_gray(im: Image.Image, data: bytes | str) -> tuple[np.ndarray, tuple[int
     linear light by libpng, a different picture. Anything unusual is left to Pillow, which says why."""
     if im.format != "PNG" or im.mode != "RGB" or "transparency" in im.info or max(im.size) <= 2 * WORK_MAX:
         return None
-    if not isinstance(data, bytes) or (mini := _png_miniature(data)) is None:
+    if (mini := _png_miniature(data if isinstance(data, bytes) else _mapped(data))) is None:
         return None
     try:
         probe = Image.open(io.BytesIO(mini))
@@ -261,16 +272,25 @@ def _png_gray(im: Image.Image, data: bytes | str) -> tuple[np.ndarray, tuple[int
     gray = cv2.imdecode(np.frombuffer(mini, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
     if gray is None or gray.shape != expected.shape or np.abs(gray - expected).max() > 1:
         return None
-    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    gray = _cv_gray(data)
     if gray is None or gray.shape != (im.height, im.width):
         return None
     return np.asarray(_reduce(Image.fromarray(gray), WORK_MAX)), fields
 
 
+def _mapped(path: str) -> mmap.mmap | bytes:
+    """A file too big to hold, mapped for its chunks to be read (its pixels are not touched)."""
+    with open(path, "rb") as fh:
+        try:
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # empty, or not mappable
+            return b""
+
+
 _PNG_PRIMARIES = (255, 0, 0, 0, 255, 0, 0, 0, 255)
 
 
-def _png_miniature(data: bytes) -> bytes | None:
+def _png_miniature(data: bytes | mmap.mmap) -> bytes | None:
     """The PNG's chunks with its pixels replaced by one row of pure red, green and blue, for Pillow and
     libpng to read its metadata and colour chunks as they would in the file itself, without its pixels.
     None unless it is a complete, single-image, 8- or 16-bit RGB PNG without transparency."""
@@ -315,7 +335,29 @@ def _reduce(im: Image.Image, long_side: int) -> Image.Image:
         im = flat if flat is not None else im.convert("L" if im.mode == "1" else "RGB")
     elif im.mode.startswith("I;16"):
         im = im.convert("I")
-    return im.reduce(factor)
+    return _reduce_bands(im, factor)
+
+
+BAND_PIXELS = 4 << 20
+"""Pixels of the decoded picture reduced at a time: Image.reduce of an RGBA picture premultiplies a copy
+of all of it first, 400 MB more for 100 MP, where a band of rows costs 16 MB."""
+
+
+def _reduce_bands(im: Image.Image, factor: int) -> Image.Image:
+    """im.reduce(factor), a band of rows at a time: the same pixels (the bands are whole multiples of
+    `factor` rows, and reduce averages whole blocks), without a full-size intermediate copy (reduce with
+    a box would still premultiply all of an RGBA picture)."""
+    width, height = im.size
+    rows = max(factor, (BAND_PIXELS // max(width, 1)) // factor * factor)
+    if rows >= height:
+        return im.reduce(factor)
+    bands = [im.crop((0, y, width, min(y + rows, height))).reduce(factor) for y in range(0, height, rows)]
+    out = Image.new(bands[0].mode, (bands[0].width, sum(b.height for b in bands)))
+    y = 0
+    for band in bands:
+        out.paste(band, (0, y))
+        y += band.height
+    return out
 
 
 def _head(path: str) -> bytes:

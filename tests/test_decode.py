@@ -501,3 +501,33 @@ def test_decode_from_path_errors_are_decode_errors(tmp_path, pic):
     path.write_bytes(b"\xff\xd8\xff" + b"\x00" * 100)
     with pytest.raises(DecodeError):
         decode(str(path), BIG)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "I"])
+def test_a_large_picture_is_reduced_a_band_at_a_time_to_the_same_pixels(mode, monkeypatch):
+    import dedupe.decode as decode_module
+
+    rng = np.random.default_rng(8)
+    h, w = 1003, 757
+    if mode == "I":
+        im = Image.fromarray(rng.integers(0, 65535, (h, w)).astype(np.int32), "I")
+    else:
+        shape = (h, w) if mode == "L" else (h, w, len(mode))
+        im = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+    monkeypatch.setattr(decode_module, "BAND_PIXELS", 30_000)  # bands of 36 rows, the last one shorter
+    banded = decode_module._reduce_bands(im, 3)
+    assert banded.mode == im.mode
+    assert np.array_equal(np.asarray(banded), np.asarray(im.reduce(3)))
+
+
+def test_a_large_transparent_png_decodes_alike_in_bands(monkeypatch):
+    import dedupe.decode as decode_module
+
+    rng = np.random.default_rng(9)
+    rgba = np.asarray(Image.fromarray(rng.integers(0, 256, (30, 40, 4), dtype=np.uint8)).resize((1200, 900)))
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    whole, _ = decode(buf.getvalue(), 10**9)
+    monkeypatch.setattr(decode_module, "BAND_PIXELS", 50_000)
+    banded, _ = decode(buf.getvalue(), 10**9)
+    assert np.array_equal(whole, banded)

@@ -110,3 +110,25 @@ def test_a_decoder_crash_is_a_problem_and_the_scan_goes_on(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "GROUPS [['p00.jpg', 'p00_copy.png']]" in out.stdout
     assert "('poison.jpg', 'the image decoder crashed on this file')" in out.stdout
+
+
+def test_large_pngs_and_webps_read_from_disk_are_decoded_by_opencv_alike(tmp_path, monkeypatch):
+    """Above IN_MEMORY_LIMIT, a large RGB PNG or WebP is decoded by OpenCV from its path (its chunks read
+    through a memory map), as from its bytes below the limit."""
+    import dedupe.decode as decode
+
+    pic = photo(52, (900, 700))
+    paths = {"png": tmp_path / "big.png", "webp": tmp_path / "big.webp"}
+    paths["png"].write_bytes(encode(pic, "PNG"))
+    paths["webp"].write_bytes(encode(pic, "WEBP", quality=90))
+    in_memory = {k: pipeline.analyse(str(v), 10**9) for k, v in paths.items()}
+    from_disk = []
+    cv_gray = decode._cv_gray
+    monkeypatch.setattr(decode, "_cv_gray", lambda data: from_disk.append(data) or cv_gray(data))
+    monkeypatch.setattr(pipeline, "IN_MEMORY_LIMIT", 0)
+    streamed = {k: pipeline.analyse(str(v), 10**9) for k, v in paths.items()}
+    assert sorted(from_disk) == sorted(str(v) for v in paths.values())
+    for k in paths:
+        assert streamed[k].content_hash == in_memory[k].content_hash
+        assert streamed[k].info == in_memory[k].info
+        assert np.array_equal(streamed[k].features.thumb, in_memory[k].features.thumb)
