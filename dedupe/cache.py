@@ -47,16 +47,18 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
     device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    content_hash TEXT NOT NULL, format TEXT, PRIMARY KEY(device, inode)) WITHOUT ROWID;
+    content_hash TEXT NOT NULL, format TEXT, path BLOB, PRIMARY KEY(device, inode)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS images(
     content_hash TEXT PRIMARY KEY, info TEXT NOT NULL, codes BLOB NOT NULL, box TEXT, detail REAL NOT NULL,
-    thumb BLOB NOT NULL, thumb_w INTEGER NOT NULL, kp_xy BLOB, kp_desc BLOB);
+    thumb BLOB NOT NULL, thumb_w INTEGER NOT NULL, kp_xy BLOB, kp_desc BLOB, written REAL);
 CREATE TABLE IF NOT EXISTS verdicts(
     first TEXT NOT NULL, second TEXT NOT NULL, key TEXT NOT NULL, evidence TEXT,
     PRIMARY KEY(first, second, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS decisions(hashes TEXT PRIMARY KEY, kind TEXT NOT NULL, decided TEXT NOT NULL);
 """
-# `decisions` came after VERSION 3 was set: CREATE TABLE IF NOT EXISTS adds it to a cache on open.
+# `decisions` came after VERSION 3 was set: CREATE TABLE IF NOT EXISTS adds it to a cache on open; so
+# did files.path and images.written, added by _connect (a file row without a path is never pruned). Paths
+# are stored as the file system's bytes: a name that is not valid UTF-8 cannot be SQLite text.
 CODES = 10
 """Codes stored per image: pHash, dHash, pHash inside the frame (0 without one), 7 turned pHashes."""
 
@@ -79,7 +81,10 @@ def pack_codes(f: Features) -> bytes:
     return np.array([f.phash, f.dhash, f.phash_trim or 0, *turned], dtype=np.uint64).tobytes()
 
 
-_PUT_IMAGE = "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PUT_IMAGE = "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+ORPHAN_AGE = 3600.0
+"""Seconds a stored content that no file refers to is kept: another scan running at the same time may
+have stored it and not yet recorded its file."""
 
 
 class Cache:
@@ -105,6 +110,7 @@ class Cache:
         self._pending = 0
         self._last_commit = time.monotonic()
         self._loaded: OrderedDict[str, tuple] = OrderedDict()
+        self._recorded = False  # file rows written: a content may have lost its last file (prune)
         if worker:
             self.db = sqlite3.connect(self.path, timeout=60)
         else:
@@ -147,6 +153,9 @@ class Cache:
                 db.executescript("BEGIN IMMEDIATE;" + _SCHEMA)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(VERSION),))
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,))
+                for table, column, kind in (("files", "path", "BLOB"), ("images", "written", "REAL")):
+                    if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         except sqlite3.DatabaseError as exc:
             db.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -165,8 +174,10 @@ class Cache:
 
     # --- reads (each first writes what is buffered, so a connection sees its own writes) ---
 
-    def _files(self, identities: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[int, int, str, str | None]]:
-        """(size, mtime_ns, content hash, format) recorded for these (device, inode)."""
+    def _files(
+        self, identities: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], tuple[int, int, str, str | None, str | None]]:
+        """(size, mtime_ns, content hash, format, path) recorded for these (device, inode)."""
         self.commit()
         out = {}
         by_device: dict[int, list[int]] = {}
@@ -176,7 +187,7 @@ class Cache:
             for start in range(0, len(inodes), BATCH):
                 chunk = inodes[start : start + BATCH]
                 for row in self.db.execute(
-                    "SELECT inode, size, mtime_ns, content_hash, format FROM files WHERE device=? AND inode IN"
+                    "SELECT inode, size, mtime_ns, content_hash, format, path FROM files WHERE device=? AND inode IN"
                     f" ({','.join('?' * len(chunk))})",
                     [device, *chunk],
                 ):
@@ -196,13 +207,17 @@ class Cache:
         return out
 
     def known_hashes(self, files: list[FileRecord]) -> dict[int, str]:
-        """Content hashes of the files whose identity (device, inode, size, mtime_ns) is unchanged."""
+        """Content hashes of the files whose identity (device, inode, size, mtime_ns) is unchanged. A file
+        found under another path than its row says (moved, or recorded before rows had one) gets its path
+        recorded, for prune()."""
         rows = self._files([f.identity for f in files])
         out: dict[int, str] = {}
         for n, f in enumerate(files):
             hit = rows.get(f.identity)
             if hit is not None and hit[:2] == (f.size, f.mtime_ns):
                 out[n] = hit[2]
+                if hit[4] != (path := os.fsencode(f.path)):
+                    self._put("UPDATE files SET path=? WHERE device=? AND inode=?", (path, *f.identity))
         return out
 
     def _each(self, hashes: Iterable[str], columns: str, cond: str = "", flush: bool = True) -> Iterator[tuple]:
@@ -328,9 +343,10 @@ class Cache:
 
     def put_file(self, f: FileRecord, content_hash: str) -> None:
         self._put(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-            (f.device, f.inode, f.size, f.mtime_ns, content_hash, f.format),
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (f.device, f.inode, f.size, f.mtime_ns, content_hash, f.format, os.fsencode(f.path)),
         )
+        self._recorded = True
 
     def put_image(self, content_hash: str, info: ImageInfo, f: Features, keypoints: bool) -> None:
         self._put(
@@ -345,6 +361,7 @@ class Cache:
                 f.thumb.shape[1],
                 np.ascontiguousarray(f.kp_xy, dtype=np.float16).tobytes() if keypoints else None,
                 np.ascontiguousarray(f.kp_desc, dtype=np.uint8).tobytes() if keypoints else None,
+                time.time(),
             ),
         )
 
@@ -379,6 +396,52 @@ class Cache:
         if self._pending >= BATCH or time.monotonic() - self._last_commit > COMMIT_EVERY:
             self.commit()
 
+    def prune(self, roots: list[str], walked: set[tuple[int, int]]) -> int:
+        """Forget the files once recorded under these roots (absolute paths) that are no longer there: a
+        row whose identity (device, inode) the scan did not walk, and whose path is gone or now holds
+        another file. Files left out by filters, unreadable folders and other roots keep their rows.
+        When files were forgotten or recorded, the stored contents that no file refers to (stored more
+        than ORPHAN_AGE ago) go too, with their verdicts. How many files were forgotten."""
+        self.commit()
+        rows = []
+        sep = os.fsencode(os.sep)
+        for root in map(os.fsencode, roots):
+            below = root.rstrip(sep) + sep
+            rows += self.db.execute(
+                "SELECT device, inode, path FROM files WHERE path=? OR (path>=? AND path<?)",
+                (root, below, below[:-1] + bytes([sep[0] + 1])),
+            ).fetchall()
+        gone = [(d, i) for d, i, path in rows if (d, i) not in walked and _identity(path) != (d, i)]
+        if not gone and not self._recorded:
+            return 0
+        with self.db:
+            # the write lock first, waited for: a read that turned into a write after another scan's
+            # commit would fail at once ("database is locked")
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("DELETE FROM files WHERE device=? AND inode=?", gone)
+            # contents no file refers to any more (gone, or rewritten in place, or its inode reused)
+            orphans = [
+                h
+                for (h,) in self.db.execute(
+                    "SELECT content_hash FROM images WHERE content_hash NOT IN (SELECT content_hash FROM files)"
+                )
+            ]
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS gone(content_hash TEXT PRIMARY KEY)")
+            self.db.execute("DELETE FROM gone")
+            for start in range(0, len(orphans), BATCH):
+                chunk = orphans[start : start + BATCH]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(
+                    f"INSERT INTO gone SELECT content_hash FROM images WHERE content_hash IN ({marks})"
+                    " AND (written IS NULL OR written < ?)",
+                    [*chunk, time.time() - ORPHAN_AGE],
+                )
+            self.db.execute("DELETE FROM images WHERE content_hash IN gone")
+            self.db.execute("DELETE FROM verdicts WHERE first IN gone OR second IN gone")
+        self._recorded = False
+        self._loaded.clear()
+        return len(gone)
+
     def commit(self) -> None:
         """Write what is buffered, in one short transaction."""
         if self._pending:
@@ -396,6 +459,14 @@ class Cache:
         finally:
             if self._tmpdir is not None:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+def _identity(path: bytes) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _wal(db: sqlite3.Connection) -> None:

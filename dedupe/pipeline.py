@@ -257,6 +257,11 @@ def _scan(
         )
     problems.sort(key=lambda p: p.path)
     stats["problems"] = len(problems)
+    if store.cache.persistent:  # a complete scan: what was under its roots and is gone is forgotten
+        stats["cache_forgotten"] = store.cache.prune(
+            [os.path.abspath(os.fspath(r)) for r in roots], {f.identity for f in files}
+        )
+    lap("prune")
     stats["timings"]["total"] = round(sum(stats["timings"].values()), 3)
     progress.close()
     return ScanResult(

@@ -387,3 +387,68 @@ def test_what_a_worker_still_buffers_counts_as_stored_without_a_commit(tmp_path)
     assert cache.have(["a", "c"], keypoints=False) == {"a"}
     other.close()
     cache.close()
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_files_gone_from_the_roots_are_forgotten_with_what_only_they_had(tmp_path, serial, monkeypatch):
+    lib, other = tmp_path / "lib", tmp_path / "other"
+    library(lib)
+    library(other)
+    (other / "c_crop.jpg").unlink()  # c_crop's content is then only in lib
+    cache = tmp_path / "c.sqlite"
+    scan([lib, other], Settings(workers=1), cache=cache)
+    hashes = {Path(os.fsdecode(p)).name: h for p, h in _rows(cache, "SELECT path, content_hash FROM files")}
+    assert len(_rows(cache, "SELECT 1 FROM files")) == 17 and {"c_crop.jpg", "alone_1.jpg", "a.jpg"} <= set(hashes)
+    assert _rows(cache, f"SELECT count(*) FROM verdicts WHERE '{hashes['c_crop.jpg']}' IN (first, second)")[0][0]
+
+    (lib / "new.png").write_bytes(encode(photo(99, SIZE), "PNG"))  # made first: no inode of a file gone
+    os.replace(lib / "new.png", lib / "b.png")  # another file in its place
+    (lib / "c_crop.jpg").unlink()  # gone, and no other file has its content
+    (lib / "alone_1.jpg").unlink()  # gone, but other/alone_1.jpg has the same bytes
+    os.rename(lib / "a.jpg", lib / "renamed.jpg")  # moved: the same file
+    result = scan([lib], Settings(workers=1, exclude=("a_small.jpg",)), cache=cache)
+    assert result.stats["cache_forgotten"] == 3  # c_crop, alone_1 and the first b.png
+    stored = {h for (h,) in _rows(cache, "SELECT content_hash FROM images")}
+    assert hashes["c_crop.jpg"] in stored  # stored less than ORPHAN_AGE ago: perhaps by a scan running now
+    monkeypatch.setattr(cache_mod, "ORPHAN_AGE", 0.0)
+    (lib / "alone_2.jpg").unlink()
+    result = scan([lib], Settings(workers=1, exclude=("a_small.jpg",)), cache=cache)
+
+    assert result.stats["cache_forgotten"] == 1  # alone_2
+    paths = {Path(os.fsdecode(p)).name for (p,) in _rows(cache, "SELECT path FROM files WHERE path IS NOT NULL")}
+    assert "c_crop.jpg" not in paths and "renamed.jpg" in paths and "a_small.jpg" in paths  # excluded, still there
+    assert len(_rows(cache, "SELECT 1 FROM files")) == 17 - 4 + 1  # and the new b.png
+    stored = {h for (h,) in _rows(cache, "SELECT content_hash FROM images")}
+    assert hashes["c_crop.jpg"] not in stored  # no file has it any more
+    assert {hashes["alone_1.jpg"], hashes["alone_2.jpg"], hashes["b.png"]} <= stored  # other/ has them
+    assert not _rows(cache, f"SELECT 1 FROM verdicts WHERE '{hashes['c_crop.jpg']}' IN (first, second)")
+    assert scan([lib], Settings(workers=1), cache=cache).stats["cache_forgotten"] == 0
+
+
+def test_a_cache_from_before_file_paths_gets_them_and_forgets_nothing_it_cannot_place(tmp_path, serial, decodes):
+    lib = tmp_path / "lib"
+    library(lib)
+    cache = tmp_path / "c.sqlite"
+    scan([lib], Settings(workers=1), cache=cache)
+    db = sqlite3.connect(cache)
+    db.executescript(  # the files table as it was before it had paths
+        "CREATE TABLE f2(device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL,"
+        " mtime_ns INTEGER NOT NULL, content_hash TEXT NOT NULL, format TEXT, PRIMARY KEY(device, inode))"
+        " WITHOUT ROWID; INSERT INTO f2 SELECT device, inode, size, mtime_ns, content_hash, format FROM files;"
+        " DROP TABLE files; ALTER TABLE f2 RENAME TO files;"
+    )
+    db.close()
+    shutil.rmtree(f"{cache}.snapshots")  # so that every file is looked up in the cache
+    (lib / "alone_2.jpg").unlink()
+    decodes.calls.clear()
+    result = scan([lib], Settings(workers=1), cache=cache)
+    assert decodes.calls == [] and result.stats["cache_forgotten"] == 0  # alone_2's row has no path
+    named = _rows(cache, "SELECT path FROM files WHERE path IS NOT NULL")
+    assert len(named) == 8 and len(_rows(cache, "SELECT 1 FROM files")) == 9
