@@ -232,3 +232,22 @@ def test_a_table_whose_arrays_disagree_is_ignored(lib, serial, tmp_path):
     np.savez(saved, **arrays)
     again = search([query], [root], serial, cache=db)
     assert again.stats["snapshot"] == "written" and found(again) == found(first)
+
+
+def test_inverted_lists_answer_alike_with_the_queries_taken_list_by_list():
+    import faiss
+
+    from dedupe.index import trained_lists
+    from dedupe.snapshot import _search_lists
+
+    rng = np.random.default_rng(12)
+    data = rng.integers(0, 256, (6000, 32), dtype=np.uint8)
+    data[3000:] = data[:3000] ^ (rng.random((3000, 32)) < 0.03).astype(np.uint8)  # near pairs
+    index = trained_lists(data, 40)
+    index.add(data)
+    queries = data[rng.permutation(len(data))[:2500]]
+    index.nprobe = 3
+    expected = index.search(queries, 5)
+    got = _search_lists(index, queries, 5, 3)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert isinstance(index, faiss.IndexBinaryIVF)
