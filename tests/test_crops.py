@@ -122,3 +122,62 @@ def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path)
             workers.close()
             cache.close()
     assert pairs[0] == pairs[1] == keypoint_pairs(sets, labels) == [(20, n_sets + 1)]
+
+
+def test_an_index_built_while_the_pictures_come_in_votes_as_one_built_after(tmp_path, monkeypatch):
+    """The keypoint index built as the pictures are read (in another order than the walk's, trained on
+    the first ones) is the one the crop stage searches, and it finds the same pairs."""
+    import dedupe.snapshot as snapshot
+    from dedupe.crops import _keypoint_pairs
+    from dedupe.index import DESC_FLAT_LIMIT, keypoint_pairs
+    from dedupe.workers import Workers
+
+    rng = np.random.default_rng(11)
+    sets = [_descriptors(rng, 96) for _ in range(DESC_FLAT_LIMIT // 96 + 40)]
+    sets[30] = np.concatenate([_flip(rng, sets[3][:45], 3), _descriptors(rng, 40)])
+    hashes = [f"{n:032x}" for n in range(len(sets))]
+    cache = Cache(None)
+    info = ImageInfo(96, 96, "PNG", True, 96 * 96)
+    for h, desc in zip(hashes, sets):
+        feats = Features(0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((len(desc), 2), np.float16), kp_desc=desc)
+        cache.put_image(h, info, feats, keypoints=True)
+    snapshots = snapshot.Snapshots(cache, [tmp_path])
+    build = snapshots.keypoint_build(len(sets))
+    assert build is not None and snapshots.keypoint_build(10) is None  # too few for inverted lists
+    monkeypatch.setattr(snapshot.KeypointBuild, "STEP", 7)
+    for n in rng.permutation(len(sets)):
+        build.add(hashes[n])
+    snapshots.adopt(build)
+    assert snapshots.built is not None
+
+    def rebuilt(*args):
+        raise AssertionError("the crop stage built another index")
+
+    monkeypatch.setattr(snapshot, "_build", rebuilt)
+    workers = Workers(Settings(workers=1), cache)
+    try:
+        voted, _ = _keypoint_pairs(hashes, np.arange(len(sets)), snapshots, workers, never)
+    finally:
+        workers.close()
+        cache.close()
+    assert voted == keypoint_pairs(sets, np.arange(len(sets))) == [(3, 30)]
+
+
+def test_a_scan_with_the_index_built_while_reading_groups_as_one_without(tmp_path, serial, monkeypatch):
+    import dedupe.snapshot as snapshot
+
+    root = tmp_path / "lib"
+    library(root)
+    save(crop_of(86), root / "crop86.jpg", quality=88)
+    monkeypatch.setattr(snapshot, "DESC_FLAT_LIMIT", 200)  # inverted lists for a dozen pictures
+    monkeypatch.setattr(snapshot.KeypointBuild, "SAMPLE", 1)
+    monkeypatch.setattr(snapshot.KeypointBuild, "STEP", 3)
+    adopted = []
+    adopt = snapshot.Snapshots.adopt
+    monkeypatch.setattr(snapshot.Snapshots, "adopt", lambda self, build: adopted.append(build) or adopt(self, build))
+    built = scan([root], serial, cache=tmp_path / "a.sqlite")
+    assert len(adopted) == 1 and adopted[0].index is not None
+    monkeypatch.setattr(snapshot.Snapshots, "keypoint_build", lambda self, images: None)
+    after = scan([root], serial, cache=tmp_path / "b.sqlite")
+    assert {"p81.jpg", "crop81.jpg"} in group_names(built) and {"p86.jpg", "crop86.jpg"} in group_names(built)
+    assert sorted(map(sorted, group_names(built))) == sorted(map(sorted, group_names(after)))
