@@ -330,11 +330,20 @@ class Snapshots:
         return KeypointBuild(self.cache, images)
 
     def adopt(self, build: "KeypointBuild") -> None:
-        """The index `build` made, for the crop stage (saved where the workers can read it)."""
+        """The index `build` made, for the crop stage: saved where the workers can read it, and read
+        back through mmap as a saved one is (the main process searches little of it: 384 MB that need
+        not stay in its memory at 100,000 pictures); kept in memory only when it cannot be written."""
         done = build.finish()
-        if done is not None:
-            path = self._save_keypoints(*done) if _writable(self.dir) else None
-            self.built = (*done, path)
+        if done is None:
+            return
+        index, hashes, counts = done
+        path = self._save_keypoints(index, hashes, counts) if _writable(self.dir) else None
+        if path is not None:
+            try:
+                index = _fast(faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP))
+            except RuntimeError:  # replaced meanwhile by another scan's: the one in memory, searched here
+                path = None
+        self.built = (index, hashes, counts, path)
 
     def _load_keypoints(self):
         try:
