@@ -94,16 +94,13 @@ def read_library(
     clock: Clock,
     stages: int,
     snapshots: Snapshots | None = None,
-    keypoint_index: bool = False,
 ) -> Library:
     """Stages 2 and 3 over walked files: byte-identical copies (hashed only when their size is shared),
     then each distinct content read once, through the cache: an unchanged file is answered from the cache
     without opening it, a moved or copied one is hashed but not decoded. Fills `store`, `clock.stats`.
 
     With `snapshots`, the files its table knows unchanged are answered from it in bulk (no look-up
-    per file), and the table is rewritten when the files read differ from those it holds. With
-    `keypoint_index` too, the crop stage's keypoint index is built as the pictures come in, when it
-    would be built from nothing (snapshot.KeypointBuild)."""
+    per file), and the table is rewritten when the files read differ from those it holds."""
     cache = store.cache
     stats = clock.stats
     files, problems = walked.files, list(walked.problems)
@@ -144,7 +141,6 @@ def read_library(
         skip[[i for i, f in enumerate(files) if f.path in unreadable]] = True
     to_decode = np.flatnonzero(~skip).tolist()
     progress.stage(f"3/{stages}: decoding images", len(to_decode))
-    build = snapshots.keypoint_build(len(to_decode)) if keypoint_index and snapshots is not None else None
     from_cache = 0
     changed: list[int] = []  # files whose content is not the one their identity had
     if table is not None:  # the table's files at once
@@ -157,18 +153,11 @@ def read_library(
             files, hits, [known[i] for i in hits], table.size[c], table.codes[c], table.framed[c], store, settings
         )
         problems += [p for _, p in refused]
-        if build is not None:
-            no = {i for i, _ in refused}
-            for i in hits:
-                if i not in no:
-                    build.add(known[i])
         from_cache += len(hits)
         progress.advance(len(hits))
         to_decode = np.flatnonzero(todo & (rows < 0)).tolist()
     for i, result, cached in read_all(files, to_decode, known, store, settings, workers, cancel):
         from_cache += cached
-        if not isinstance(result, Problem) and build is not None:
-            build.add(result)
         if isinstance(result, Problem):
             problems.append(result)
         elif i in hashes and hashes[i] != result:
@@ -188,8 +177,6 @@ def read_library(
         f" {len(copy_of)} byte-identical copies not decoded again)"
     )
     library = Library(files, problems, walked.links, copy_of, images, codes, framed)
-    if build is not None:
-        snapshots.adopt(build)
     if snapshots is not None:
         snapshots.update(table, rows, walked.ids, library, store, need_kp, changed)
         stats["snapshot"] = snapshots.state
@@ -213,9 +200,7 @@ def _scan(
     progress.stage(f"1/{STAGES}: finding files", None)
     snapshots = Snapshots(store.cache, roots)
     walked = walk(roots, settings, progress, cancel, known_formats(snapshots.table(), store.cache))
-    library = read_library(
-        walked, settings, progress, cancel, store, workers, clock, STAGES, snapshots, settings.crops or settings.similar
-    )
+    library = read_library(walked, settings, progress, cancel, store, workers, clock, STAGES, snapshots)
     files, problems, copy_of = library.files, library.problems, library.copy_of
     images, codes, framed = library.images, library.codes, library.framed
 

@@ -59,9 +59,6 @@ REBUILD_SHARE = 0.1
 or, for the crop stage (whose queries include all of them), more than index.DESC_FLAT_LIMIT were added."""
 KEEP = 4
 """Snapshots (libraries: sets of roots) kept per cache, the most recently used."""
-PER_PICTURE = 94
-"""Keypoints a picture has, on average (features.keypoints.KEYPOINTS at most: 94 on scale5000), to size
-an index before the pictures are read."""
 LABEL_BITS = 16
 """A descriptor's id in the saved index is its picture's label << LABEL_BITS | its rank in the picture."""
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "HEIF", "AVIF")
@@ -196,8 +193,6 @@ class Snapshots:
         "written"), "loaded" (then "used" when it held exactly the files read, else "updated")."""
         self.library: np.ndarray | None = None
         """Identities of the library's own files, when others are read with it (a search's queries)."""
-        self.built: tuple | None = None
-        """A keypoint index built while the files were read (KeypointBuild), as _load_keypoints gives one."""
 
     def _path(self, name: str) -> Path:
         return self.dir / f"{self.key}.{name}"
@@ -305,9 +300,7 @@ class Snapshots:
         """An index of the keypoints of these images (content `hashes`), answering with image indices;
         None when fewer than two have any. Built from the saved one when there is one. `every`: the
         caller searches every keypoint (the crop stage), so inverted lists pay even when not kept."""
-        saved, self.built = self.built, None
-        if saved is None and self.kept:
-            saved = self._load_keypoints()
+        saved = self._load_keypoints() if self.kept else None
         keep = _writable(self.dir)
         lists = (self.kept and keep) or every  # inverted lists pay for a few queries only when kept
         try:
@@ -320,30 +313,6 @@ class Snapshots:
             index.path = self._save_keypoints(*index.rebuilt)
             index.rebuilt = None
         return index
-
-    def keypoint_build(self, images: int) -> "KeypointBuild | None":
-        """A builder of the keypoint index, to be fed while about `images` pictures are read, when the
-        crop stage would otherwise build one from nothing (no saved index) and it is large enough to
-        have inverted lists."""
-        if images * PER_PICTURE <= DESC_FLAT_LIMIT or (self.kept and any(self.dir.glob(f"{self.key}.kp-*.npz"))):
-            return None
-        return KeypointBuild(self.cache, images)
-
-    def adopt(self, build: "KeypointBuild") -> None:
-        """The index `build` made, for the crop stage: saved where the workers can read it, and read
-        back through mmap as a saved one is (the main process searches little of it: 384 MB that need
-        not stay in its memory at 100,000 pictures); kept in memory only when it cannot be written."""
-        done = build.finish()
-        if done is None:
-            return
-        index, hashes, counts = done
-        path = self._save_keypoints(index, hashes, counts) if _writable(self.dir) else None
-        if path is not None:
-            try:
-                index = _fast(faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP))
-            except RuntimeError:  # replaced meanwhile by another scan's: the one in memory, searched here
-                path = None
-        self.built = (index, hashes, counts, path)
 
     def _load_keypoints(self):
         try:
@@ -553,57 +522,6 @@ class KeypointIndex:
             order = np.argsort(dist, axis=1, kind="stable")[:, :k]
             dist, image, rank = (np.take_along_axis(a, order, 1) for a in (dist, image, rank))
         return dist, image, rank
-
-
-class KeypointBuild:
-    """The crop stage's keypoint index, built in the main process as the workers read the pictures:
-    trained once it has enough descriptors (those of the pictures read first: the largest files), then
-    each STEP pictures' descriptors added as the cache receives them. On scale5000 the crop stage built
-    it while the workers waited (1.3 s), where the main process is otherwise idle during the reading.
-    Its labels are the pictures' content hashes in the order they came, as a saved index's are."""
-
-    STEP = 256
-    SAMPLE = 40
-    """Descriptors per inverted list it trains on (as index.trained_lists samples)."""
-
-    def __init__(self, cache: Cache, images: int) -> None:
-        self.cache = cache
-        self.lists = lists_for(images * PER_PICTURE)
-        self.hashes: list[str] = []
-        self.counts: list[int] = []
-        self.pending: list[str] = []
-        self.waiting: list[tuple[np.ndarray, np.ndarray]] = []  # (descriptors, ids) until trained
-        self.index = None
-
-    def add(self, content_hash: str) -> None:
-        self.pending.append(content_hash)
-        if len(self.pending) >= self.STEP:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self.pending:
-            return
-        data, sizes = self.cache.descriptors(self.pending)
-        ids = _ids(np.arange(len(self.hashes), len(self.hashes) + len(sizes)), sizes)
-        self.hashes += self.pending
-        self.counts += sizes.tolist()
-        self.pending = []
-        if self.index is None:
-            self.waiting.append((data, ids))
-            if sum(len(d) for d, _ in self.waiting) < self.SAMPLE * self.lists:
-                return
-            data, ids = (np.concatenate(a) for a in zip(*self.waiting))
-            self.waiting = []
-            self.index = trained_lists(data, self.lists)
-        with _one_thread():
-            self.index.add_with_ids(data, ids)
-
-    def finish(self) -> tuple | None:
-        """(index, content hashes, descriptors per picture), or None when it never had enough to train."""
-        self._flush()
-        if self.index is None:
-            return None
-        return self.index, np.array(self.hashes, dtype="S32"), np.array(self.counts, dtype=np.int64)
 
 
 def _search_lists(index, x: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
