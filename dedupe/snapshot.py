@@ -527,7 +527,8 @@ class KeypointIndex:
 def _search_lists(index, x: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
     """index.search(x, k) of an inverted-lists index, the same answers, with the queries taken in the
     order of their nearest list, so that a list is read for many queries in a row: on scale5000's
-    465,000 descriptors, blocks of 16,384 queries took 15% less time."""
+    465,000 descriptors, blocks of 16,384 queries took 15% less time (none less at 100,000 pictures,
+    whose longer lists are read as fast either way)."""
     index.nprobe = nprobe
     coarse_dist, coarse = index.quantizer.search(x, nprobe)
     order = np.argsort(coarse[:, 0], kind="stable")
