@@ -243,7 +243,7 @@ class Cache:
         which cost a transaction per file (4% of a cold scan's work)."""
         wanted = set(hashes)
         rows = self._rows.get(_PUT_IMAGE, ())
-        buffered = {r[0] for r in rows if r[0] in wanted and (r[8] is not None or not keypoints)}
+        buffered = {r[0] for r in rows if r[0] in wanted and (r[8] is not None or not keypoints)}  # r[8]: kp_desc
         rest = wanted - buffered
         return buffered | {h for h, _ in self._each(rest, "1", self._with_keypoints(keypoints), flush=False)}
 
@@ -419,7 +419,8 @@ class Cache:
             # commit would fail at once ("database is locked")
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("DELETE FROM files WHERE device=? AND inode=?", gone)
-            # contents no file refers to any more (gone, or rewritten in place, or its inode reused)
+            # contents no file refers to any more (gone, or rewritten in place, or its inode reused): found
+            # by their hashes alone (an index scan), then `written` read for those only, behind the blobs
             orphans = [
                 h
                 for (h,) in self.db.execute(

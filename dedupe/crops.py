@@ -6,6 +6,7 @@ import numpy as np
 
 from .cache import Store
 from .config import Settings
+from .features.keypoints import KEYPOINTS
 from .group import Candidate, choose_keeper, components
 from .index import DESC_FLAT_LIMIT, K, MAX_DISTANCE, QUERY_BLOCK, nearest_other, voted_pairs
 from .match import _load, _plain, geometry, verdict_key
@@ -160,8 +161,8 @@ def _nearest(
         new = ~settled
         if saved is not None:
             new[row_pos[row_pos >= 0]] = False  # the pictures saved but searched again are not new
-        # about 96 keypoints a picture; the workers read the index from its file
-        many = len(fresh) * 96 > DESC_FLAT_LIMIT and workers.count > 1 and index.path is not None
+        # the workers read the index from its file
+        many = len(fresh) * KEYPOINTS > DESC_FLAT_LIMIT and workers.count > 1 and index.path is not None
         shares = [share for share in np.array_split(fresh, workers.count if many else 1) if len(share)]
         jobs = [(index, [hashes[p] for p in share], share, labels, settled, new) for share in shares]
         found = list(workers.map(_search_job, jobs, cancel, pool=many))

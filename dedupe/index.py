@@ -237,14 +237,6 @@ DESC_FLAT_LIMIT = 20_000
 index probes the nearest lists: 35,000 descriptors take 0.15 s instead of 12 s exhaustively."""
 
 
-def descriptor_index(data: np.ndarray):
-    """A FAISS index of 256-bit descriptors: exhaustive when small, inverted lists beyond."""
-    index = exhaustive_index() if len(data) <= DESC_FLAT_LIMIT else trained_lists(data, lists_for(len(data)))
-    with _one_thread():
-        index.add(data)
-    return index
-
-
 def lists_for(n: int) -> int:
     """Inverted lists for n descriptors: sqrt(n), so that a search reads about as many centroids as
     descriptors in the lists it probes; capped so that training (cost: lists squared) stays in seconds."""
@@ -347,45 +339,3 @@ def voted_pairs(a: np.ndarray, b: np.ndarray, min_votes: int = MIN_VOTES, top: i
             kept[i] = kept.get(i, 0) + 1
             kept[j] = kept.get(j, 0) + 1
     return sorted(out)
-
-
-def descriptor_owners(labels, sizes: np.ndarray) -> np.ndarray | None:
-    """The label of each descriptor stacked set after set (`sizes` of them per set), or None when fewer
-    than two labels have any: there is nothing to vote for."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if len(np.unique(labels[sizes > 0])) < 2:
-        return None
-    return np.repeat(labels, sizes)
-
-
-def stack_descriptors(desc_sets: list[np.ndarray], labels: np.ndarray | None = None):
-    """(all descriptors in one array, the label owning each), or None when fewer than two labels have any."""
-    sizes = np.array([len(d) for d in desc_sets], dtype=np.int64)
-    owner = descriptor_owners(np.arange(len(desc_sets)) if labels is None else labels, sizes)
-    if owner is None:
-        return None
-    data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8, copy=False))
-    return data, owner
-
-
-def keypoint_pairs(
-    desc_sets: list[np.ndarray],
-    labels: np.ndarray | None = None,
-    max_distance: int = MAX_DISTANCE,
-    min_votes: int = MIN_VOTES,
-    top: int = 4,
-) -> list[tuple[int, int]]:
-    """Pairs (i, j), i < j, of labels whose descriptor sets share many near-identical keypoints.
-
-    Each set has a label (by default its own index; sets of copies of one picture share one). Each
-    descriptor votes for the label owning its nearest neighbour under another label (within
-    `max_distance` of 256 bits), so votes for a picture are not split between its copies; a pair needs
-    `min_votes` votes both ways together, and each label keeps its `top` best partners. This is how
-    crops, which hashes of the whole frame miss, become candidates.
-    """
-    stacked = stack_descriptors(desc_sets, labels)
-    if stacked is None:
-        return []
-    data, owner = stacked
-    a, b = keypoint_votes(descriptor_index(data), data, owner, owner, max_distance)
-    return voted_pairs(a, b, min_votes, top)

@@ -179,6 +179,21 @@ class Nearest:
         )
 
 
+@dataclass
+class Pairs:
+    """The candidate pairs of a library's pictures, found under the settings `key`."""
+
+    key: np.ndarray  # 0-d str
+    hashes: np.ndarray  # (m,) S32 the pictures
+    rows: np.ndarray  # (p, 3) picture, picture (rows of hashes), orientation
+
+    def whole(self) -> bool:
+        rows = self.rows
+        if rows.ndim != 2 or rows.shape[1] != 3:
+            return False
+        return not len(rows) or (int(rows.min()) >= 0 and int(rows[:, :2].max()) < len(self.hashes))
+
+
 class Snapshots:
     """The snapshot of one library (a set of roots) in a cache. A private cache keeps none: only the
     crop stage's keypoint index is written, in the cache's temporary folder."""
@@ -350,19 +365,14 @@ class Snapshots:
         if not self.kept:
             return None
         try:
-            with np.load(self._path("candidates.npz")) as z:
-                if str(z["key"]) != key:
-                    return None
-                hashes, rows = z["hashes"], z["rows"].astype(np.int64)
-            ok = rows.ndim == 2 and rows.shape[1] == 3 and (not len(rows) or int(rows[:, :2].max()) < len(hashes))
-            return (hashes, rows) if ok and (not len(rows) or int(rows.min()) >= 0) else None
+            table = self._load("candidates.npz", Pairs)
         except Exception:  # missing, damaged: every pair is searched
             return None
+        return (table.hashes, table.rows.astype(np.int64)) if str(table.key) == key and table.whole() else None
 
     def save_candidates(self, key: str, hashes: np.ndarray, rows: np.ndarray) -> None:
         if self.kept:
-            arrays = {"key": np.array(key), "hashes": hashes, "rows": rows.astype(np.int32)}
-            _write(self._path("candidates.npz"), lambda tmp: np.savez(tmp, **arrays))
+            self._save("candidates.npz", Pairs(np.array(key), hashes, rows), rows=rows.astype(np.int32))
 
     # --- what the crop stage found ---
 

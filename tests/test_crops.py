@@ -92,9 +92,10 @@ def _flip(rng, desc, bits):
 
 def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path):
     """Past index.DESC_FLAT_LIMIT descriptors the workers each search a share of the pictures in the
-    index file: the same pairs as in one process, and as index.keypoint_pairs."""
+    index file: the same pairs as in one process, and as voting.keypoint_pairs."""
     from dedupe.crops import _keypoint_pairs
-    from dedupe.index import DESC_FLAT_LIMIT, keypoint_pairs
+    from dedupe.index import DESC_FLAT_LIMIT
+    from voting import keypoint_pairs
     from dedupe.snapshot import Snapshots
     from dedupe.workers import Workers
 

@@ -28,7 +28,7 @@ from dedupe.features.hashes import (
     phash,
     phash_orientations,
 )
-from dedupe.index import keypoint_pairs
+from voting import keypoint_pairs
 from dedupe.verify import INSIDE, MIN_INLIERS, verify, verify_geometry
 from images import (
     contrast,
