@@ -155,7 +155,7 @@ def _nearest(
     fresh = np.flatnonzero(~settled)
     shares, found = [], []
     if len(fresh):
-        index = snapshots.keypoints(list(range(n)), hashes, every=True)
+        index = snapshots.keypoints(list(range(n)), hashes, every=True, threads=workers.count)  # idle now
         if index is None:
             return None, len(fresh)
         new = ~settled

@@ -35,14 +35,16 @@ _POP16 = np.unpackbits(np.arange(1 << 16, dtype=np.uint16).view(np.uint8)).resha
 
 
 @contextmanager
-def _one_thread():
-    """FAISS searches on one OpenMP thread, restored afterwards. With a second thread it stalls when the
-    other core is busy: the crop-matching stage took 0.8 s on the dev corpus alone and 15-40 s beside
-    another process on this 2-core machine, 3 s with one thread."""
+def _threads(n: int = 1):
+    """FAISS on `n` OpenMP threads, restored afterwards. Searches take one: with a second thread they
+    stall when the other core is busy (the crop-matching stage took 0.8 s on the dev corpus alone and
+    15-40 s beside another process on this 2-core machine, 3 s with one thread). An index is built on
+    as many as there are idle workers: its few long calls do not stall, and the main process builds it
+    while the workers wait."""
     import faiss
 
     before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
+    faiss.omp_set_num_threads(max(1, n))
     try:
         yield
     finally:
@@ -74,7 +76,7 @@ def _flat(base: np.ndarray, queries: np.ndarray, radius: int) -> tuple[np.ndarra
     import faiss
 
     index = faiss.IndexBinaryFlat(64)
-    with _one_thread():
+    with _threads():
         index.add(_as_bytes(base))
         return _range_search(index, _as_bytes(queries), radius)
 
@@ -177,7 +179,7 @@ def _multi_index(base: np.ndarray, queries: np.ndarray | None, radius: int) -> n
         sorted_b = _Sorted(base, shift, bits)
         sorted_q = sorted_b if self_join else _Sorted(queries, shift, bits)
         masks = np.flatnonzero(popcount64(np.arange(1 << bits, dtype=np.uint64)) <= t)  # 0 first
-        with _one_thread():
+        with _threads():
             for q, b in _field_pairs(sorted_b, sorted_q, masks, radius, self_join):
                 q, b = sorted_q.order[q], sorted_b.order[b]
                 x = queries[q] ^ base[b]
@@ -253,19 +255,19 @@ def exhaustive_index():
     return index
 
 
-def trained_lists(data: np.ndarray, nlist: int):
+def trained_lists(data: np.ndarray, nlist: int, threads: int = 1):
     """An empty index of `nlist` inverted lists for 256-bit descriptors like `data`, trained with 4 k-means
-    iterations on a sample of 40 per list: the lists only need to be roughly right, recall comes from
-    the lists probed. FAISS clusters binary codes as 256 floats; on scale5000's 465,000 descriptors, 8
-    iterations took 1.4 s of the main process while the workers waited, 4 take 0.65 s, and the nearest
-    descriptor of another picture found for 20,000 sampled ones was the same as often (88.4%; random
-    centroids, 85.1%)."""
+    iterations on a sample of 40 per list (on `threads` threads): the lists only need to be roughly
+    right, recall comes from the lists probed. FAISS clusters binary codes as 256 floats; on scale5000's
+    465,000 descriptors, 8 iterations took 1.4 s of the main process while the workers waited, 4 take
+    0.65 s (0.36 s on 2 threads), and the nearest descriptor of another picture found for 20,000 sampled
+    ones was the same as often (88.4%; random centroids, 85.1%)."""
     import faiss
 
     index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
     index.cp.niter = 4
     sample = np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)
-    with _one_thread():
+    with _threads(threads):
         index.train(data[np.sort(sample)])
     return index
 
@@ -293,7 +295,7 @@ def keypoint_votes(
     if isinstance(index, faiss.IndexBinaryIVF):
         index.nprobe = NPROBE
     votes_a, votes_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    with _one_thread():
+    with _threads():
         for lo in range(0, len(queries), QUERY_BLOCK):
             hi = min(len(queries), lo + QUERY_BLOCK)
             dist, ids = index.search(queries[lo:hi], k)

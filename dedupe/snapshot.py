@@ -42,7 +42,7 @@ import faiss
 import numpy as np
 
 from .cache import CODES, VERSION, Cache
-from .index import DESC_FLAT_LIMIT, NPROBE, _one_thread, exhaustive_index, lists_for, trained_lists
+from .index import DESC_FLAT_LIMIT, NPROBE, _threads, exhaustive_index, lists_for, trained_lists
 
 SEARCH_NPROBE = 32
 """Inverted lists a search probes per query descriptor (the crop stage, which searches every descriptor,
@@ -311,19 +311,22 @@ class Snapshots:
 
     # --- the keypoint index ---
 
-    def keypoints(self, images: list[int], hashes: list[str], every: bool = False) -> "KeypointIndex | None":
+    def keypoints(
+        self, images: list[int], hashes: list[str], every: bool = False, threads: int = 1
+    ) -> "KeypointIndex | None":
         """An index of the keypoints of these images (content `hashes`), answering with image indices;
-        None when fewer than two have any. Built from the saved one when there is one. `every`: the
-        caller searches every keypoint (the crop stage), so inverted lists pay even when not kept."""
+        None when fewer than two have any. Built from the saved one when there is one, on `threads`
+        threads. `every`: the caller searches every keypoint (the crop stage), so inverted lists pay
+        even when not kept."""
         saved = self._load_keypoints() if self.kept else None
         keep = _writable(self.dir)
         lists = (self.kept and keep) or every  # inverted lists pay for a few queries only when kept
         try:
-            index = KeypointIndex.of(saved, images, hashes, self.cache, keep, lists, every)
+            index = KeypointIndex.of(saved, images, hashes, self.cache, keep, lists, every, threads)
         except (OSError, RuntimeError):  # the saved index went away (pruned by another search) or broke
             if saved is None:
                 raise
-            index = KeypointIndex.of(None, images, hashes, self.cache, keep, lists, every)
+            index = KeypointIndex.of(None, images, hashes, self.cache, keep, lists, every, threads)
         if index is not None and index.rebuilt is not None and keep:
             index.path = self._save_keypoints(*index.rebuilt)
             index.rebuilt = None
@@ -453,12 +456,21 @@ class KeypointIndex:
 
     @classmethod
     def of(
-        cls, saved, images: list[int], hashes: list[str], cache: Cache, keep: bool, lists: bool, every: bool
+        cls,
+        saved,
+        images: list[int],
+        hashes: list[str],
+        cache: Cache,
+        keep: bool,
+        lists: bool,
+        every: bool,
+        threads: int = 1,
     ) -> "KeypointIndex | None":
         """The index for these images (content `hashes`): the saved one (base, labels, counts, path)
         with an exhaustive one of the pictures it lacks, or, past REBUILD_SHARE (or, for `every`
         keypoint searched, past index.DESC_FLAT_LIMIT added) or without one, a new one to save
-        (`rebuilt`) when it can be kept (`keep`). Without `lists`, one exhaustive index, not saved."""
+        (`rebuilt`, built on `threads` threads) when it can be kept (`keep`). Without `lists`, one
+        exhaustive index, not saved."""
         wanted = np.array(hashes, dtype="S32")
         image_of = np.asarray(images, dtype=np.int64)
         if saved is None:
@@ -467,7 +479,7 @@ class KeypointIndex:
                 return None
             if not lists:  # a few queries and nothing kept: one exhaustive index, as cheap to build as to search
                 return cls(None, np.zeros(0, np.int64), False, *_flat(data, image_of, sizes))
-            index = _build(data, sizes)
+            index = _build(data, sizes, threads)
             out = cls(index, image_of, False, None, np.zeros(0, np.int64), None)
             out.rebuilt, out.how = (index, wanted, sizes), "built"
             return out
@@ -489,11 +501,11 @@ class KeypointIndex:
         index = faiss.read_index_binary(str(path))
         if gone.any():
             dead = _ids(np.flatnonzero(gone), counts[gone])
-            with _one_thread():
+            with _threads(threads):
                 index.remove_ids(faiss.IDSelectorBatch(len(dead), faiss.swig_ptr(dead)))
         first = len(labels)
         if len(new_data):
-            with _one_thread():
+            with _threads(threads):
                 index.add_with_ids(new_data, _ids(np.arange(first, first + len(new_sizes)), new_sizes))
         labels = np.concatenate([np.where(gone | (label_image < 0), b"", labels), wanted[new]]).astype("S32")
         counts = np.concatenate([np.where(label_image < 0, 0, counts), new_sizes])
@@ -510,7 +522,7 @@ class KeypointIndex:
         """(distances, image index, rank of the descriptor in its image) of the k nearest descriptors of
         each of x, `nprobe` inverted lists probed; image -1 where there are fewer."""
         parts = []
-        with _one_thread():
+        with _threads():
             if self.base is not None:
                 if isinstance(self.base, faiss.IndexBinaryIVF):
                     dist, ids = _search_lists(self.base, x, k + NEARBY if self.gone else k, nprobe)
@@ -562,7 +574,7 @@ def _flat(data: np.ndarray, images: np.ndarray, sizes: np.ndarray):
     if not len(data):
         return None, owner, ranks(sizes)
     index = exhaustive_index()
-    with _one_thread():
+    with _threads():
         index.add(np.ascontiguousarray(data))
     return index, owner, ranks(sizes)
 
@@ -603,14 +615,15 @@ def ranks(sizes: np.ndarray) -> np.ndarray:
     return np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
-def _build(data: np.ndarray, sizes: np.ndarray):
-    """The index saved for a library: ids label << LABEL_BITS | rank, labels the rows of its hashes."""
+def _build(data: np.ndarray, sizes: np.ndarray, threads: int = 1):
+    """The index saved for a library: ids label << LABEL_BITS | rank, labels the rows of its hashes;
+    trained and filled on `threads` threads."""
     ids = _ids(np.arange(len(sizes)), sizes)
     if len(data) <= DESC_FLAT_LIMIT:
         index = faiss.IndexBinaryIDMap(exhaustive_index())  # the Python wrapper keeps the inner index alive
     else:
-        index = trained_lists(data, lists_for(len(data)))
-    with _one_thread():
+        index = trained_lists(data, lists_for(len(data)), threads)
+    with _threads(threads):
         for start in range(0, len(data), 1 << 20):
             index.add_with_ids(data[start : start + (1 << 20)], ids[start : start + (1 << 20)])
     return index

@@ -157,3 +157,21 @@ def test_layout_is_a_pigeonhole(n_base, n_queries, radius):
         covered |= mask
     assert sum(t for _s, _b, t in fields) == radius - len(fields) + 1
     assert any(t >= 0 for _s, _b, t in fields)
+
+
+def test_lists_trained_on_two_threads_are_the_same_and_threads_restored():
+    """The crop stage trains the keypoint lists on the idle workers' threads: the same lists as on one,
+    and the searches after it are back on the thread count they had."""
+    import faiss
+
+    rng = np.random.default_rng(3)
+    centres = rng.integers(0, 256, (64, 32), dtype=np.uint8)
+    noise = rng.random((64 * 100, 256)) < 0.05  # descriptors scattered around 64 centres
+    data = np.packbits(np.unpackbits(np.repeat(centres, 100, axis=0), axis=1) ^ noise, axis=1)
+    before = faiss.omp_get_max_threads()
+    one, two = index.trained_lists(data, 64, threads=1), index.trained_lists(data, 64, threads=2)
+    assert faiss.omp_get_max_threads() == before
+    assert one.is_trained and two.is_trained
+    centroids = [faiss.vector_to_array(faiss.downcast_IndexBinary(i.quantizer).xb) for i in (one, two)]
+    assert centroids[0].size == 64 * 32
+    assert np.array_equal(centroids[0], centroids[1])

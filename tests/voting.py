@@ -9,7 +9,7 @@ from dedupe.index import (
     DESC_FLAT_LIMIT,
     MAX_DISTANCE,
     MIN_VOTES,
-    _one_thread,
+    _threads,
     exhaustive_index,
     keypoint_votes,
     lists_for,
@@ -39,7 +39,7 @@ def keypoint_pairs(
     owner = np.repeat(labels, sizes)
     data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8, copy=False))
     index = exhaustive_index() if len(data) <= DESC_FLAT_LIMIT else trained_lists(data, lists_for(len(data)))
-    with _one_thread():
+    with _threads():
         index.add(data)
     a, b = keypoint_votes(index, data, owner, owner, max_distance)
     return voted_pairs(a, b, min_votes, top)
