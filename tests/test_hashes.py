@@ -140,3 +140,15 @@ def test_describe_has_dhash_of_the_thumbnail():
 
     g = gray_array(photo(8, (320, 240)))
     assert describe(g).dhash == dhash(thumbnail(g))
+
+
+def test_content_box_leaves_a_band_on_one_side_in_the_picture():
+    """A uniform band along one edge (a dark sky) is picture: only a frame on opposite sides is cut."""
+    g = gray_array(photo(5, (400, 300))).copy()
+    g[:30] = 12  # dark top band, 10% of the height
+    assert content_box(g) == (0, 0, 400, 300)
+    g[:, :25] = 12  # and the left edge too: still no opposite pair
+    assert content_box(g) == (0, 0, 400, 300)
+    g[-30:] = 12  # top and bottom now: a letterbox
+    x0, y0, x1, y1 = content_box(g)
+    assert (x0, x1) == (0, 400) and abs(y0 - 30) <= 1 and abs(y1 - 270) <= 1

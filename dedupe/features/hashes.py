@@ -110,8 +110,11 @@ def content_box(
     """(x0, y0, x1, y1) of the picture inside a uniform frame or letterbox, or the whole image.
 
     A side counts as frame when its outer rows (or columns) are within `tol` of the frame colour (the
-    median of the outermost pixels) on 98% of their pixels, over at least `min_frac` of that dimension.
-    Copies with a frame added then hash and compare like the unframed picture.
+    median of the outermost pixels) on 98% of their pixels, over at least `min_frac` of that dimension,
+    and so does the opposite side: a frame, a letterbox or pillarbox surrounds the picture, while a
+    uniform band on one side only (a dark sky, a studio wall) is part of it. Taken for a frame, such a
+    band made an original look smaller than a copy with a black frame added, which then became the
+    keeper. Copies with a frame added hash and compare like the unframed picture.
     """
     h, w = gray.shape
     if h < 16 or w < 16:
@@ -133,6 +136,10 @@ def content_box(
     for n, size in ((top, h), (bottom, h), (left, w), (right, w)):
         cut.append(n if max(2, min_frac * size) <= n <= max_frac * size else 0)
     top, bottom, left, right = cut
+    if not (top and bottom):
+        top = bottom = 0
+    if not (left and right):
+        left = right = 0
     return left, top, w - right, h - bottom
 
 
