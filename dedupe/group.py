@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from .config import Settings
-from .features.hashes import ORIENTATIONS, inverse
+from .features.hashes import ORIENTATIONS, inverse, orient
 from .cache import Store
 from .match import confirm_one
 from .model import FileRecord, Group, ImageInfo, Member
@@ -147,6 +149,52 @@ def cluster(
     return out
 
 
+def _orientation_table() -> list[list[int]]:
+    """table[a][b]: the orientation that turning by ORIENTATIONS[a], then by ORIENTATIONS[b], amounts to."""
+    probe = np.arange(6).reshape(2, 3)
+
+    def key(a: np.ndarray) -> tuple:
+        return a.shape, a.tobytes()
+
+    index = {key(orient(probe, *o)): n for n, o in enumerate(ORIENTATIONS)}
+    return [[index[key(orient(orient(probe, *a), *b))] for b in ORIENTATIONS] for a in ORIENTATIONS]
+
+
+_THEN = _orientation_table()
+
+
+def upright(images: list[int], evidence: dict[tuple[int, int], dict], weight: Callable[[int], int]) -> list[int]:
+    """The images of a set of copies that are turned as most of its files are (each image counts
+    `weight(image)` files), found through the confirmed pairs' orientations: the keeper is chosen among
+    them. A mirrored or rotated copy is rarer than the picture as it was taken, and when it was
+    saved at a higher quality, or with the same EXIF, the keeper rules alone preferred it. Images no
+    confirmed pair reaches are kept; a tie keeps all."""
+    inside = set(images)
+    turn = {images[0]: 0}  # the turn from images[0] to each image
+    stack = [images[0]]
+    neighbours: dict[int, list[tuple[int, int]]] = {}
+    for (a, b), ev in evidence.items():
+        if a in inside and b in inside:
+            t = ev.get("orientation", 0)
+            neighbours.setdefault(a, []).append((b, t))  # turning a by t gives b
+            ti = ORIENTATIONS.index(inverse(*ORIENTATIONS[t]))
+            neighbours.setdefault(b, []).append((a, ti))
+    while stack:
+        x = stack.pop()
+        for y, t in neighbours.get(x, ()):
+            if y not in turn:
+                turn[y] = _THEN[turn[x]][t]
+                stack.append(y)
+    votes: dict[int, int] = {}
+    for img, t in turn.items():
+        votes[t] = votes.get(t, 0) + weight(img)
+    most = max(votes.values())
+    if list(votes.values()).count(most) > 1:
+        return images
+    best = next(t for t, v in votes.items() if v == most)
+    return [img for img in images if turn.get(img, best) == best]
+
+
 def describe_transform(ev: dict, member_is_first: bool, keeper: ImageInfo, member: ImageInfo) -> dict:
     """How the member relates to the keeper, in words and numbers a person reads.
 
@@ -204,8 +252,8 @@ def build_groups(
         return Candidate(files[i], analysed.info(rep))
 
     def best_file(img_ids: list[int]) -> tuple[int, int, str]:
-        """(image, file, reason) of the keeper among all files of these images."""
-        pool = [(rep, f) for rep in img_ids for f in copies[rep]]
+        """(image, file, reason) of the keeper among all files of these images turned as most are."""
+        pool = [(rep, f) for rep in upright(img_ids, evidence, lambda i: len(copies[i])) for f in copies[rep]]
         k, reason = choose_keeper([cand(f, rep) for rep, f in pool], settings.keeper_rules)
         return pool[k][0], pool[k][1], reason
 

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from dedupe.config import KEEPER_RULES
-from dedupe.group import Candidate, choose_keeper, cluster, components
+from dedupe.features.hashes import ORIENTATIONS
+from dedupe.group import Candidate, choose_keeper, cluster, components, upright
 from dedupe.model import FileRecord, ImageInfo
 
 A, B, C, D, E = range(5)
@@ -276,3 +277,32 @@ def test_keeper_choice_independent_of_input_order():
         shuffled = cands[:]
         rng.shuffle(shuffled)
         assert keeper(shuffled) == first
+
+
+# --------------------------------------------------------------------------- orientation of the keeper
+
+MIRROR, QUARTER = ORIENTATIONS.index((0, True)), ORIENTATIONS.index((1, False))
+
+
+def test_keeper_candidates_are_turned_as_most_files():
+    """A~B as is, A~C mirrored, C~D as is (so D is mirrored too), B~E as is: A, B, E are upright."""
+    evidence = {
+        (A, B): {"orientation": 0},
+        (A, C): {"orientation": MIRROR},
+        (C, D): {"orientation": 0},
+        (B, E): {"orientation": 0},
+    }
+    assert upright([A, B, C, D, E], evidence, lambda i: 1) == [A, B, E]
+    assert upright([A, B, C, D, E], evidence, lambda i: 5 if i == C else 1) == [C, D]  # C has 5 files
+
+
+def test_orientations_compose_along_the_pairs():
+    """B is A turned a quarter; C is B turned back (the pair stored as (B, C)): C is turned as A is."""
+    evidence = {(A, B): {"orientation": QUARTER}, (B, C): {"orientation": ORIENTATIONS.index((3, False))}}
+    assert upright([A, B, C], evidence, lambda i: 1) == [A, C]
+    evidence = {(A, B): {"orientation": QUARTER}, (B, C): {"orientation": QUARTER}}  # C is A half turned
+    assert upright([A, B, C], evidence, lambda i: 1) == [A, B, C]  # three ways, one file each: a tie
+
+
+def test_a_tie_keeps_every_image():
+    assert upright([A, B], {(A, B): {"orientation": MIRROR}}, lambda i: 1) == [A, B]

@@ -430,6 +430,26 @@ def test_framed_copy_does_not_beat_its_original(tmp_path, serial, frame):
     assert os.path.basename(g.members[g.keeper].file.path) == "original.jpg", g.keeper_reason
 
 
+@pytest.mark.parametrize("turn", ["FLIP_LEFT_RIGHT", "ROTATE_90"])
+def test_mirrored_or_turned_copy_is_not_the_keeper(tmp_path, serial, turn):
+    """A turned copy with the same EXIF, saved at a higher quality, won on file size: the keeper now
+    comes from the orientation most of the set's files have."""
+    from PIL import Image
+
+    pic = photo(202, SIZE)
+    original = with_metadata(pic, quality=85)
+    (tmp_path / "original.jpg").write_bytes(original)
+    (tmp_path / "backup.jpg").write_bytes(original)
+    (tmp_path / "small.jpg").write_bytes(encode(resize(pic, 0.5), quality=70))
+    (tmp_path / "turned.jpg").write_bytes(with_metadata(pic.transpose(getattr(Image.Transpose, turn)), quality=97))
+    assert (tmp_path / "turned.jpg").stat().st_size > len(original)
+    (g,) = scan([tmp_path], serial).groups
+    assert len(g.members) == 4
+    assert os.path.basename(g.members[g.keeper].file.path) in {"original.jpg", "backup.jpg"}, g.keeper_reason
+    turned = next(m for m in g.members if m.file.path.endswith("turned.jpg"))
+    assert {"rotated", "mirrored"} & set(turned.evidence["transform"])
+
+
 def test_oriented_tiff_copy_grouped(tmp_path, serial):
     pic = photo(21, (480, 360))
     (tmp_path / "original.jpg").write_bytes(encode(pic))
