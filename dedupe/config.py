@@ -55,8 +55,11 @@ class Settings:
     """Also find mirrored (left-right flipped) copies, in any of the four rotations."""
     crops: bool = True
     """Also find crops, by keypoints (ORB) and geometry; costs about a tenth more time."""
-    min_crop_area: float = 0.7
-    """Least share of a picture that a crop of it must keep to count as the same picture."""
+    min_crop_area: float = 0.6
+    """Least share of a picture that a crop of it must keep to count as the same picture. A crop keeping
+    70% measured 0.68-0.70 (the keypoints' fit is that close), so at 0.7 half of a corpus's 70% crops
+    were lost; below 0.6 a crop is more often a detail than the photo. Overlapping views are refused by
+    the inside test, not by area: at 0.6 no corpus gained a false match."""
     similar: bool = False
     """Also list similar shots (burst frames, overlapping views): reported apart, never proposed for removal."""
 

@@ -33,7 +33,7 @@ def pics(tmp_path_factory):
         "rot": save(p.rotate(90, expand=True), root / "rot.jpg", quality=95),
         "crop": save(p.crop((30, 20, 450, 340)), root / "crop.jpg", quality=95),
         "turned_crop": save(p.crop((30, 20, 450, 340)).rotate(-90, expand=True), root / "turned_crop.jpg"),
-        "shifted": save(p.crop((150, 0, 480, 360)), root / "shifted.jpg", quality=95),
+        "shifted": save(p.crop((216, 0, 480, 360)), root / "shifted.jpg", quality=95),
         "other": save(photo(62, SIZE), root / "other.jpg"),
         "wide": save(photo(63, (600, 200)), root / "wide.jpg"),
         "text": root / "notes.jpg",
@@ -150,9 +150,9 @@ def test_a_crop_is_found_with_its_rectangle(pics, name, turn):
 
 def test_overlapping_views_are_related_not_a_match(pics):
     files, _ = pics
-    c = compare(files["a"], files["shifted"])  # keeps 69% of the picture: under min_crop_area
+    c = compare(files["a"], files["shifted"])  # keeps 55% of the picture: under min_crop_area
     assert c.band == "related" and 50 <= c.score < 70 and not c.match, c
-    assert c.transform["similar"] and c.transform["overlap"] == pytest.approx(0.69, abs=0.03)
+    assert c.transform["similar"] and c.transform["overlap"] == pytest.approx(0.55, abs=0.03)
 
 
 def test_threshold_decides_the_match_not_the_score(pics):

@@ -493,10 +493,11 @@ def test_crops_keeping_most_of_the_picture_grouped_half_not(tmp_path, serial):
     (tmp_path / "orig.jpg").write_bytes(encode(pic))
     (tmp_path / "crop_centre.jpg").write_bytes(encode(pic.crop((32, 24, 608, 456))))  # 81% of the area
     (tmp_path / "crop_corner.jpg").write_bytes(encode(pic.crop((0, 0, 560, 420))))  # 77%
+    (tmp_path / "crop_bottom.jpg").write_bytes(encode(pic.crop((110, 80, 626, 468))))  # 65%, off centre
     (tmp_path / "crop_half.jpg").write_bytes(encode(pic.crop((0, 0, 320, 480))))  # 50%: below min_crop_area
     (tmp_path / "other.jpg").write_bytes(encode(photo(72, (640, 480))))
     result = scan([tmp_path], serial)
-    assert group_names(result) == [{"orig.jpg", "crop_centre.jpg", "crop_corner.jpg"}]
+    assert group_names(result) == [{"orig.jpg", "crop_centre.jpg", "crop_corner.jpg", "crop_bottom.jpg"}]
     g = result.groups[0]
     assert os.path.basename(g.members[g.keeper].file.path) == "orig.jpg"
 
