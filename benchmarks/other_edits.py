@@ -1,11 +1,12 @@
 """A dev-like corpus with other edit parameters: the kit's generator, its `dev` profile's values changed.
 
-Usage: python benchmarks/other_edits.py [DEST] [--seed N] [--set KEY=JSON ...]
+Usage: python benchmarks/other_edits.py [DEST] [--seed N] [--dev-params] [--sources DIR] [--set KEY=JSON ...]
 
 Accuracy is also judged on libraries made with other edit parameters than the dev corpus's (other JPEG
 qualities, crop areas, brightness factors...). This builds one with ../shared/bench/build_corpus.py in the
 kit's own venv (made by make_corpus.sh), its `dev` profile replaced by HARDER, then any --set on top, so the
-per-kind recall can be read for each kind of edit at a strength the dev corpus does not have. Score it with
+per-kind recall can be read for each kind of edit at a strength the dev corpus does not have. --sources takes
+other photographs (a folder of them), --dev-params keeps the dev profile's values. Score it with
 run_bench.py --corpus DEST (default ~/.cache/dedupe-bench/harder).
 """
 
@@ -54,7 +55,8 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 import build_corpus as kit
 profile = json.loads(sys.argv[2])
-profile["border"] = tuple(profile["border"])  # a fill colour, which JSON made a list
+if "border" in profile:
+    profile["border"] = tuple(profile["border"])  # a fill colour, which JSON made a list
 kit.PROFILES["dev"] = {**kit.PROFILES["dev"], **profile}
 sys.argv = ["build_corpus.py", *sys.argv[3:]]
 kit.main()
@@ -65,24 +67,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dest", nargs="?", type=Path, default=CACHE / "harder", help="output folder (rebuilt)")
     ap.add_argument("--seed", type=int, default=11, help="the plan's seed (the dev corpus's is 1)")
+    ap.add_argument("--dev-params", action="store_true", help="the dev profile's values, not HARDER")
+    ap.add_argument("--sources", type=Path, help="a folder of source photographs (default: the kit's 29)")
     ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=JSON", help="a profile value, e.g. crop=[90,80,70]"
     )
     args = ap.parse_args()
-    profile = dict(HARDER)
+    profile = {} if args.dev_params else dict(HARDER)
     for item in args.set:
         key, _, value = item.partition("=")
-        if key not in HARDER:
+        if key not in HARDER:  # the keys of the dev profile that HARDER changes
             sys.exit(f"other_edits: unknown profile key {key!r} (known: {', '.join(HARDER)})")
         profile[key] = json.loads(value)
     python = CACHE / ".venv" / "bin" / "python"
-    sources = CACHE / "sources" / "manifest.json"
-    if not python.exists() or not sources.exists():
+    kit_sources = CACHE / "sources" / "manifest.json"
+    if not python.exists() or not kit_sources.exists():
         subprocess.run(["bash", str(KIT / "make_corpus.sh"), str(CACHE), "dev"], check=True)  # the venv and the sources
     env = dict(os.environ)
     font = CACHE / "fonts" / "DejaVuSans-Bold.ttf"
     if font.exists():
         env.setdefault("BENCH_FONT", str(font))
+    sources = args.sources.resolve() if args.sources else kit_sources
     args.dest.mkdir(parents=True, exist_ok=True)
     cmd = [str(python), "-c", _BUILD, str(KIT), json.dumps(profile)]
     cmd += ["--sources", str(sources), "--out", str(args.dest), "--seed", str(args.seed), "--profile", "dev"]
