@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dedupe.decode import WORK_MAX, DecodeError, decode, shrink
+from dedupe.decode import WORK_MAX, WORK_MIN, DecodeError, decode, shrink
 from dedupe.features.hashes import hamming, phash
 from images import HAVE_HEIF, encode, exif, photo, store_oriented, with_metadata
 from PIL.PngImagePlugin import PngInfo
@@ -106,6 +106,15 @@ def test_large_jpeg_is_drafted_small_with_full_size_info(big_pic):
     assert gray.shape[1] / gray.shape[0] == pytest.approx(4 / 3, rel=0.02)
     small = np.asarray(big_pic.convert("L").resize((400, 300), Image.Resampling.BOX))
     assert hamming(phash(gray), phash(small)) <= 4
+
+
+@pytest.mark.parametrize("side, work", [(1024, 256), (1400, 350), (1600, 200), (2048, 256)])
+def test_a_small_jpeg_keeps_enough_pixels_for_its_keypoints(side, work):
+    """Drafted to the smallest DCT scale that keeps WORK_MIN: 1/4 under 1,536 pixels, 1/8 from there on
+    (then reduced to WORK_MAX when more)."""
+    gray, info = dec(encode(photo(12, (side // 4, side // 4 * 3 // 4)).resize((side, side * 3 // 4)), quality=85))
+    assert info.width == side and WORK_MIN <= max(gray.shape) <= WORK_MAX
+    assert max(gray.shape) == min(work, WORK_MAX)
 
 
 def test_large_jpeg_with_orientation_reports_displayed_size(big_pic):
