@@ -696,3 +696,25 @@ def test_keypoint_pairs_past_the_flat_limit():
     sets.append(flip(rng, sets[7], 4))
     assert sum(len(s) for s in sets) > DESC_FLAT_LIMIT
     assert keypoint_pairs(sets) == [(7, n_sets)]
+
+
+def test_a_low_contrast_picture_finds_enough_keypoints_for_its_crop(tmp_path):
+    """Too few corners stand out by FAST_THRESHOLD in a dim, soft picture (a storm sky): the keypoints
+    are searched again at SOFT_THRESHOLD, and its crop is found."""
+    from PIL import ImageEnhance
+
+    from dedupe.features import keypoints as kp
+    from images import encode, group_names
+
+    def soft(seed):
+        return ImageEnhance.Contrast(photo(seed, (960, 720))).enhance(0.12)
+
+    pic = soft(91)
+    gray, _ = decode(encode(pic), 10**9)
+    assert len(kp._orb(kp.FAST_THRESHOLD).detect(gray, None)) < kp.KEYPOINTS // 2
+    xy, desc = kp.keypoints(gray, 1.0)
+    assert len(desc) == kp.KEYPOINTS and len(xy) == kp.KEYPOINTS
+    (tmp_path / "orig.jpg").write_bytes(encode(pic))
+    (tmp_path / "crop.jpg").write_bytes(encode(pic.crop((100, 75, 960, 720))))  # 80%, off centre
+    (tmp_path / "other.jpg").write_bytes(encode(soft(92)))
+    assert group_names(scan([tmp_path], Settings(workers=1))) == [{"orig.jpg", "crop.jpg"}]
