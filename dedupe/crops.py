@@ -155,7 +155,8 @@ def _nearest(
     fresh = np.flatnonzero(~settled)
     shares, found = [], []
     if len(fresh):
-        index = snapshots.keypoints(list(range(n)), hashes, every=True, threads=workers.count)  # idle now
+        # built on the workers' share of the cores: they wait for it
+        index = snapshots.keypoints(list(range(n)), hashes, every=True, threads=workers.count)
         if index is None:
             return None, len(fresh)
         new = ~settled
