@@ -63,6 +63,18 @@ class Verdict:
     """Mean absolute difference of the compared pixels, in grey levels."""
 
 
+def _moments(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel SSIM and the two local variances."""
+    a = a.astype(np.float32)
+    b = b.astype(np.float32)
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    aa, bb, ab = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + _C1) * (2 * ab + _C2)
+    den = (mu_a**2 + mu_b**2 + _C1) * (aa + bb + _C2)
+    return num / den, aa, bb
+
+
 def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel SSIM (Wang et al. 2004, 11x11 Gaussian window, sigma 1.5) and per-pixel weights.
 
@@ -72,14 +84,8 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     corpus the most similar different pictures fall from 0.73 (plain mean) to 0.48, while edited
     copies stay above 0.8.
     """
-    a = a.astype(np.float32)
-    b = b.astype(np.float32)
-    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)  # noqa: E731
-    mu_a, mu_b = blur(a), blur(b)
-    aa, bb, ab = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + _C1) * (2 * ab + _C2)
-    den = (mu_a**2 + mu_b**2 + _C1) * (aa + bb + _C2)
-    return num / den, aa + bb + 1.0
+    values, aa, bb = _moments(a, b)
+    return values, aa + bb + 1.0
 
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -110,20 +116,61 @@ def _tone_mismatch(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray
     return cv2.resize(bad, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
-def agreement(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, bool, float]:
+def agreement(
+    a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None, overlays: bool = True
+) -> tuple[float, bool, float]:
     """(weighted SSIM, whether they agree nearly everywhere, mean absolute difference) of two aligned
     thumbnails, over the `valid` pixels (all by default).
 
     Disagreeing area: pixels with detail whose local SSIM is low, and cells whose mean tone differs
     (flat areas, which SSIM's weighting passes over). At most MAX_DISAGREEING of the area may disagree.
+    With `overlays`, detail that one picture adds on top of the other (_overlay) counts by its area in
+    the SSIM, not by its detail; featureless pictures, which must be near-identical, are compared
+    without it.
     """
-    values, weights = ssim_map(a, b)
+    values, aa, bb = _moments(a, b)
+    weights = aa + bb + 1.0
     mask = np.ones(a.shape, bool) if valid is None else valid
     detailed = weights > 2 * LOW_DETAIL**2 + 1
     disagree = (detailed & (values < DISAGREE_SSIM)) | _tone_mismatch(a, b, mask)
     share = float((disagree & mask).sum() / max(1, mask.sum()))
     mad = float(np.abs(a.astype(np.float32) - b.astype(np.float32))[mask].mean())
-    return weighted_mean(values, weights, mask), share <= MAX_DISAGREEING, mad
+    value = weighted_mean(values, weights, mask)
+    overlay = _overlay(values < DISAGREE_SSIM, aa, bb, mask) if overlays else None
+    if overlay is not None:  # the rest weighted by detail, the overlay by its area
+        covered = float((overlay & mask).sum() / max(1, mask.sum()))
+        rest = weighted_mean(values, weights, mask & ~overlay)
+        value = max(value, rest * (1 - covered) + float(values[overlay & mask].mean()) * covered)
+    return value, share <= MAX_DISAGREEING, mad
+
+
+OVERLAY_MAX = 0.06
+"""Largest share of the picture that detail added to one of the two (a watermark, a logo) may cover to
+be left out of the SSIM. Weighted by detail, a white watermark on a dark or misty photo outweighed the
+rest of it (SSIM 0.25-0.69 for copies whose hashes differ by 2-10 bits)."""
+ONE_SIDED = 4.0
+"""Local variance ratio over which a pixel's detail belongs to one picture only."""
+EDGE = 0.2
+"""Watermarks and logos sit along the edges: most of an overlay must lie within this share of the width
+or height from one."""
+
+
+def _overlay(low: np.ndarray, aa: np.ndarray, bb: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """The pixels of detail that one picture adds on top of the other, grown by 3 pixels, or None. Only
+    one of the two may have such detail: a subject that moved between two frames leaves detail on
+    both sides (where it went and where it was), an overlay on one side only."""
+    floor = 2 * LOW_DETAIL**2
+    only = [low & mask & (x > ONE_SIDED * y + floor) for x, y in ((aa, bb), (bb, aa))]
+    shares = [float(o.sum()) / max(1, int(mask.sum())) for o in only]
+    added = int(np.argmax(shares))
+    if shares[1 - added] > 0.005 or not 0 < shares[added] <= OVERLAY_MAX:
+        return None
+    h, w = mask.shape
+    ys, xs = np.nonzero(only[added])
+    near_edge = (np.minimum(xs, w - 1 - xs) < EDGE * w) | (np.minimum(ys, h - 1 - ys) < EDGE * h)
+    if near_edge.mean() < 0.8:  # something new in the middle of the frame is a change, not a mark
+        return None
+    return cv2.dilate(only[added].astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
 
 
 def ecc_warp(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
@@ -163,8 +210,9 @@ def ecc_warp(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     return warp
 
 
-def compare(a: np.ndarray, b: np.ndarray) -> Verdict | None:
-    """SSIM evidence for two grayscale thumbnails, or None when they cannot be aligned by a small warp."""
+def compare(a: np.ndarray, b: np.ndarray, overlays: bool = True) -> Verdict | None:
+    """SSIM evidence for two grayscale thumbnails, or None when they cannot be aligned by a small warp;
+    `overlays` as in agreement()."""
     ha, wa = a.shape
     hb, wb = b.shape
     ra, rb = wa / ha, wb / hb
@@ -172,7 +220,7 @@ def compare(a: np.ndarray, b: np.ndarray) -> Verdict | None:
         return None
     if (hb, wb) != (ha, wa):
         b = cv2.resize(b, (wa, ha), interpolation=cv2.INTER_AREA if hb * wb > ha * wa else cv2.INTER_LINEAR)
-    value, consistent, mad = agreement(a, b)
+    value, consistent, mad = agreement(a, b, overlays=overlays)
     best = Verdict(value, 0, False, 1.0, None, consistent, mad)
     warp = ecc_warp(a, b) if best.ssim < GOOD_ENOUGH else None
     if warp is not None and np.abs(warp - np.eye(2, 3)).max() > 0.25 / max(ha, wa):
@@ -182,7 +230,7 @@ def compare(a: np.ndarray, b: np.ndarray) -> Verdict | None:
         valid = cv2.erode(valid, np.ones((5, 5), np.uint8)).astype(bool)
         cover = float(valid.mean())
         if cover >= MIN_COVER:
-            value, consistent, mad = agreement(a, moved, valid)
+            value, consistent, mad = agreement(a, moved, valid, overlays)
             if value > best.ssim:
                 best = Verdict(value, 0, True, cover, warp, consistent, mad)
     score = max(0, min(100, round(100 * best.ssim)))
@@ -253,7 +301,7 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
     best: tuple[Verdict, dict] | None = None
     for trim_a, va in _views(fa):
         for trim_b, vb in _views(fb):
-            verdict = compare(va, vb)
+            verdict = compare(va, vb, overlays=not flat)
             if verdict is None or (best is not None and verdict.ssim <= best[0].ssim):
                 continue
             transform = {"aligned": verdict.aligned}
@@ -381,9 +429,10 @@ def verify_geometry(
     valid = cv2.erode(valid, np.ones((5, 5), np.uint8)).astype(bool)
     if valid.mean() < (0.5 if cropped else MIN_OVERLAP / 2):
         return None
-    value, consistent, mad = agreement(crop, warped, valid)
+    flat = min(fa.detail, fb.detail) < LOW_DETAIL
+    value, consistent, mad = agreement(crop, warped, valid, overlays=not flat)
     verdict = Verdict(value, max(0, min(100, round(100 * value))), True, float(valid.mean()), None, consistent, mad)
-    if not _passes(verdict, threshold, min(fa.detail, fb.detail) < LOW_DETAIL):
+    if not _passes(verdict, threshold, flat):
         return None
     if cropped is not None and kept > 0.97:  # the same frame, only turned or rescaled: not a crop
         return verdict, {"quarter_turns": turns, "inliers": inliers}

@@ -128,3 +128,66 @@ def test_threshold_is_respected(pic, fpic):
     verdict, _ = verify(fpic, edited, 0.01)
     assert verify(fpic, edited, min(1.0, verdict.ssim + 1e-3)) is None
     assert verify(fpic, edited, verdict.ssim) is not None
+
+
+# --------------------------------------------------------------------------- overlays on dim pictures
+
+
+@pytest.fixture(scope="module")
+def dim():
+    """A dim, soft picture: a mark added to it outweighs the rest in detail-weighted SSIM."""
+    from PIL import ImageEnhance
+
+    return ImageEnhance.Brightness(ImageEnhance.Contrast(photo(5, (640, 480))).enhance(0.7)).enhance(0.35)
+
+
+def _disc(im: Image.Image, x: int, y: int) -> Image.Image:
+    from PIL import ImageDraw
+
+    out = im.copy()
+    ImageDraw.Draw(out).ellipse((x, y, x + 60, y + 60), fill=(230, 220, 200))
+    return out
+
+
+def test_a_logo_on_a_dim_picture_is_the_same_picture(dim):
+    from images import logo, watermark
+
+    plain = features(dim, "JPEG", quality=90)
+    assert plain.detail >= 1.5  # not featureless: the overlay rule applies
+    for marked in (logo(dim), watermark(dim)):
+        found = verify(plain, features(marked, "JPEG", quality=90), DEFAULT)
+        assert found is not None and found[0].ssim >= 0.9, found
+        assert found[0].score < 100  # the mark still counts, by its area
+
+
+def test_something_new_in_the_middle_or_moved_is_not_an_overlay(dim):
+    """A change in the middle of the frame, or detail that left one place for another (a subject that
+    moved between two frames), is a change, not a mark added along an edge."""
+    plain = features(dim, "JPEG", quality=90)
+    assert verify(plain, features(_disc(dim, 290, 210), "JPEG", quality=90), DEFAULT) is None
+    moved = features(_disc(dim, 100, 100), "JPEG", quality=90), features(_disc(dim, 420, 260), "JPEG", quality=90)
+    assert verify(*moved, DEFAULT) is None
+
+
+def test_overlay_is_one_sided_small_and_along_an_edge():
+    from dedupe.verify import _overlay
+
+    h, w = 96, 128
+    mask = np.ones((h, w), bool)
+    low = np.zeros((h, w), bool)
+    aa, bb = np.full((h, w), 1.0, np.float32), np.full((h, w), 1.0, np.float32)
+    low[85:92, 70:120] = True  # a mark in the bottom right corner, detail in b only
+    bb[85:92, 70:120] = 400.0
+    region = _overlay(low, aa, bb, mask)
+    assert region is not None and region[88, 90] and not region[40, 60]
+    aa2 = aa.copy()
+    low2 = low.copy()
+    low2[10:17, 10:60] = True
+    aa2[10:17, 10:60] = 400.0  # detail that b lacks elsewhere: two-sided, a change
+    assert _overlay(low2, aa2, bb, mask) is None
+    low3, bb3 = np.zeros((h, w), bool), np.full((h, w), 1.0, np.float32)
+    low3[40:50, 50:80], bb3[40:50, 50:80] = True, 400.0  # in the middle
+    assert _overlay(low3, aa, bb3, mask) is None
+    low4, bb4 = np.zeros((h, w), bool), np.full((h, w), 1.0, np.float32)
+    low4[:, :20], bb4[:, :20] = True, 400.0  # along an edge but a fifth of the picture: too big
+    assert _overlay(low4, aa, bb4, mask) is None
