@@ -163,26 +163,27 @@ def _orientation_table() -> list[list[int]]:
 _THEN = _orientation_table()
 
 
-def upright(images: list[int], evidence: dict[tuple[int, int], dict], weight: Callable[[int], int]) -> list[int]:
+def upright(
+    images: list[int],
+    evidence: dict[tuple[int, int], dict],
+    edges: dict[int, set[int]],
+    weight: Callable[[int], int],
+) -> list[int]:
     """The images of a set of copies that are turned as most of its files are (each image counts
-    `weight(image)` files), found through the confirmed pairs' orientations: the keeper is chosen among
-    them. A mirrored or rotated copy is rarer than the picture as it was taken, and when it was
-    saved at a higher quality, or with the same EXIF, the keeper rules alone preferred it. Images no
-    confirmed pair reaches are kept; a tie keeps all."""
+    `weight(image)` files), found through the orientations of its confirmed pairs (`edges` lists each
+    image's partners in `evidence`): the keeper is chosen among them. A mirrored or rotated copy is rarer
+    than the picture as it was taken, and when it was saved at a higher quality, or with the same EXIF,
+    the keeper rules alone preferred it. Images no confirmed pair reaches are kept; a tie keeps all."""
     inside = set(images)
     turn = {images[0]: 0}  # the turn from images[0] to each image
     stack = [images[0]]
-    neighbours: dict[int, list[tuple[int, int]]] = {}
-    for (a, b), ev in evidence.items():
-        if a in inside and b in inside:
-            t = ev.get("orientation", 0)
-            neighbours.setdefault(a, []).append((b, t))  # turning a by t gives b
-            ti = ORIENTATIONS.index(inverse(*ORIENTATIONS[t]))
-            neighbours.setdefault(b, []).append((a, ti))
     while stack:
         x = stack.pop()
-        for y, t in neighbours.get(x, ()):
-            if y not in turn:
+        for y in edges.get(x, ()):
+            if y in inside and y not in turn:
+                t = evidence[(min(x, y), max(x, y))].get("orientation", 0)  # turning the first by t gives the second
+                if x > y:
+                    t = ORIENTATIONS.index(inverse(*ORIENTATIONS[t]))
                 turn[y] = _THEN[turn[x]][t]
                 stack.append(y)
     votes: dict[int, int] = {}
@@ -253,7 +254,7 @@ def build_groups(
 
     def best_file(img_ids: list[int]) -> tuple[int, int, str]:
         """(image, file, reason) of the keeper among all files of these images turned as most are."""
-        pool = [(rep, f) for rep in upright(img_ids, evidence, lambda i: len(copies[i])) for f in copies[rep]]
+        pool = [(rep, f) for rep in upright(img_ids, evidence, edges, lambda i: len(copies[i])) for f in copies[rep]]
         k, reason = choose_keeper([cand(f, rep) for rep, f in pool], settings.keeper_rules)
         return pool[k][0], pool[k][1], reason
 
@@ -269,6 +270,8 @@ def build_groups(
             if ev is None:
                 return False
             evidence[key] = ev
+            edges.setdefault(k, set()).add(x)  # for upright(), which follows the pairs by edges
+            edges.setdefault(x, set()).add(k)
         return True
 
     clusters: list[tuple[int, list[int]]] = []

@@ -85,7 +85,12 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     copies stay above 0.8.
     """
     values, aa, bb = _moments(a, b)
-    return values, aa + bb + 1.0
+    return values, _weights(aa, bb)
+
+
+def _weights(aa: np.ndarray, bb: np.ndarray) -> np.ndarray:
+    """ssim_map's weights from the two local variances."""
+    return aa + bb + 1.0
 
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -129,7 +134,7 @@ def agreement(
     without it.
     """
     values, aa, bb = _moments(a, b)
-    weights = aa + bb + 1.0
+    weights = _weights(aa, bb)
     mask = np.ones(a.shape, bool) if valid is None else valid
     detailed = weights > 2 * LOW_DETAIL**2 + 1
     disagree = (detailed & (values < DISAGREE_SSIM)) | _tone_mismatch(a, b, mask)
@@ -138,9 +143,10 @@ def agreement(
     value = weighted_mean(values, weights, mask)
     overlay = _overlay(values < DISAGREE_SSIM, aa, bb, mask) if overlays else None
     if overlay is not None:  # the rest weighted by detail, the overlay by its area
-        covered = float((overlay & mask).sum() / max(1, mask.sum()))
+        overlay &= mask
+        covered = float(overlay.sum() / max(1, mask.sum()))
         rest = weighted_mean(values, weights, mask & ~overlay)
-        value = max(value, rest * (1 - covered) + float(values[overlay & mask].mean()) * covered)
+        value = max(value, rest * (1 - covered) + float(values[overlay].mean()) * covered)
     return value, share <= MAX_DISAGREEING, mad
 
 

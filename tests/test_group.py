@@ -292,17 +292,20 @@ def test_keeper_candidates_are_turned_as_most_files():
         (C, D): {"orientation": 0},
         (B, E): {"orientation": 0},
     }
-    assert upright([A, B, C, D, E], evidence, lambda i: 1) == [A, B, E]
-    assert upright([A, B, C, D, E], evidence, lambda i: 5 if i == C else 1) == [C, D]  # C has 5 files
+    assert upright([A, B, C, D, E], evidence, edges_of(evidence), lambda i: 1) == [A, B, E]
+    five = lambda i: 5 if i == C else 1  # noqa: E731 - C has 5 files
+    assert upright([A, B, C, D, E], evidence, edges_of(evidence), five) == [C, D]
 
 
 def test_orientations_compose_along_the_pairs():
     """B is A turned a quarter; C is B turned back (the pair stored as (B, C)): C is turned as A is."""
     evidence = {(A, B): {"orientation": QUARTER}, (B, C): {"orientation": ORIENTATIONS.index((3, False))}}
-    assert upright([A, B, C], evidence, lambda i: 1) == [A, C]
+    assert upright([A, B, C], evidence, edges_of(evidence), lambda i: 1) == [A, C]
     evidence = {(A, B): {"orientation": QUARTER}, (B, C): {"orientation": QUARTER}}  # C is A half turned
-    assert upright([A, B, C], evidence, lambda i: 1) == [A, B, C]  # three ways, one file each: a tie
+    # three ways, one file each: a tie
+    assert upright([A, B, C], evidence, edges_of(evidence), lambda i: 1) == [A, B, C]
 
 
 def test_a_tie_keeps_every_image():
-    assert upright([A, B], {(A, B): {"orientation": MIRROR}}, lambda i: 1) == [A, B]
+    evidence = {(A, B): {"orientation": MIRROR}}
+    assert upright([A, B], evidence, edges_of(evidence), lambda i: 1) == [A, B]
