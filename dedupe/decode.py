@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .model import ImageInfo
+from . import tiff_strips
 
 try:  # HEIC/HEIF from phones; optional at run time so a broken wheel only disables that format
     import pillow_heif
@@ -157,9 +158,12 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
                         (max(1, int(width * scale)), max(1, int(height * scale))),
                     )
             gray = png[0] if png else _webp_gray(im, data)
-            if gray is None:
+            banded = tiff_strips.reduced(im, data, WORK_MAX) if gray is None and fmt == "TIFF" else None
+            if banded is not None:  # not turned: the stored size, the tag ours to apply
+                gray, (width, height) = _to_gray(banded[0]), banded[1]
+            elif gray is None:
                 im.load()
-            if png or orientation == 1:
+            if png or banded or orientation == 1:
                 to_apply = orientation
             else:  # Some loaders (TIFF in recent Pillow) turn the picture themselves while loading, report
                 # the turned size up front and drop the tag: only a tag still there after loading is ours.
@@ -212,9 +216,11 @@ def decode_color(path: str, long_side: int) -> np.ndarray:
                 s = long_side / max(w, h)
                 if im.format == "JPEG" and s < 1:
                     im.draft("RGB" if im.mode in ("RGB", "YCbCr") else None, (max(1, int(w * s)), max(1, int(h * s))))
-                im.load()
-                orientation = _exif_fields(im)[0]  # after loading, as decode() does
-                rgb = _to_rgb(_reduce(im, long_side))
+                banded = tiff_strips.reduced(im, path, long_side) if im.format == "TIFF" else None
+                if banded is None:
+                    im.load()
+                orientation = _exif_fields(im)[0]  # after loading, as decode() does; the bands are not turned
+                rgb = _to_rgb(banded[0] if banded else _reduce(im, long_side))
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as exc:
         raise DecodeError(f"cannot decode: {exc or type(exc).__name__}") from None
     except Image.DecompressionBombError as exc:
