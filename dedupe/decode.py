@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .model import ImageInfo
-from . import tiff_strips
+from . import bands
+from .bands import png_chunk
 
 try:  # HEIC/HEIF from phones; optional at run time so a broken wheel only disables that format
     import pillow_heif
@@ -145,10 +146,11 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
             if width < 1 or height < 1:
                 raise DecodeError(f"invalid dimensions {width}x{height}")
             fmt = im.format or "?"
-            png = _png_gray(im, data)
-            if fmt == "PNG" and png is None:  # Pillow loads a PNG to look for EXIF after the pixels: a broken
-                im.load()  # pixel stream must raise here, not in _exif_fields, which takes it for broken EXIF
-            orientation, date, camera = png[1] if png else _exif_fields(im)
+            banded = bands.reduced(im, data, WORK_MAX, _reducible)
+            png = None if banded else _png_gray(im, data)
+            if fmt == "PNG" and png is None and banded is None:  # Pillow loads a PNG to look for EXIF after the
+                im.load()  # pixels: a broken pixel stream must raise here, not in _exif_fields (broken EXIF)
+            orientation, date, camera = png[1] if png else _exif_fields(banded.meta if banded else im)
             lossless = _lossless(im, data[:16] if isinstance(data, bytes) else _head(data))
             if fmt == "JPEG" and max(width, height) > 2 * WORK_MAX:  # smaller ones are cheap in full
                 scale = WORK_MIN / max(width, height)
@@ -158,9 +160,8 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
                         (max(1, int(width * scale)), max(1, int(height * scale))),
                     )
             gray = png[0] if png else _webp_gray(im, data)
-            banded = tiff_strips.reduced(im, data, WORK_MAX) if gray is None and fmt == "TIFF" else None
             if banded is not None:  # not turned: the stored size, the tag ours to apply
-                gray, (width, height) = _to_gray(banded[0]), banded[1]
+                gray, (width, height) = _to_gray(banded.image), banded.size
             elif gray is None:
                 im.load()
             if png or banded or orientation == 1:
@@ -216,11 +217,11 @@ def decode_color(path: str, long_side: int) -> np.ndarray:
                 s = long_side / max(w, h)
                 if im.format == "JPEG" and s < 1:
                     im.draft("RGB" if im.mode in ("RGB", "YCbCr") else None, (max(1, int(w * s)), max(1, int(h * s))))
-                banded = tiff_strips.reduced(im, path, long_side) if im.format == "TIFF" else None
+                banded = bands.reduced(im, path, long_side, _reducible)
                 if banded is None:
                     im.load()
-                orientation = _exif_fields(im)[0]  # after loading, as decode() does; the bands are not turned
-                rgb = _to_rgb(banded[0] if banded else _reduce(im, long_side))
+                orientation = _exif_fields(banded.meta if banded else im)[0]  # after loading, as decode() does
+                rgb = _to_rgb(banded.image if banded else _reduce(im, long_side))
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as exc:
         raise DecodeError(f"cannot decode: {exc or type(exc).__name__}") from None
     except Image.DecompressionBombError as exc:
@@ -262,7 +263,8 @@ def _png_gray(im: Image.Image, data: bytes | str) -> tuple[np.ndarray, tuple[int
     """A large RGB PNG with nothing to composite, decoded by OpenCV straight to gray and box-reduced as
     _reduce reduces any picture, with its EXIF fields; None for Pillow to decode. Pillow holds RGB at 4 bytes
     a pixel (a 48 MP PNG: 183 MB of peak memory); OpenCV's gray and the copy the cv2 binding returns of it
-    take 2 (93 MB). The work image differs from Pillow's by rounding: libpng rounds its gray down.
+    take 2 (93 MB). The work image differs from Pillow's by rounding: libpng rounds its gray down. An 8-bit
+    PNG over bands.FROM_PIXELS is read in bands instead, in less memory still; a 16-bit one comes here.
 
     Pillow finds an eXIf chunk after the pixels, or an orientation in XMP, only by loading the picture: the
     metadata are read from a miniature of the file instead, its chunks around a 3x1 picture. libpng's gray
@@ -310,7 +312,7 @@ def _png_miniature(data: bytes | mmap.mmap) -> bytes | None:
     if depth not in (8, 16) or colour != 2 or interlace > 1:
         return None
     row = struct.pack(">9H", *(v * 257 for v in _PNG_PRIMARIES)) if depth == 16 else bytes(_PNG_PRIMARIES)
-    chunks = [data[:8], _chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 1, depth, 2, 0, 0, 0))]
+    chunks = [data[:8], png_chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 1, depth, 2, 0, 0, 0))]
     pos, pixels = 33, False
     while pos + 12 <= len(data):
         (length,) = struct.unpack_from(">I", data, pos)
@@ -320,7 +322,7 @@ def _png_miniature(data: bytes | mmap.mmap) -> bytes | None:
         if kind != b"IDAT":
             chunks.append(data[pos:end])
         elif not pixels:
-            chunks.append(_chunk(b"IDAT", zlib.compress(b"\x00" + row)))
+            chunks.append(png_chunk(b"IDAT", zlib.compress(b"\x00" + row)))
             pixels = True
         if kind == b"IEND":
             return b"".join(chunks) if pixels else None
@@ -328,24 +330,26 @@ def _png_miniature(data: bytes | mmap.mmap) -> bytes | None:
     return None
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
 def _reduce(im: Image.Image, long_side: int) -> Image.Image:
     """A picture the decoder gave much larger than `long_side` (anything but a drafted JPEG), box-averaged
     by a whole factor to no less than `long_side`, before any mode conversion: converting and compositing
-    a 12 MP PNG in full cost 4 passes over 48 MB. Palette indices and colour keys cannot be averaged:
-    those are converted (or composited) first; alpha is averaged premultiplied (Image.reduce does that)."""
+    a 12 MP PNG in full cost 4 passes over 48 MB."""
     factor = max(im.size) // long_side
     if factor < 2:
         return im
+    return _reduce_bands(_reducible(im), factor)
+
+
+def _reducible(im: Image.Image) -> Image.Image:
+    """The picture in a mode that box-averaging is right for. Palette indices and colour keys cannot be
+    averaged: those are converted (or composited) first; alpha is averaged premultiplied (Image.reduce does
+    that)."""
     if im.mode in ("P", "PA", "1") or "transparency" in im.info:
         flat = _flatten(im)
-        im = flat if flat is not None else im.convert("L" if im.mode == "1" else "RGB")
-    elif im.mode.startswith("I;16"):
-        im = im.convert("I")
-    return _reduce_bands(im, factor)
+        return flat if flat is not None else im.convert("L" if im.mode == "1" else "RGB")
+    if im.mode.startswith("I;16"):
+        return im.convert("I")
+    return im
 
 
 BAND_PIXELS = 4 << 20
