@@ -118,10 +118,12 @@ def cluster(
     matched: Callable[[int, int], bool],
     edges: dict[int, set[int]],
     pick_keeper: Callable[[list[int]], int],
+    score: Callable[[int, int], int] = lambda a, b: 0,
 ) -> list[tuple[int, list[int]]]:
     """Split `nodes` (one connected component) into (keeper, members) clusters confirmed against the keeper.
 
-    `edges` are the confirmed pairs; `matched(k, x)` confirms a pair that is not among them.
+    `edges` are the confirmed pairs; `matched(k, x)` confirms a pair that is not among them; `score(a, b)` is
+    a confirmed pair's similarity (0-100).
     """
     out = []
     pending = sorted(nodes)
@@ -140,6 +142,11 @@ def cluster(
             continue
         keeper = pick_keeper(comp)
         members = [x for x in comp if x == keeper or x in edges.get(keeper, ()) or matched(keeper, x)]
+        owned = _owned(keeper, members, pending_set, edges, score)
+        if owned != members and pick_keeper(owned) != keeper:  # confirmed against the keeper they will have
+            keeper = pick_keeper(owned)
+            owned = [x for x in owned if x == keeper or x in edges.get(keeper, ()) or matched(keeper, x)]
+        members = owned
         if len(members) > 1:
             out.append((keeper, members))
             taken = set(members)
@@ -147,6 +154,25 @@ def cluster(
             taken = {keeper}
         pending = [x for x in pending if x not in taken]
     return out
+
+
+OWN_MARGIN = 10
+"""Points of similarity by which a member's match outside the keeper's group must beat its match with the
+keeper for the member to leave (_owned)."""
+
+
+def _owned(keeper: int, members: list[int], pending: set[int], edges: dict[int, set[int]], score) -> list[int]:
+    """The members that belong with the keeper: not one whose match with a picture the keeper does not match
+    is OWN_MARGIN points stronger than its match with the keeper, which is what puts it in the group. A
+    mirrored copy of one burst frame can look like the next frame as it is (a symmetric scene, one window
+    shifted): it matched the other frame's keeper at 84 and its own original at 99, and went to the wrong
+    group; a misty pier's frames were all grouped through one such copy kept as the keeper."""
+    outside = pending - set(members)
+    return [
+        x
+        for x in members
+        if x == keeper or all(score(x, y) < score(x, keeper) + OWN_MARGIN for y in edges.get(x, ()) if y in outside)
+    ]
 
 
 def _orientation_table() -> list[list[int]]:
@@ -274,18 +300,25 @@ def build_groups(
             edges.setdefault(x, set()).add(k)
         return True
 
+    def score(a: int, b: int) -> int:
+        return evidence[(min(a, b), max(a, b))]["score"]
+
     clusters: list[tuple[int, list[int]]] = []
     index_of = {img: n for n, img in enumerate(images)}
     analysed.prefetch({x for pair in evidence for x in pair} | {rep for rep in images if len(copies[rep]) > 1})
     for comp in components(len(images), [(index_of[a], index_of[b]) for a, b in evidence]):
-        clusters += cluster([images[n] for n in comp], matched, edges, lambda ids: best_file(ids)[0])
+        clusters += cluster([images[n] for n in comp], matched, edges, lambda ids: best_file(ids)[0], score)
     # byte-identical sets with no near match are groups of their own
     clustered = {x for _, members in clusters for x in members}
     clusters += [(rep, [rep]) for rep in images if len(copies[rep]) > 1 and rep not in clustered]
 
     groups = []
-    for _keeper_img, member_imgs in clusters:
+    for cluster_keeper, member_imgs in clusters:
         keeper_img, keeper_file, reason = best_file(member_imgs)
+        if keeper_img != cluster_keeper:  # the members were confirmed against the cluster's keeper
+            keeper_img = cluster_keeper
+            k, reason = choose_keeper([cand(f, keeper_img) for f in copies[keeper_img]], settings.keeper_rules)
+            keeper_file = copies[keeper_img][k]
         keeper_hash = analysed.hashes[keeper_img]
         members = []
         for img in member_imgs:

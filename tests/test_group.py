@@ -9,7 +9,7 @@ import pytest
 
 from dedupe.config import KEEPER_RULES
 from dedupe.features.hashes import ORIENTATIONS
-from dedupe.group import Candidate, choose_keeper, cluster, components, upright
+from dedupe.group import OWN_MARGIN, Candidate, choose_keeper, cluster, components, upright
 from dedupe.model import FileRecord, ImageInfo
 
 A, B, C, D, E = range(5)
@@ -91,8 +91,9 @@ def test_cluster_property_random_graphs():
         prefer = list(range(n))
         rng.shuffle(prefer)
         pick = lambda ids: min(ids, key=prefer.index)  # noqa: E731
+        table = {p: rng.randint(60, 100) for p in all_pairs}
         for comp in components(n, sorted(confirmed)):
-            out = cluster(comp, matched, edges, pick)
+            out = cluster(comp, matched, edges, pick, scores(table))
             seen = set()
             for keeper, members in out:
                 assert keeper in members and len(members) >= 2
@@ -104,6 +105,34 @@ def test_cluster_property_random_graphs():
                     if x != keeper:
                         key = (min(keeper, x), max(keeper, x))
                         assert key in confirmed or key in demand, (trial, keeper, x)
+
+
+def scores(table: dict[tuple[int, int], int]):
+    return lambda a, b: table[(min(a, b), max(a, b))]
+
+
+def test_a_member_matched_far_better_outside_goes_there():
+    """B matches keeper A at 84 and C, which A does not match, at 99 (a mirrored burst frame and its own
+    original): B goes with C, and A, matching nothing else, is left alone."""
+    score = scores({(A, B): 84, (B, C): 99})
+    out = cluster([A, B, C], never_matched(), edges_of([(A, B), (B, C)]), lambda ids: min(ids), score)
+    assert out == [(B, [B, C])]
+
+
+@pytest.mark.parametrize("outside", [84 + OWN_MARGIN - 1, 84 + OWN_MARGIN])
+def test_the_margin_over_the_keeper_match(outside):
+    """B matches keeper A at 84 and D, which A does not match, at `outside`: B leaves only by the margin."""
+    table = {(A, B): 84, (A, C): 95, (B, D): outside}
+    out = cluster([A, B, C, D], never_matched(), edges_of(table), lambda ids: min(ids), scores(table))
+    assert out == ([(A, [A, B, C])] if outside < 84 + OWN_MARGIN else [(A, [A, C]), (B, [B, D])])
+
+
+def test_a_set_of_copies_bridged_through_the_keeper_splits_off():
+    """Keeper A (a mirrored copy of frame 1) matches frame 2's copies B, C at 80-85 and frame 1's copy E at
+    99; D, frame 2 mirrored, matches B and C at 99 but not A: B and C leave with D."""
+    table = {(A, B): 85, (A, C): 80, (B, C): 99, (A, E): 99, (B, D): 99, (C, D): 99}
+    out = cluster([A, B, C, D, E], never_matched(), edges_of(table), lambda ids: min(ids), scores(table))
+    assert out == [(A, [A, E]), (B, [B, C, D])]
 
 
 def test_cluster_is_deterministic():
