@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .model import ImageInfo
 from . import bands
 from .bands import png_chunk
+from .model import ImageInfo
 
 try:  # HEIC/HEIF from phones; optional at run time so a broken wheel only disables that format
     import pillow_heif
