@@ -212,13 +212,13 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def watermark(img: Image.Image, text: str = "(c) Example Photo 2024") -> Image.Image:
-    """Semi-transparent text in the lower right corner."""
+def watermark(img: Image.Image, text: str = "(c) Example Photo 2024", lines: int = 18) -> Image.Image:
+    """Semi-transparent text in the lower right corner, its height 1/`lines` of the picture's."""
     out = img.convert("RGBA")
     layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     w, h = out.size
-    font = _font(max(10, h // 18))
+    font = _font(max(10, h // lines))
     x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
     pos = (w - (x1 - x0) - w // 30, h - (y1 - y0) - h // 20)
     draw.text(pos, text, font=font, fill=(255, 255, 255, 170))
