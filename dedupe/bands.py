@@ -121,8 +121,8 @@ def _tiff_bands(read: Read, mode: str, long_side: int, meta: list) -> tuple[int,
     layout = list(_bands(order, tags, width, height, max(width, height) // long_side))
 
     def bands() -> Iterator[Image.Image]:
-        for rows, units in layout:
-            band = Image.open(io.BytesIO(_mini(order, tags, width, rows, units, read)))
+        for rows, units, unit_rows in layout:
+            band = Image.open(io.BytesIO(_mini(order, tags, width, rows, units, unit_rows, read)))
             if band.size != (width, rows) or band.mode != mode:
                 raise _Layout
             band.load()
@@ -226,8 +226,9 @@ def _value(order: str, entry: tuple[int, int, bytes]) -> list[int]:
 
 
 def _bands(order: str, tags: dict, width: int, height: int, factor: int):
-    """(rows, [(offset, size) of each strip or tile]) for bands of whole strips or rows of tiles, about
-    BAND_PIXELS each, and whole blocks of `factor` rows where the strips allow (no rows wait for the next band)."""
+    """(rows, [(offset, size) of each strip or tile], rows of each) for bands of whole strips or rows of tiles,
+    about BAND_PIXELS each, and whole blocks of `factor` rows where the strips allow (no rows wait for the next
+    band)."""
     if _value(order, tags.get(284, (3, 1, struct.pack(order + "H", 1))))[0] != 1:
         raise _Layout  # each colour in its own plane
     if 324 in tags:
@@ -252,7 +253,6 @@ def _bands(order: str, tags: dict, width: int, height: int, factor: int):
             for r in range(min(unit_rows, height - n * unit_rows))
         ]
         sizes, unit_rows, down = [stride] * len(offsets), 1, height
-        tags[278] = (4, 1, struct.pack(order + "I", 1))
     per_band = max(1, BAND_PIXELS // (width * unit_rows))
     if per_band >= down:
         raise _Layout  # one band: nothing to gain
@@ -263,15 +263,20 @@ def _bands(order: str, tags: dict, width: int, height: int, factor: int):
         last = min(down, first + per_band)
         rows = min(height, last * unit_rows) - first * unit_rows
         units = list(zip(offsets[first * across : last * across], sizes[first * across : last * across]))
-        yield rows, units
+        yield rows, units, unit_rows
 
 
-def _mini(order: str, tags: dict, width: int, rows: int, units: list[tuple[int, int]], read) -> memoryview:
-    """A TIFF of `rows` rows made of these strips or tiles, with the original's pixel tags."""
+def _mini(
+    order: str, tags: dict, width: int, rows: int, units: list[tuple[int, int]], unit_rows: int, read
+) -> memoryview:
+    """A TIFF of `rows` rows made of these strips (of `unit_rows` rows) or tiles, with the original's pixel
+    tags."""
     tiled = 324 in tags
     offsets_tag, sizes_tag = _TILES if tiled else _STRIPS
     entries = {tag: entry for tag, entry in tags.items() if tag in _PIXEL_TAGS}
     entries[257] = (4, 1, struct.pack(order + "I", rows))
+    if not tiled:
+        entries[278] = (4, 1, struct.pack(order + "I", unit_rows))
     entries[sizes_tag] = (4, len(units), struct.pack(f"{order}{len(units)}I", *(size for _, size in units)))
     entries[offsets_tag] = (4, len(units), b"\0" * 4 * len(units))  # filled in below
     tags_at = 8

@@ -125,6 +125,10 @@ def cluster(
     `edges` are the confirmed pairs; `matched(k, x)` confirms a pair that is not among them; `score(a, b)` is
     a confirmed pair's similarity (0-100).
     """
+
+    def confirmed(keeper: int, nodes: list[int]) -> list[int]:
+        return [x for x in nodes if x == keeper or x in edges.get(keeper, ()) or matched(keeper, x)]
+
     out = []
     pending = sorted(nodes)
     while len(pending) > 1:
@@ -141,11 +145,11 @@ def cluster(
             pending = pending[1:]
             continue
         keeper = pick_keeper(comp)
-        members = [x for x in comp if x == keeper or x in edges.get(keeper, ()) or matched(keeper, x)]
+        members = confirmed(keeper, comp)
         owned = _owned(keeper, members, pending_set, edges, score)
-        if owned != members and pick_keeper(owned) != keeper:  # confirmed against the keeper they will have
-            keeper = pick_keeper(owned)
-            owned = [x for x in owned if x == keeper or x in edges.get(keeper, ()) or matched(keeper, x)]
+        if owned != members and (chosen := pick_keeper(owned)) != keeper:  # some left: confirm with the new keeper
+            owned = confirmed(chosen, owned)
+            keeper = chosen
         members = owned
         if len(members) > 1:
             out.append((keeper, members))

@@ -12,7 +12,7 @@ from .config import Settings
 from .features.hashes import ORIENTATIONS, hamming, orient, orient_box
 from .model import Analysed, Features
 from .progress import CancelCheck, Progress
-from .verify import GOOD_ENOUGH, LOW_DETAIL, fit_similarity, verify, verify_geometry
+from .verify import GOOD_ENOUGH, featureless, fit_similarity, verify, verify_geometry
 from .workers import Workers, chunks, state
 
 TURNED_MIN_SSIM = 0.9
@@ -38,7 +38,7 @@ def confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings) 
     one is a crop of the other, or the same frame turned by quarter turns (a turned copy with an edit
     that keeps its SSIM under TURNED_MIN_SSIM is still confirmed by its geometry)."""
     best = None
-    if min(x.features.detail, y.features.detail) < LOW_DETAIL:
+    if featureless(x.features, y.features):
         turns = [t for t in turns if t == 0]  # a featureless gradient turned looks like another one
     for t in sorted(turns):
         fx = _turn(x.features, t)

@@ -289,6 +289,11 @@ brightened copy of a blank sky from another blank sky (a white and a purple grad
 pale ones 0.98), only near-identical pixels are evidence."""
 
 
+def featureless(fa: Features, fb: Features) -> bool:
+    """Whether either picture is under LOW_DETAIL: such a pair must be near-identical (FLAT_MIN_SSIM)."""
+    return min(fa.detail, fb.detail) < LOW_DETAIL
+
+
 def detail(thumb: np.ndarray) -> float:
     """Mean local standard deviation of a thumbnail: how much a picture has to recognise it by."""
     a = thumb.astype(np.float32)
@@ -303,7 +308,7 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
     Featureless pictures need FLAT_MIN_SSIM whatever the threshold.
     Returns the verdict and the transform that was needed, for the report.
     """
-    flat = min(fa.detail, fb.detail) < LOW_DETAIL
+    flat = featureless(fa, fb)
     if flat:
         threshold = max(threshold, FLAT_MIN_SSIM)
     best: tuple[Verdict, dict] | None = None
@@ -437,7 +442,7 @@ def verify_geometry(
     valid = cv2.erode(valid, np.ones((5, 5), np.uint8)).astype(bool)
     if valid.mean() < (0.5 if cropped else MIN_OVERLAP / 2):
         return None
-    flat = min(fa.detail, fb.detail) < LOW_DETAIL
+    flat = featureless(fa, fb)
     value, consistent, mad = agreement(crop, warped, valid, overlays=not flat)
     verdict = Verdict(value, max(0, min(100, round(100 * value))), True, float(valid.mean()), None, consistent, mad)
     if not _passes(verdict, threshold, flat):
