@@ -49,6 +49,9 @@ HARDER = dict(
 )
 """Every edit stronger than the dev profile's, within what people do to photos (and within the 70% least
 area a crop keeps that the scan's default min_crop_area accepts)."""
+PLAN = ("n_variants", "p_single", "p_tiles", "p_burst", "burst_shift")
+"""The dev profile's keys for how the library is laid out, which --set may change too: a burst_shift of
+(0.12, 0.18) makes frames of one burst that share 80% of their picture, harder negatives than the kit's."""
 
 _BUILD = """
 import json, sys
@@ -76,8 +79,8 @@ def main() -> None:
     profile = {} if args.dev_params else dict(HARDER)
     for item in args.set:
         key, _, value = item.partition("=")
-        if key not in HARDER:  # the keys of the dev profile that HARDER changes
-            sys.exit(f"other_edits: unknown profile key {key!r} (known: {', '.join(HARDER)})")
+        if key not in HARDER and key not in PLAN:
+            sys.exit(f"other_edits: unknown profile key {key!r} (known: {', '.join([*HARDER, *PLAN])})")
         profile[key] = json.loads(value)
     python = CACHE / ".venv" / "bin" / "python"
     kit_sources = CACHE / "sources" / "manifest.json"
