@@ -220,7 +220,8 @@ def ecc_warp(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
 
 def compare(a: np.ndarray, b: np.ndarray, overlays: bool = True) -> Verdict | None:
     """SSIM evidence for two grayscale thumbnails, or None when they cannot be aligned by a small warp;
-    `overlays` as in agreement()."""
+    `overlays` as in agreement(). ECC's warp is taken only when one thumbnail then lies within the other
+    (_nested)."""
     ha, wa = a.shape
     hb, wb = b.shape
     ra, rb = wa / ha, wb / hb
@@ -237,12 +238,21 @@ def compare(a: np.ndarray, b: np.ndarray, overlays: bool = True) -> Verdict | No
         valid = cv2.warpAffine(np.ones_like(b, dtype=np.uint8), warp, (wa, ha), flags=flags, borderValue=0)
         valid = cv2.erode(valid, np.ones((5, 5), np.uint8)).astype(bool)
         cover = float(valid.mean())
-        if cover >= MIN_COVER:
+        if cover >= MIN_COVER and _nested(warp, (ha, wa)):
             value, consistent, mad = agreement(a, moved, valid, overlays)
             if value > best.ssim:
                 best = Verdict(value, 0, True, cover, warp, consistent, mad)
     score = max(0, min(100, round(100 * best.ssim)))
     return Verdict(best.ssim, score, best.aligned, best.cover, best.warp, best.consistent, best.mad)
+
+
+def _nested(warp: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether one thumbnail, brought onto the other by an ECC `warp`, lies INSIDE it: a crop, a rescale
+    or a copy off by a pixel does, the next frame of a burst panned by 5-8% does not (it shows what the
+    other does not), however well the part they share matches."""
+    b_in_a, _ = _inside(_footprint(cv2.invertAffineTransform(warp), shape), shape)
+    a_in_b, _ = _inside(_footprint(warp, shape), shape)
+    return max(b_in_a, a_in_b) >= INSIDE
 
 
 def _crop_from_warp(warp: np.ndarray, shape: tuple[int, int]) -> dict:

@@ -112,6 +112,19 @@ def test_mirror_image_is_not_the_same_picture(pic, fpic):
     assert verify(fpic, features(pic.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), DEFAULT) is None
 
 
+@pytest.mark.parametrize("dx", [28, 36])
+def test_a_frame_panned_beside_is_not_the_same_picture(dx):
+    """ECC slides the next frame of a burst panned by 6-7.5% into place (SSIM 0.99 where they overlap),
+    which leaves part of each outside the other: views beside each other, not one picture. Panned by 2%,
+    or cropped, a copy lies within the other and still matches."""
+    wide = photo(11, (560, 360))
+    first = features(wide.crop((0, 0, 480, 360)), "JPEG", quality=90)
+    assert verify(first, features(wide.crop((dx, 0, dx + 480, 360)), "JPEG", quality=90), DEFAULT) is None
+    for window in ((10, 0, 490, 360), (24, 12, 480, 360)):
+        found = verify(first, features(wide.crop(window), "JPEG", quality=90), DEFAULT)
+        assert found is not None and found[0].score >= 90 and found[1]["aligned"]
+
+
 def test_different_aspect_ratio_cannot_be_compared(fpic):
     assert compare(fpic.thumb, features(photo(11, (360, 480))).thumb) is None
     assert verify(fpic, features(photo(11, (360, 480))), 0.01) is None
