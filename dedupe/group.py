@@ -119,11 +119,13 @@ def cluster(
     edges: dict[int, set[int]],
     pick_keeper: Callable[[list[int]], int],
     score: Callable[[int, int], int] = lambda a, b: 0,
+    same_shot: Callable[[int, int], bool] = lambda a, b: False,
 ) -> list[tuple[int, list[int]]]:
     """Split `nodes` (one connected component) into (keeper, members) clusters confirmed against the keeper.
 
     `edges` are the confirmed pairs; `matched(k, x)` confirms a pair that is not among them; `score(a, b)` is
-    a confirmed pair's similarity (0-100).
+    a confirmed pair's similarity (0-100); `same_shot(a, b)` whether two pictures say they were taken at the
+    same moment (_owned).
     """
 
     def confirmed(keeper: int, nodes: list[int]) -> list[int]:
@@ -146,7 +148,7 @@ def cluster(
             continue
         keeper = pick_keeper(comp)
         members = confirmed(keeper, comp)
-        owned = _owned(keeper, members, pending_set, edges, score)
+        owned = _owned(keeper, members, pending_set, edges, score, same_shot)
         if owned != members and (chosen := pick_keeper(owned)) != keeper:  # some left: confirm with the new keeper
             owned = confirmed(chosen, owned)
             keeper = chosen
@@ -165,18 +167,33 @@ OWN_MARGIN = 10
 keeper for the member to leave (_owned)."""
 
 
-def _owned(keeper: int, members: list[int], pending: set[int], edges: dict[int, set[int]], score) -> list[int]:
+SHOT_TIE = 3
+"""Points within which a member's match outside the keeper's group ties with its match with the keeper, for
+the capture time to decide (_owned): one crop scored 96 with the frame it was not cut from, 95 with its own."""
+
+
+def _owned(
+    keeper: int, members: list[int], pending: set[int], edges: dict[int, set[int]], score, same_shot
+) -> list[int]:
     """The members that belong with the keeper: not one whose match with a picture the keeper does not match
-    is OWN_MARGIN points stronger than its match with the keeper, which is what puts it in the group. A
-    mirrored copy of one burst frame can look like the next frame as it is (a symmetric scene, one window
+    is OWN_MARGIN points stronger than its match with the keeper, which is what puts it in the group, nor
+    one that matches such a picture as well (within SHOT_TIE) and, unlike the keeper, was taken at the same
+    moment.
+
+    A mirrored copy of one burst frame can look like the next frame as it is (a symmetric scene, one window
     shifted): it matched the other frame's keeper at 84 and its own original at 99, and went to the wrong
-    group; a misty pier's frames were all grouped through one such copy kept as the keeper."""
+    group; a misty pier's frames were all grouped through one such copy kept as the keeper. A crop of one
+    frame of a burst panned by 10-16% can lie inside the other frame too, pixel for pixel: both match it
+    as well, and only the capture time it kept from its frame tells which it was cut from."""
     outside = pending - set(members)
-    return [
-        x
-        for x in members
-        if x == keeper or all(score(x, y) < score(x, keeper) + OWN_MARGIN for y in edges.get(x, ()) if y in outside)
-    ]
+
+    def leaves(x: int, y: int) -> bool:
+        ours, theirs = score(x, keeper), score(x, y)
+        if theirs >= ours + OWN_MARGIN:
+            return True
+        return theirs + SHOT_TIE >= ours and same_shot(x, y) and not same_shot(x, keeper)
+
+    return [x for x in members if x == keeper or not any(leaves(x, y) for y in edges.get(x, ()) if y in outside)]
 
 
 def _orientation_table() -> list[list[int]]:
@@ -307,11 +324,15 @@ def build_groups(
     def score(a: int, b: int) -> int:
         return evidence[(min(a, b), max(a, b))]["score"]
 
+    def same_shot(a: int, b: int) -> bool:
+        taken = analysed.info(a).exif_date
+        return taken is not None and taken == analysed.info(b).exif_date
+
     clusters: list[tuple[int, list[int]]] = []
     index_of = {img: n for n, img in enumerate(images)}
     analysed.prefetch({x for pair in evidence for x in pair} | {rep for rep in images if len(copies[rep]) > 1})
     for comp in components(len(images), [(index_of[a], index_of[b]) for a, b in evidence]):
-        clusters += cluster([images[n] for n in comp], matched, edges, lambda ids: best_file(ids)[0], score)
+        clusters += cluster([images[n] for n in comp], matched, edges, lambda ids: best_file(ids)[0], score, same_shot)
     # byte-identical sets with no near match are groups of their own
     clustered = {x for _, members in clusters for x in members}
     clusters += [(rep, [rep]) for rep in images if len(copies[rep]) > 1 and rep not in clustered]

@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dedupe import Settings, scan
 from dedupe.cache import Cache
 from dedupe.model import Features, ImageInfo
 from dedupe.progress import never
-from images import group_names, photo, recompress, save
+from images import encode, exif, group_names, photo, recompress, save
 
 SIZE = (400, 300)
 BOX = (30, 25, 370, 280)  # a crop keeping 72% of the picture: found by keypoints only
@@ -123,3 +124,18 @@ def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path)
             workers.close()
             cache.close()
     assert pairs[0] == pairs[1] == keypoint_pairs(sets, labels) == [(20, n_sets + 1)]
+
+
+@pytest.mark.parametrize("seed", [3, 9])
+@pytest.mark.parametrize("taken", ["10:00:00", "10:00:02"])
+def test_a_crop_inside_two_frames_of_a_burst_goes_with_the_one_taken_when_it_was(tmp_path, serial, seed, taken):
+    """Two frames of a burst panned by 15%, and a crop that lies inside both, pixel for pixel: it matches
+    both about as well (95 and 96), and the capture time it kept says which frame it was cut from."""
+    wide = photo(seed, (900, 600))
+    frames = {"10:00:00": wide.crop((0, 0, 780, 600)), "10:00:02": wide.crop((120, 0, 900, 600))}
+    for n, (at, frame) in enumerate(frames.items()):
+        (tmp_path / f"frame{n}.jpg").write_bytes(encode(frame, "JPEG", quality=92, exif=exif(date=f"2020:05:01 {at}")))
+    cut = frames["10:00:02"].crop((0, 30, 660, 600))  # inside the first frame too
+    (tmp_path / "crop.jpg").write_bytes(encode(cut, "JPEG", quality=90, exif=exif(date=f"2020:05:01 {taken}")))
+    groups = group_names(scan([tmp_path], serial))
+    assert groups == [{"crop.jpg", "frame0.jpg" if taken == "10:00:00" else "frame1.jpg"}]

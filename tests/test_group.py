@@ -9,7 +9,7 @@ import pytest
 
 from dedupe.config import KEEPER_RULES
 from dedupe.features.hashes import ORIENTATIONS
-from dedupe.group import OWN_MARGIN, Candidate, choose_keeper, cluster, components, upright
+from dedupe.group import OWN_MARGIN, SHOT_TIE, Candidate, choose_keeper, cluster, components, upright
 from dedupe.model import FileRecord, ImageInfo
 
 A, B, C, D, E = range(5)
@@ -133,6 +133,22 @@ def test_a_set_of_copies_bridged_through_the_keeper_splits_off():
     table = {(A, B): 85, (A, C): 80, (B, C): 99, (A, E): 99, (B, D): 99, (C, D): 99}
     out = cluster([A, B, C, D, E], never_matched(), edges_of(table), lambda ids: min(ids), scores(table))
     assert out == [(A, [A, E]), (B, [B, C, D])]
+
+
+@pytest.mark.parametrize(
+    "outside, shot, leaves", [(95, True, True), (96 - SHOT_TIE - 1, True, False), (95, False, False)]
+)
+def test_a_tie_goes_to_the_picture_taken_at_the_same_moment(outside, shot, leaves):
+    """C, a crop of burst frame D that lies inside frame A too, matches keeper A at 96 and D, which A does
+    not match, at `outside`: it goes with D when that is a tie (within SHOT_TIE) and it kept D's capture
+    time, not A's."""
+    table = {(A, B): 99, (A, C): 96, (C, D): outside, (D, E): 99}
+    taken = {A: 1, B: 1, C: 2 if shot else 3, D: 2, E: 2}
+    out = cluster(
+        [A, B, C, D, E], never_matched(), edges_of(table), lambda ids: A if A in ids else D, scores(table),
+        lambda a, b: taken[a] == taken[b],
+    )
+    assert out == ([(A, [A, B]), (D, [C, D, E])] if leaves else [(A, [A, B, C]), (D, [D, E])])
 
 
 def test_cluster_is_deterministic():
