@@ -152,3 +152,27 @@ def test_content_box_leaves_a_band_on_one_side_in_the_picture():
     g[-30:] = 12  # top and bottom now: a letterbox
     x0, y0, x1, y1 = content_box(g)
     assert (x0, x1) == (0, 400) and abs(y0 - 30) <= 1 and abs(y1 - 270) <= 1
+
+
+@pytest.mark.parametrize("grain", [4.0, 7.0])
+def test_content_box_leaves_pale_textured_bands_in_the_picture(grain):
+    """A bright, out-of-focus top and bottom (within the colour tolerance, but with texture) are picture,
+    not a letterbox; the same bands made flat, as an editor's letterbox is, are cut."""
+    rng = np.random.default_rng(7)
+    g = gray_array(photo(5, (400, 300))).copy()
+    for rows in (slice(0, 40), slice(260, 300)):
+        g[rows] = np.clip(235 + rng.normal(0, grain, g[rows].shape), 226, 244).astype(np.uint8)
+    assert content_box(g) == (0, 0, 400, 300)
+    g[:40] = g[260:] = 235
+    x0, y0, x1, y1 = content_box(g)
+    assert (x0, x1) == (0, 400) and abs(y0 - 40) <= 1 and abs(y1 - 260) <= 1
+
+
+def test_a_white_frame_ends_where_a_white_sky_begins():
+    """A frame runs to the picture's edge, not on into a pale sky of a similar white."""
+    g = gray_array(photo(5, (400, 300))).copy()
+    g[:60] = np.linspace(238, 246, 60, dtype=np.float32)[:, None].astype(np.uint8)  # a pale sky at the top
+    framed = np.full((340, 440), 255, np.uint8)
+    framed[20:320, 20:420] = g
+    x0, y0, x1, y1 = content_box(framed)
+    assert (x0, y0, x1, y1) == (20, 20, 420, 320)

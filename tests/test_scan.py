@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from dedupe import Cancelled, Settings, scan
 from images import (
@@ -519,3 +521,20 @@ def test_the_largest_files_are_decoded_first(tmp_path, monkeypatch):
     result = scan([tmp_path], Settings(workers=1))
     assert [Path(p).name for p in sent] == ["p1.png", "p3.png", "p0.png", "p2.png"]
     assert result.stats["images_decoded"] == 4
+
+
+def test_an_original_with_pale_top_and_bottom_stays_the_keeper_over_its_framed_copy(tmp_path, serial):
+    """The bright, textured top and bottom of a photo are not a letterbox: taken for one, the original's
+    picture measured smaller than a copy with a grey frame added, which became the keeper."""
+    rng = np.random.default_rng(7)
+    pic = np.asarray(photo(5, (600, 450))).copy()
+    coarse = Image.fromarray(rng.normal(128, 40, (45, 60)).clip(0, 255).astype(np.uint8))
+    texture = 235 + (np.asarray(coarse.resize((600, 450), Image.Resampling.BICUBIC), np.float32) - 128) * 0.15
+    for rows in (slice(0, 70), slice(390, 450)):
+        pic[rows] = np.clip(texture[rows], 222, 248).astype(np.uint8)[..., None]
+    original = Image.fromarray(pic)
+    (tmp_path / "original.jpg").write_bytes(with_metadata(original))
+    (tmp_path / "framed.jpg").write_bytes(encode(border(original, 0.12, (128, 128, 128)), "JPEG", quality=90))
+    (group,) = scan([tmp_path], serial).groups
+    assert group.members[group.keeper].file.path.endswith("original.jpg")
+    assert group.keeper_reason.startswith("better format")
