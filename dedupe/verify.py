@@ -246,12 +246,19 @@ def compare(a: np.ndarray, b: np.ndarray, overlays: bool = True) -> Verdict | No
     return Verdict(best.ssim, score, best.aligned, best.cover, best.warp, best.consistent, best.mad)
 
 
+def _overlaps(warp: np.ndarray, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """For two thumbnails of `shape` related by an ECC `warp` (a's grid into b's): the share of b that lies
+    inside a, the share of a it covers, and the same with a and b swapped."""
+    b_in_a, a_kept = _inside(_footprint(cv2.invertAffineTransform(warp), shape), shape)
+    a_in_b, b_kept = _inside(_footprint(warp, shape), shape)
+    return b_in_a, a_kept, a_in_b, b_kept
+
+
 def _nested(warp: np.ndarray, shape: tuple[int, int]) -> bool:
     """Whether one thumbnail, brought onto the other by an ECC `warp`, lies INSIDE it: a crop, a rescale
     or a copy off by a pixel does, the next frame of a burst panned by 5-8% does not (it shows what the
     other does not), however well the part they share matches."""
-    b_in_a, _ = _inside(_footprint(cv2.invertAffineTransform(warp), shape), shape)
-    a_in_b, _ = _inside(_footprint(warp, shape), shape)
+    b_in_a, _, a_in_b, _ = _overlaps(warp, shape)
     return max(b_in_a, a_in_b) >= INSIDE
 
 
@@ -259,11 +266,9 @@ def _crop_from_warp(warp: np.ndarray, shape: tuple[int, int]) -> dict:
     """When an ECC warp shows that one thumbnail shows only part of the other (a light crop), the same
     crop fields as keypoint geometry gives; else nothing. Both thumbnails have `shape` here."""
     h, w = shape
-    inverse = cv2.invertAffineTransform(warp)
-    b_in_a, a_kept = _inside(_footprint(inverse, shape), shape)
-    a_in_b, b_kept = _inside(_footprint(warp, shape), shape)
+    b_in_a, a_kept, a_in_b, b_kept = _overlaps(warp, shape)
     if b_in_a >= 0.98 and a_kept <= 0.97:
-        cropped, box, kept = "second", _footprint(inverse, shape), a_kept
+        cropped, box, kept = "second", _footprint(cv2.invertAffineTransform(warp), shape), a_kept
     elif a_in_b >= 0.98 and b_kept <= 0.97:
         cropped, box, kept = "first", _footprint(warp, shape), b_kept
     else:
