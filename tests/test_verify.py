@@ -9,7 +9,7 @@ from PIL import Image
 from dedupe.config import Settings
 from dedupe.decode import decode
 from dedupe.features.hashes import describe
-from dedupe.verify import compare, ssim_map, verify
+from dedupe.verify import compare, featureless, same_relief, ssim_map, verify
 from images import blur, border, brighten, crop, encode, photo, recompress, resize
 
 DEFAULT = Settings().ssim_threshold
@@ -123,6 +123,33 @@ def test_a_frame_panned_beside_is_not_the_same_picture(dx):
     for window in ((10, 0, 490, 360), (24, 12, 480, 360)):
         found = verify(first, features(wide.crop(window), "JPEG", quality=90), DEFAULT)
         assert found is not None and found[0].score >= 90 and found[1]["aligned"]
+
+
+def pale(seed: int, relief: float = 12.0, size: tuple[int, int] = (480, 360)) -> Image.Image:
+    """A featureless picture: a gradient, vignetting and, unless `relief` is 0, four soft patches of light."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    tone = 150 + 0.04 * x - 0.03 * y - 25 * (((x - w / 2) / w) ** 2 + ((y - h / 2) / h) ** 2)
+    for _ in range(4):
+        cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
+        tone += rng.choice([-1, 1]) * relief * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * (0.12 * w) ** 2))
+    return Image.fromarray(np.clip(tone, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_featureless_picture_brightened_keeps_its_relief(seed):
+    """A pale picture and its copy brightened 1.4x differ by 30-60 grey levels, which featureless pictures
+    may not, but keep the shape of their light (same_relief): the same picture. Another with its patches
+    elsewhere is not, and neither is a blank sky, whose only shape is gradient and vignetting."""
+    picture = features(pale(seed), "JPEG", quality=90)
+    brighter = features(brighten(pale(seed), 1.4), "JPEG", quality=90)
+    assert featureless(picture, brighter)
+    assert verify(picture, brighter, DEFAULT) is not None
+    assert verify(picture, features(brighten(pale(seed + 10), 1.4), "JPEG", quality=90), DEFAULT) is None
+    blank = features(pale(seed, relief=0), "JPEG", quality=90)
+    assert not same_relief(blank.thumb, features(brighten(pale(seed, relief=0), 1.4), "JPEG", quality=90).thumb)
+    assert verify(blank, features(brighten(pale(seed, relief=0), 1.4), "JPEG", quality=90), DEFAULT) is None
 
 
 def test_different_aspect_ratio_cannot_be_compared(fpic):
