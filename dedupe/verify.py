@@ -11,6 +11,7 @@ Score 0-100: round(100 * SSIM) on those aligned thumbnails, floored at 0. Identi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import cv2
 import numpy as np
@@ -301,11 +302,12 @@ featureless: a clear sky, a wall, a lens-cap frame. On the benchmark corpora suc
 FLAT_MIN_SSIM = 0.95
 """What two featureless pictures need to count as the same, with FLAT_MAX_DIFF: SSIM cannot tell a
 brightened copy of a blank sky from another blank sky (a white and a purple gradient score 0.75, two
-pale ones 0.98), only near-identical pixels are evidence."""
+pale ones 0.98), only near-identical pixels, or a relief of their own (same_relief), are evidence."""
 
 
 def featureless(fa: Features, fb: Features) -> bool:
-    """Whether either picture is under LOW_DETAIL: such a pair must be near-identical (FLAT_MIN_SSIM)."""
+    """Whether either picture is under LOW_DETAIL: such a pair must be near-identical (FLAT_MIN_SSIM), or
+    share its relief (same_relief)."""
     return min(fa.detail, fb.detail) < LOW_DETAIL
 
 
@@ -318,15 +320,21 @@ MIN_RELIEF = 2.0
 """Grey levels of relief (standard deviation) each picture needs for its relief to be compared."""
 
 
+@cache
+def _detrend() -> np.ndarray:
+    """The matrix that takes from a TONE_GRID x TONE_GRID grid of tones (flattened) its best-fitting
+    quadratic surface: I - S S+, for S the surface's six terms at the cells."""
+    n = TONE_GRID
+    y, x = np.mgrid[0:n, 0:n].reshape(2, -1) / (n - 1) - 0.5
+    surface = np.c_[x, y, x * x, y * y, x * y, np.ones(n * n)]
+    return np.eye(n * n) - surface @ np.linalg.pinv(surface)
+
+
 def _relief(thumb: np.ndarray) -> np.ndarray:
     """The mean tones of a TONE_GRID x TONE_GRID grid less the quadratic surface that fits them best: the
     shape of a picture's light once gradients and vignetting, which blank skies share, are taken out."""
     tones, _ = _tones(thumb, np.ones(thumb.shape, bool))
-    n = TONE_GRID
-    y, x = (np.mgrid[0:n, 0:n].reshape(2, -1) / (n - 1) - 0.5).astype(np.float64)
-    surface = np.c_[x, y, x * x, y * y, x * y, np.ones(n * n)]
-    coef, *_ = np.linalg.lstsq(surface, tones.ravel(), rcond=None)
-    return tones.ravel() - surface @ coef
+    return _detrend() @ tones.ravel().astype(np.float64)
 
 
 def same_relief(a: np.ndarray, b: np.ndarray) -> bool:

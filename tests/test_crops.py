@@ -14,7 +14,7 @@ from dedupe import Settings, scan
 from dedupe.cache import Cache
 from dedupe.model import Features, ImageInfo
 from dedupe.progress import never
-from images import encode, exif, group_names, photo, recompress, save
+from images import exif, group_names, photo, recompress, save
 
 SIZE = (400, 300)
 BOX = (30, 25, 370, 280)  # a crop keeping 72% of the picture: found by keypoints only
@@ -134,8 +134,8 @@ def test_a_crop_inside_two_frames_of_a_burst_goes_with_the_one_taken_when_it_was
     wide = photo(seed, (900, 600))
     frames = {"10:00:00": wide.crop((0, 0, 780, 600)), "10:00:02": wide.crop((120, 0, 900, 600))}
     for n, (at, frame) in enumerate(frames.items()):
-        (tmp_path / f"frame{n}.jpg").write_bytes(encode(frame, "JPEG", quality=92, exif=exif(date=f"2020:05:01 {at}")))
+        save(frame, tmp_path / f"frame{n}.jpg", quality=92, exif=exif(date=f"2020:05:01 {at}"))
     cut = frames["10:00:02"].crop((0, 30, 660, 600))  # inside the first frame too
-    (tmp_path / "crop.jpg").write_bytes(encode(cut, "JPEG", quality=90, exif=exif(date=f"2020:05:01 {taken}")))
+    save(cut, tmp_path / "crop.jpg", quality=90, exif=exif(date=f"2020:05:01 {taken}"))
     groups = group_names(scan([tmp_path], serial))
     assert groups == [{"crop.jpg", "frame0.jpg" if taken == "10:00:00" else "frame1.jpg"}]
