@@ -75,7 +75,12 @@ class Stored:
 
 
 CHUNK = 8
-"""Files per job: a worker writes their features to the cache in one transaction."""
+"""Files per job, at most: a worker writes their features to the cache in one transaction."""
+TAIL_JOBS = 4
+"""Jobs per worker that what is left is cut into, once fewer than CHUNK files each would be left: the
+last jobs hold one or two files, so the workers finish together. With whole chunks to the end, the
+decode stage of scale5000's 219 files of 8 MP and more took 3.19 s against 3.06 s (means of 5
+interleaved runs), a worker decoding the last chunk of large JPEGs while the other waited."""
 
 
 def _analyse_one(job: tuple[str, int, bool, str | None]) -> Stored | Problem:
@@ -192,8 +197,19 @@ def _keep(
     return content_hash
 
 
+def guided(items: list, workers: int) -> list[list]:
+    """`items` cut into jobs of CHUNK, then smaller: each job is at most 1/(TAIL_JOBS * workers) of
+    what is left from it on (and at least one item)."""
+    out, k = [], 0
+    while k < len(items):
+        size = max(1, min(CHUNK, (len(items) - k) // (TAIL_JOBS * workers)))
+        out.append(items[k : k + size])
+        k += size
+    return out
+
+
 def _run(pending: list, workers: Workers, cancel: CancelCheck) -> Iterator[tuple[int, Stored | Problem]]:
-    """(index, result) for every file, in order, on the workers when it pays, CHUNK files a job.
+    """(index, result) for every file, in order, on the workers when it pays, in `guided` jobs.
 
     A decoder that crashes its process (a hostile file can do that to a C library) breaks the pool:
     the first file without a result is then decoded alone in a fresh process; if that one crashes too,
@@ -208,7 +224,7 @@ def _run(pending: list, workers: Workers, cancel: CancelCheck) -> Iterator[tuple
     while pending:
         done = 0
         try:
-            jobs = [[job for _, job in pending[k : k + CHUNK]] for k in range(0, len(pending), CHUNK)]
+            jobs = [[job for _, job in share] for share in guided(pending, workers.count)]
             for results in workers.map(_analyse_job, jobs, cancel, pool=True):
                 for result in results:
                     yield pending[done][0], result

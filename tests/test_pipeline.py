@@ -132,3 +132,15 @@ def test_large_pngs_and_webps_read_from_disk_are_decoded_by_opencv_alike(tmp_pat
         assert streamed[k].content_hash == in_memory[k].content_hash
         assert streamed[k].info == in_memory[k].info
         assert np.array_equal(streamed[k].features.thumb, in_memory[k].features.thumb)
+
+
+def test_jobs_shrink_at_the_end_so_the_workers_finish_together():
+    items = list(range(219))
+    jobs = pipeline.guided(items, 2)
+    assert [x for job in jobs for x in job] == items  # every file once, in order
+    sizes = [len(job) for job in jobs]
+    assert sizes[0] == pipeline.CHUNK and max(sizes) == pipeline.CHUNK
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-pipeline.TAIL_JOBS * 2 :] == [1] * (pipeline.TAIL_JOBS * 2)
+    assert [len(job) for job in pipeline.guided([1, 2, 3], 8)] == [1, 1, 1]
+    assert pipeline.guided([], 2) == []
