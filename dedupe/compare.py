@@ -234,7 +234,7 @@ def compare(
             score, ssim = unconfirmed_score(ssim, checked), round(ssim, 4)
             transform = describe_transform({"orientation": t, "transform": {}}, False, x.info, y.info)
     fit = fit_similarity(x.features, y.features)
-    inliers = transform.get("inliers") or (fit[1] if fit is not None else 0)
+    inliers = transform.get("inliers") or (fit.inliers if fit is not None else 0)
 
     pictures = [_colour(path) for path in (a, b)]
     diff = difference(*pictures, transform, (x.info.width, x.info.height), (y.info.width, y.info.height))
