@@ -499,14 +499,11 @@ def verify_geometry(
         return None
     scale = float(np.hypot(fit.matrix[0, 0], fit.matrix[1, 0]))
     angle = float(np.degrees(np.arctan2(fit.matrix[1, 0], fit.matrix[0, 0])))  # clockwise, as y points down
-    turns = round(angle / 90) % 4
-    if abs(angle - 90 * round(angle / 90)) > MAX_ANGLE or not 0.5 < scale < 2.0:
+    turns, off = round(angle / 90) % 4, abs(angle - 90 * round(angle / 90))
+    if off > MAX_ANGLE or not 0.5 < scale < 2.0:
         return None
     similar = None
-    tries = [fit.matrix]
-    if abs(angle - 90 * round(angle / 90)) > SNAP_FROM:
-        tries.append(snapped(fit, turns))
-    for matrix in tries:
+    for matrix in [fit.matrix, snapped(fit, turns)] if off > SNAP_FROM else [fit.matrix]:
         found = _placed(fa, fb, matrix, turns, fit.inliers, threshold, min_area, overlaps)
         if found is not None and not found[1].get("similar"):
             return found
