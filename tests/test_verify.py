@@ -9,8 +9,9 @@ from PIL import Image
 from dedupe.config import Settings
 from dedupe.decode import decode
 from dedupe.features.hashes import describe
-from dedupe.verify import compare, featureless, same_relief, ssim_map, verify
-from images import blur, border, brighten, crop, encode, photo, recompress, resize
+from dedupe import verify as verify_module
+from dedupe.verify import agreement, compare, featureless, same_relief, ssim_map, verify
+from images import blur, border, brighten, crop, encode, gray_array, photo, recompress, resize
 
 DEFAULT = Settings().ssim_threshold
 
@@ -245,3 +246,32 @@ def test_overlay_is_one_sided_small_and_along_an_edge():
     low4, bb4 = np.zeros((h, w), bool), np.full((h, w), 1.0, np.float32)
     low4[:, :20], bb4[:, :20] = True, 400.0  # along an edge but a fifth of the picture: too big
     assert _overlay(low4, aa, bb4, mask) is None
+
+
+def _banded(seed: int) -> np.ndarray:
+    """A 128x96 thumbnail with a bright textured sky along the top and dark textured ground along the
+    bottom: a third of it clips under more contrast."""
+    import cv2
+
+    a = cv2.resize(gray_array(photo(seed, (480, 360))), (128, 96), interpolation=cv2.INTER_AREA).astype(np.float32)
+    texture = cv2.GaussianBlur(np.random.default_rng(seed).normal(0, 45, a.shape).astype(np.float32), (0, 0), 1.0)
+    a[:20] = 238 + texture[:20]
+    a[-12:] = 18 + texture[-12:]
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", [2, 5, 7])
+def test_detail_clipped_away_by_more_contrast_is_not_disagreement(seed, monkeypatch):
+    """More contrast turns the textured sky flat white and the ground flat black: the detail lost there
+    is the edit's doing, and the copy agrees everywhere else. Another picture painted over with black
+    still disagrees (and scores low): clipping excuses pixels, not the SSIM they cost."""
+    a = _banded(seed)
+    more = np.clip((a.astype(np.float32) - 128) * 1.6 + 128, 0, 255).astype(np.uint8)
+    value, consistent, _ = agreement(a, more)
+    assert consistent and value >= 0.85
+    painted = a.copy()
+    painted[:, 75:] = 0
+    value, consistent, _ = agreement(a, painted)
+    assert not consistent and value < 0.7
+    monkeypatch.setattr(verify_module, "_clipped", lambda mean, var: np.zeros(mean.shape, bool))
+    assert not agreement(a, more)[1]  # without the rule, the clipped bands disagree
