@@ -85,7 +85,7 @@ def _clipped(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     """Where a picture is flat black or flat white: an edit that raised the contrast or the brightness
     clipped away what detail the other picture has there, which says nothing about whether they are one
     picture. A sunset given more contrast (SSIM 0.87) lost the sky round the sun and the dark ground:
-    17% of its detailed pixels disagreed, 12% of them clipped, and the copy was missed."""
+    17% of the picture disagreed, 12% of it where the copy is clipped, and the copy was missed."""
     return ((mean <= CLIP) | (mean >= 255 - CLIP)) & (var <= LOW_DETAIL**2)
 
 
