@@ -442,9 +442,13 @@ class Fit(NamedTuple):
     """A similarity transform (2x3, a's thumbnail pixels to b's) and the keypoint matches it fits."""
 
     matrix: np.ndarray
-    inliers: int
     src: np.ndarray
     dst: np.ndarray
+    """The inlier matches' positions in a's thumbnail and in b's."""
+
+    @property
+    def inliers(self) -> int:
+        return len(self.src)
 
 
 def fit_similarity(fa: Features, fb: Features) -> Fit | None:
@@ -463,7 +467,7 @@ def fit_similarity(fa: Features, fb: Features) -> Fit | None:
     if matrix is None or int(mask.sum()) < MIN_INLIERS:
         return None
     kept = mask.ravel().astype(bool)
-    return Fit(matrix, int(kept.sum()), src[kept], dst[kept])
+    return Fit(matrix, src[kept], dst[kept])
 
 
 def snapped(fit: Fit, turns: int) -> np.ndarray:

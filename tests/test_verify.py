@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -251,8 +252,6 @@ def test_overlay_is_one_sided_small_and_along_an_edge():
 def _banded(seed: int) -> np.ndarray:
     """A 128x96 thumbnail with a bright textured sky along the top and dark textured ground along the
     bottom: a third of it clips under more contrast."""
-    import cv2
-
     a = cv2.resize(gray_array(photo(seed, (480, 360))), (128, 96), interpolation=cv2.INTER_AREA).astype(np.float32)
     texture = cv2.GaussianBlur(np.random.default_rng(seed).normal(0, 45, a.shape).astype(np.float32), (0, 0), 1.0)
     a[:20] = 238 + texture[:20]
