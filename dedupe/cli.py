@@ -486,6 +486,7 @@ def _why(m) -> str:
         "mirrored" if t.get("mirrored") else "",
         f"crop of {t['crop']['of']}" if "crop" in t else "",
         "frame removed" if "frame removed" in t else "",
+        "tones matched" if t.get("tones matched") else "",
     ]
     return f"(SSIM {m.evidence.get('ssim', 0):.2f}" + "".join(f", {w}" for w in words if w) + ")"
 
@@ -512,6 +513,8 @@ def _transform_words(t: dict, names: dict[str, str]) -> str:
     if "frame removed" in t:
         whose = t["frame removed"]
         words.append("both framed" if whose == "both" else f"{names[whose]} has a frame")
+    if t.get("tones matched"):
+        words.append("one clipped to black or white, compared with tones matched")
     if t.get("aligned") and "crop" not in t:
         words.append("shifted or rescaled slightly")
     return ", ".join(words) or "same frame"

@@ -395,7 +395,7 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
         if best is not None and best[0].ssim >= GOOD_ENOUGH:
             break
     if best is None or not _passes(best[0], threshold, strict):
-        return None
+        return None if flat else _tones_matched(fa, fb, threshold)
     return best
 
 
@@ -403,6 +403,52 @@ def _passes(verdict: Verdict, threshold: float, flat: bool) -> bool:
     """Same picture: SSIM at the threshold, no large area in disagreement, and for featureless pictures
     nearly the same grey levels."""
     return verdict.ssim >= threshold and verdict.consistent and (not flat or verdict.mad <= FLAT_MAX_DIFF)
+
+
+TONE_CLIPPED = 0.2
+"""Share of one picture, more than of the other, within CLIP grey levels of black or white for the two to
+be compared again with tones matched (_tones_matched): brightened by 1.5, a pale photo loses half its
+area to white; the cells it clipped then disagree in tone, and a copy is missed at SSIM 0.85."""
+MAX_CLIPPED = 0.8
+"""Share of the clipped picture that may be clipped: what is left must be enough to recognise it by.
+Brightened copies of burst frames, clipped over 99%, scored 0.92 tone-matched to the frame beside."""
+TONES_MATCHED_SSIM = 0.9
+"""Least SSIM of a tone-matched pair: histogram matching undoes a brightness or contrast edit, so a copy
+is nearly identical after it (0.99 on the corpora) while a brightened burst frame reached 0.68 against
+its neighbour."""
+
+
+def clipped_share(thumb: np.ndarray) -> float:
+    """Share of a thumbnail within CLIP grey levels of black or white."""
+    return float(((thumb <= CLIP) | (thumb >= 255 - CLIP)).mean())
+
+
+def matched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a with its grey levels mapped so that its histogram is b's (histogram matching): a monotone tone
+    curve, which is what a brightness, contrast or gamma edit applies, clipping included."""
+    qa, qb = np.sort(a, axis=None), np.sort(b, axis=None)
+    levels = np.arange(256)
+    rank = (np.searchsorted(qa, levels, "left") + np.searchsorted(qa, levels, "right")) / (2 * len(qa))
+    curve = np.interp(rank, (np.arange(len(qb)) + 0.5) / len(qb), qb)
+    return np.round(curve).astype(np.uint8)[a]
+
+
+def _tones_matched(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict] | None:
+    """The evidence that two pictures are one picture once the less clipped one has the other's tones
+    (matched), when one lost TONE_CLIPPED more of its area to black or white: an edit that clips breaks
+    the linear relation of grey levels that SSIM and the tone cells allow for, histogram matching
+    restores it. None for other pairs, or below TONES_MATCHED_SSIM."""
+    sa, sb = clipped_share(fa.thumb), clipped_share(fb.thumb)
+    if abs(sa - sb) < TONE_CLIPPED or max(sa, sb) > MAX_CLIPPED:
+        return None
+    a, b = (matched(fa.thumb, fb.thumb), fb.thumb) if sa < sb else (fa.thumb, matched(fb.thumb, fa.thumb))
+    verdict = compare(a, b)
+    if verdict is None or not _passes(verdict, max(threshold, TONES_MATCHED_SSIM), False):
+        return None
+    transform = {"aligned": verdict.aligned, "tones matched": True}
+    if verdict.warp is not None:
+        transform.update(_crop_from_warp(verdict.warp, a.shape))
+    return verdict, transform
 
 
 MIN_INLIERS = 12

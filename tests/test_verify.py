@@ -274,3 +274,45 @@ def test_detail_clipped_away_by_more_contrast_is_not_disagreement(seed, monkeypa
     assert not consistent and value < 0.7
     monkeypatch.setattr(verify_module, "_clipped", lambda mean, var: np.zeros(mean.shape, bool))
     assert not agreement(a, more)[1]  # without the rule, the clipped bands disagree
+
+
+def _pale_photo(seed: int) -> Image.Image:
+    """A grey photo-like picture in light tones (110-240): brightened 1.5x, much of it clips to white."""
+    a = gray_array(photo(seed, (480, 360))).astype(np.float32)
+    return Image.fromarray(np.clip(a * 0.5 + 110, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_copy_brightened_until_it_clips_matches_with_tones_matched(seed, monkeypatch):
+    """Brightened 1.5x, two thirds of a pale photo turn flat white: the tone cells there disagree and the
+    copy fails as it is, but matches once the original has the copy's tones. Another pale photo
+    brightened alike does not match, tones matched or not."""
+    picture = features(_pale_photo(seed), "JPEG", quality=90)
+    brighter = features(brighten(_pale_photo(seed), 1.5), "JPEG", quality=90)
+    assert 0.5 < verify_module.clipped_share(brighter.thumb) < verify_module.MAX_CLIPPED
+    found = verify(picture, brighter, DEFAULT)
+    assert found is not None and found[1]["tones matched"] and found[0].ssim >= verify_module.TONES_MATCHED_SSIM
+    assert verify(brighter, picture, DEFAULT)[1]["tones matched"]  # either way round
+    other = features(brighten(_pale_photo(seed + 20), 1.5), "JPEG", quality=90)
+    assert verify(picture, other, DEFAULT) is None
+    monkeypatch.setattr(verify_module, "TONE_CLIPPED", 2.0)  # never tried: the copy is missed
+    assert verify(picture, brighter, DEFAULT) is None
+
+
+def test_a_copy_clipped_almost_all_over_is_not_tone_matched():
+    """Past MAX_CLIPPED too little is left to tell one picture from another (brightened burst frames
+    tone-matched at 0.92): the copy is not matched, although matching would score it 0.99."""
+    picture = features(_pale_photo(4), "JPEG", quality=90)
+    brighter = features(brighten(_pale_photo(4), 1.5), "JPEG", quality=90)
+    assert verify_module.clipped_share(brighter.thumb) > verify_module.MAX_CLIPPED
+    assert compare(verify_module.matched(picture.thumb, brighter.thumb), brighter.thumb).ssim > 0.95
+    assert verify(picture, brighter, DEFAULT) is None
+
+
+def test_histogram_matching_undoes_a_tone_curve():
+    a = gray_array(photo(5, (128, 96)))
+    curved = np.clip(255 * (a / 255.0) ** 0.6 * 1.2, 0, 255).astype(np.uint8)  # gamma, then clipped
+    back = verify_module.matched(a, curved)
+    unclipped = curved < 250
+    assert np.abs(back.astype(int) - curved)[unclipped].mean() < 1.5
+    assert (np.diff(verify_module.matched(np.arange(256, dtype=np.uint8), curved)) >= 0).all()  # monotone

@@ -183,6 +183,7 @@
     if (t.crop) words.push((t.crop.of === "member" ? "crop of the keeper at " : "the keeper is a crop of it at ") +
                            "[" + t.crop.box.join(", ") + "]");
     if (t["frame removed"]) words.push("frame removed");
+    if (t["tones matched"]) words.push("tones matched");
     if (t.aligned && !t.crop) words.push("aligned");
     if (t.inliers) words.push(t.inliers + " keypoint inliers");
     return words.join(", ");
