@@ -120,12 +120,13 @@ def cluster(
     pick_keeper: Callable[[list[int]], int],
     score: Callable[[int, int], int] = lambda a, b: 0,
     same_shot: Callable[[int, int], bool] = lambda a, b: False,
+    within: Callable[[int, int], float] = lambda a, b: 1.0,
 ) -> list[tuple[int, list[int]]]:
     """Split `nodes` (one connected component) into (keeper, members) clusters confirmed against the keeper.
 
     `edges` are the confirmed pairs; `matched(k, x)` confirms a pair that is not among them; `score(a, b)` is
     a confirmed pair's similarity (0-100); `same_shot(a, b)` whether two pictures say they were taken at the
-    same moment (_owned).
+    same moment, `within(a, b)` the share of picture a that lies inside picture b (_owned).
     """
 
     def confirmed(keeper: int, nodes: list[int]) -> list[int]:
@@ -148,7 +149,7 @@ def cluster(
             continue
         keeper = pick_keeper(comp)
         members = confirmed(keeper, comp)
-        owned = _owned(keeper, members, pending_set, edges, score, same_shot)
+        owned = _owned(keeper, members, pending_set, edges, score, same_shot, within)
         if owned != members and (chosen := pick_keeper(owned)) != keeper:  # some left: confirm with the new keeper
             owned = confirmed(chosen, owned)
             keeper = chosen
@@ -169,29 +170,40 @@ keeper for the member to leave (_owned)."""
 
 SHOT_TIE = 3
 """Points within which a member's match outside the keeper's group ties with its match with the keeper, for
-the capture time to decide (_owned): one crop scored 96 with the frame it was not cut from, 95 with its own."""
+the capture time, or failing it the frames, to decide (_owned): one crop scored 96 with the frame it was not
+cut from, 95 with its own."""
+WITHIN_MARGIN = 0.01
+"""Share of a member by which it must lie further inside a picture outside the keeper's group than inside
+the keeper, in a tie, to leave for it (_owned). A crop lies wholly inside the frame it was cut from (0.99-1
+as keypoints or ECC place it) and sticks out of the next frame of a burst taken in the same second by 2-5%:
+it lies at least 0.95 inside, or it would not match."""
 
 
 def _owned(
-    keeper: int, members: list[int], pending: set[int], edges: dict[int, set[int]], score, same_shot
+    keeper: int, members: list[int], pending: set[int], edges: dict[int, set[int]], score, same_shot, within
 ) -> list[int]:
     """The members that belong with the keeper: not one whose match with a picture the keeper does not match
     is OWN_MARGIN points stronger than its match with the keeper, which is what puts it in the group, nor
     one that matches such a picture as well (within SHOT_TIE) and, unlike the keeper, was taken at the same
-    moment.
+    moment, or lies further inside it (WITHIN_MARGIN) than inside the keeper: an edit crops a picture, it
+    does not add to it.
 
     A mirrored copy of one burst frame can look like the next frame as it is (a symmetric scene, one window
     shifted): it matched the other frame's keeper at 84 and its own original at 99, and went to the wrong
     group; a misty pier's frames were all grouped through one such copy kept as the keeper. A crop of one
     frame of a burst panned by 10-16% can lie inside the other frame too, pixel for pixel: both match it
-    as well, and only the capture time it kept from its frame tells which it was cut from."""
+    as well, and only the capture time it kept from its frame tells which it was cut from. Frames taken in
+    the same second (burst49: panned by 6-10%) leave only the frames: a crop that sticks out of one by a few
+    percent was cut from the other; one inside both cannot be told."""
     outside = pending - set(members)
 
     def leaves(x: int, y: int) -> bool:
         ours, theirs = score(x, keeper), score(x, y)
         if theirs >= ours + OWN_MARGIN:
             return True
-        return theirs + SHOT_TIE >= ours and same_shot(x, y) and not same_shot(x, keeper)
+        if theirs + SHOT_TIE < ours:
+            return False
+        return (same_shot(x, y) and not same_shot(x, keeper)) or within(x, y) >= within(x, keeper) + WITHIN_MARGIN
 
     return [x for x in members if x == keeper or not any(leaves(x, y) for y in edges.get(x, ()) if y in outside)]
 
@@ -255,7 +267,7 @@ def describe_transform(ev: dict, member_is_first: bool, keeper: ImageInfo, membe
     # turning the first image by t gives the second: when the member is the first, the keeper -> member
     # turn is the inverse of t
     k, mirrored = inverse(*ORIENTATIONS[t]) if member_is_first else ORIENTATIONS[t]
-    out = {key: v for key, v in ev["transform"].items() if key not in ("cropped", "crop_box")}
+    out = {key: v for key, v in ev["transform"].items() if key not in ("cropped", "crop_box", "within")}
     if out.get("frame removed") in ("first", "second"):  # whose frame, said from the keeper's side
         out["frame removed"] = "member" if (out["frame removed"] == "first") == member_is_first else "keeper"
     if k:
@@ -324,6 +336,10 @@ def build_groups(
     def score(a: int, b: int) -> int:
         return evidence[(min(a, b), max(a, b))]["score"]
 
+    def within(a: int, b: int) -> float:
+        shares = evidence[(min(a, b), max(a, b))]["transform"].get("within", (1.0, 1.0))
+        return shares[0] if a < b else shares[1]
+
     def same_shot(a: int, b: int) -> bool:
         taken = analysed.info(a).exif_date
         return taken is not None and taken == analysed.info(b).exif_date
@@ -332,7 +348,9 @@ def build_groups(
     index_of = {img: n for n, img in enumerate(images)}
     analysed.prefetch({x for pair in evidence for x in pair} | {rep for rep in images if len(copies[rep]) > 1})
     for comp in components(len(images), [(index_of[a], index_of[b]) for a, b in evidence]):
-        clusters += cluster([images[n] for n in comp], matched, edges, lambda ids: best_file(ids)[0], score, same_shot)
+        clusters += cluster(
+            [images[n] for n in comp], matched, edges, lambda ids: best_file(ids)[0], score, same_shot, within
+        )
     # byte-identical sets with no near match are groups of their own
     clustered = {x for _, members in clusters for x in members}
     clusters += [(rep, [rep]) for rep in images if len(copies[rep]) > 1 and rep not in clustered]

@@ -105,6 +105,8 @@ def geometry(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
         turns = (-turns) % 4
         if "cropped" in transform:
             transform["cropped"] = "first" if transform["cropped"] == "second" else "second"
+        if "within" in transform:
+            transform["within"] = transform["within"][::-1]
     if turns and not settings.rotations:
         return None
     return {

@@ -268,6 +268,14 @@ def _overlaps(warp: np.ndarray, shape: tuple[int, int]) -> tuple[float, float, f
     return b_in_a, a_kept, a_in_b, b_kept
 
 
+def _within(warp: np.ndarray, shape: tuple[int, int]) -> list[float]:
+    """[share of the first thumbnail inside the second, share of the second inside the first] for an ECC
+    `warp`: the evidence's "within", by which grouping tells the frame a crop was cut from (one it lies
+    wholly inside) from the next frame of its burst (one it sticks out of by a few percent)."""
+    b_in_a, _, a_in_b, _ = _overlaps(warp, shape)
+    return [round(float(a_in_b), 3), round(float(b_in_a), 3)]
+
+
 def _nested(warp: np.ndarray, shape: tuple[int, int]) -> bool:
     """Whether one thumbnail, brought onto the other by an ECC `warp`, lies INSIDE it: a crop, a rescale
     or a copy off by a pixel does, the next frame of a burst panned by 5-8% does not (it shows what the
@@ -388,7 +396,7 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
             if trim_a or trim_b:
                 transform["frame removed"] = "both" if trim_a and trim_b else ("first" if trim_a else "second")
             elif verdict.warp is not None:
-                transform.update(_crop_from_warp(verdict.warp, va.shape))
+                transform.update(_crop_from_warp(verdict.warp, va.shape), within=_within(verdict.warp, va.shape))
             best = (verdict, transform)
             if verdict.ssim >= GOOD_ENOUGH:
                 break
@@ -447,7 +455,7 @@ def _tones_matched(fa: Features, fb: Features, threshold: float) -> tuple[Verdic
         return None
     transform = {"aligned": verdict.aligned, "tones matched": True}
     if verdict.warp is not None:
-        transform.update(_crop_from_warp(verdict.warp, a.shape))
+        transform.update(_crop_from_warp(verdict.warp, a.shape), within=_within(verdict.warp, a.shape))
     return verdict, transform
 
 
@@ -610,8 +618,9 @@ def _placed(
     verdict = Verdict(value, max(0, min(100, round(100 * value))), True, float(valid.mean()), None, consistent, mad)
     if not _passes(verdict, threshold, flat):
         return None
+    within = [round(float(a_in_b), 3), round(float(b_in_a), 3)]
     if cropped is not None and kept > 0.97:  # the same frame, only turned or rescaled: not a crop
-        return verdict, {"quarter_turns": turns, "inliers": inliers}
+        return verdict, {"quarter_turns": turns, "inliers": inliers, "within": within}
     if cropped is None:
         return verdict, {
             "quarter_turns": turns,
@@ -628,5 +637,6 @@ def _placed(
         "crop_box": [round(float(v), 4) for v in (x0, y0, x1, y1)],
         "kept_area": round(float(kept), 3),
         "inliers": inliers,
+        "within": within,
     }
     return verdict, transform

@@ -139,3 +139,21 @@ def test_a_crop_inside_two_frames_of_a_burst_goes_with_the_one_taken_when_it_was
     save(cut, tmp_path / "crop.jpg", quality=90, exif=exif(date=f"2020:05:01 {taken}"))
     groups = group_names(scan([tmp_path], serial))
     assert groups == [{"crop.jpg", "frame0.jpg" if taken == "10:00:00" else "frame1.jpg"}]
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+@pytest.mark.parametrize("box", [(30, 12, 810, 588), (20, 20, 800, 580)])
+def test_a_crop_that_sticks_out_of_the_next_frame_goes_with_its_own(tmp_path, serial, monkeypatch, seed, box):
+    """Two frames of a burst panned by 7% in the same second, and a crop of the second that reaches 2-4%
+    past the first's edge: it matches both at 97-99, and the capture time cannot tell. It lies wholly
+    inside the frame it was cut from, and goes there; without that rule, these went with the first."""
+    import dedupe.group
+
+    wide = photo(seed, (900, 600))
+    frames = [wide.crop((0, 0, 840, 600)), wide.crop((60, 0, 900, 600))]
+    for n, frame in enumerate(frames):
+        save(frame, tmp_path / f"frame{n}.jpg", quality=92, exif=exif(date="2020:05:01 10:00:00"))
+    save(frames[1].crop(box), tmp_path / "crop.jpg", quality=90, exif=exif(date="2020:05:01 10:00:00"))
+    assert group_names(scan([tmp_path], serial)) == [{"crop.jpg", "frame1.jpg"}]
+    monkeypatch.setattr(dedupe.group, "WITHIN_MARGIN", 2.0)
+    assert group_names(scan([tmp_path], serial)) == [{"crop.jpg", "frame0.jpg"}]

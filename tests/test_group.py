@@ -9,7 +9,7 @@ import pytest
 
 from dedupe.config import KEEPER_RULES
 from dedupe.features.hashes import ORIENTATIONS
-from dedupe.group import OWN_MARGIN, SHOT_TIE, Candidate, choose_keeper, cluster, components, upright
+from dedupe.group import OWN_MARGIN, SHOT_TIE, WITHIN_MARGIN, Candidate, choose_keeper, cluster, components, upright
 from dedupe.model import FileRecord, ImageInfo
 
 A, B, C, D, E = range(5)
@@ -354,3 +354,17 @@ def test_orientations_compose_along_the_pairs():
 def test_a_tie_keeps_every_image():
     evidence = {(A, B): {"orientation": MIRROR}}
     assert upright([A, B], evidence, edges_of(evidence), lambda i: 1) == [A, B]
+
+
+@pytest.mark.parametrize("in_keeper", [0.97, 1.0 - WITHIN_MARGIN / 2])
+def test_a_tie_goes_to_the_picture_the_member_lies_wholly_inside(in_keeper):
+    """B, a crop, matches keeper A and C (which A does not match) at 98 and 97, with no capture time to
+    tell: it lies wholly inside C and `in_keeper` inside A. It leaves for C when it sticks out of A by
+    WITHIN_MARGIN or more; a tie it lies as far inside either way stays with the keeper."""
+    table = {(A, B): 98, (B, C): 97}
+    shares = {(B, A): in_keeper, (B, C): 1.0}
+    out = cluster(
+        [A, B, C], never_matched(), edges_of(table), lambda ids: min(ids), scores(table),
+        within=lambda a, b: shares.get((a, b), 1.0),
+    )
+    assert out == ([(B, [B, C])] if in_keeper <= 1.0 - WITHIN_MARGIN else [(A, [A, B])])
