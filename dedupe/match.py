@@ -22,6 +22,13 @@ two halves of a misty lake, one mirrored, reach 0.86 on 128-pixel thumbnails, wh
 confirmed by keypoint geometry, which ORB's rotation-invariant descriptors allow."""
 
 
+TURNED_FLAT_MAX_DIFF = 1.5
+"""Mean difference (grey levels) within which a featureless picture turned or mirrored matches, besides
+verify's rule for featureless pictures: turned and mirrored copies of gradient wallpapers measured 0-1.2
+(a saturation edit), different featureless pictures turned 10.9 and more on 21 corpora. Half what an
+unturned pair may differ by (verify.FLAT_MAX_DIFF): one blank sky's two halves can mirror each other."""
+
+
 def _turn(f: Features, t: int) -> Features:
     """The features of the picture turned by ORIENTATIONS[t]."""
     if t == 0:
@@ -36,16 +43,18 @@ def confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings) 
 
     Whole-frame thumbnails are tried first; when they do not match, keypoint geometry checks whether
     one is a crop of the other, or the same frame turned by quarter turns (a turned copy with an edit
-    that keeps its SSIM under TURNED_MIN_SSIM is still confirmed by its geometry)."""
+    that keeps its SSIM under TURNED_MIN_SSIM is still confirmed by its geometry). A featureless pair
+    turned must also be within TURNED_FLAT_MAX_DIFF grey levels."""
     best = None
-    if featureless(x.features, y.features):
-        turns = [t for t in turns if t == 0]  # a featureless gradient turned looks like another one
+    flat = featureless(x.features, y.features)
     for t in sorted(turns):
         fx = _turn(x.features, t)
         found = verify(
             fx, y.features, settings.ssim_threshold if t == 0 else max(settings.ssim_threshold, TURNED_MIN_SSIM)
         )
         if found is None or (best is not None and found[0].ssim <= best[0].ssim):
+            continue
+        if t and flat and found[0].mad > TURNED_FLAT_MAX_DIFF:  # a featureless gradient turned looks like another
             continue
         best = (found[0], found[1], t, fx)
         if found[0].ssim >= GOOD_ENOUGH:

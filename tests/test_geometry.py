@@ -31,10 +31,12 @@ from dedupe.features.hashes import (
 from voting import keypoint_pairs
 from dedupe.verify import (
     INSIDE,
+    LOW_DETAIL,
     MAX_ANGLE,
     MIN_INLIERS,
     SNAP_FROM,
     _placed,
+    detail,
     fit_similarity,
     snapped,
     verify,
@@ -753,3 +755,35 @@ def test_a_low_contrast_picture_finds_enough_keypoints_for_its_crop(tmp_path):
     (tmp_path / "crop.jpg").write_bytes(encode(pic.crop((100, 75, 960, 720))))  # 80%, off centre
     (tmp_path / "other.jpg").write_bytes(encode(soft(92)))
     assert group_names(scan([tmp_path], Settings(workers=1))) == [{"orig.jpg", "crop.jpg"}]
+
+
+def wallpaper(seed: int, size: tuple[int, int] = (480, 640)) -> Image.Image:
+    """A featureless picture like a phone wallpaper: colour gradients one way and across, and a soft arc."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32) / max(w, h)
+    top, bottom, right = (rng.uniform(40, 220, 3) for _ in range(3))
+    img = top * (1 - y)[..., None] + bottom * y[..., None] + (right - 128) * 0.5 * x[..., None]
+    cx, cy, r = rng.uniform(0.7, 1.1), rng.uniform(-0.1, 0.2), rng.uniform(0.45, 0.6)
+    arc = 1 / (1 + np.exp(-(r - np.hypot(x - cx, y - cy)) / 0.04))
+    img += arc[..., None] * rng.uniform(-40, 40, 3)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_a_featureless_wallpaper_turned_or_mirrored_is_the_same_picture(tmp_path, monkeypatch, seed):
+    """Turned 180 degrees or mirrored and re-encoded, a gradient wallpaper is its own pixels again (mean
+    difference under a grey level): the same picture. Another wallpaper turned is not, nor, with the
+    turned allowance at nothing, the copies (they do not match unturned)."""
+    import dedupe.match
+
+    original = wallpaper(seed)
+    assert detail(gray_array(original)) < LOW_DETAIL
+    original.save(tmp_path / "original.jpg", quality=95)
+    original.rotate(180).save(tmp_path / "turned.jpg", quality=88)
+    original.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "mirrored.jpg", quality=88)
+    wallpaper(seed + 10).rotate(180).save(tmp_path / "other.jpg", quality=90)
+    settings = Settings(workers=1)
+    assert group_names(scan([tmp_path], settings)) == [{"original.jpg", "turned.jpg", "mirrored.jpg"}]
+    monkeypatch.setattr(dedupe.match, "TURNED_FLAT_MAX_DIFF", -1.0)
+    assert group_names(scan([tmp_path], settings)) == []
