@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from dedupe.config import Settings
 from dedupe.decode import decode
@@ -316,3 +316,38 @@ def test_histogram_matching_undoes_a_tone_curve():
     unclipped = curved < 250
     assert np.abs(back.astype(int) - curved)[unclipped].mean() < 1.5
     assert (np.diff(verify_module.matched(np.arange(256, dtype=np.uint8), curved)) >= 0).all()  # monotone
+
+
+def _banner(img: Image.Image, text: str = "(c) 2021 Jane Doe Photography - all rights reserved") -> Image.Image:
+    """Semi-transparent white text across the bottom, 5.5% of the height, where two rows of tone cells meet."""
+    from images import _font
+
+    out = img.convert("RGBA")
+    layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    w, h = out.size
+    font = _font(int(h * 0.055))
+    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+    draw.text(((w - (x1 - x0)) // 2, int(h * 0.88) - (y1 - y0) // 2), text, font=font, fill=(255, 255, 255, 190))
+    return Image.alpha_composite(out, layer).convert("RGB")
+
+
+@pytest.mark.parametrize("seed", [5, 7, 9])
+def test_a_line_of_text_across_the_bottom_is_an_overlay_not_disagreement(seed):
+    """The text's low SSIM and the two rows of tone cells it brightens disagree on more than
+    MAX_DISAGREEING of a dim picture, but it is a mark added on top: it counts by its area in the SSIM,
+    not as disagreement, and the copy matches. The same text on another picture does not."""
+    from PIL import ImageEnhance
+
+    dim = ImageEnhance.Brightness(ImageEnhance.Contrast(photo(seed, (640, 480))).enhance(0.7)).enhance(0.35)
+    plain, marked = features(dim, "JPEG", quality=90), features(_banner(dim), "JPEG", quality=90)
+    a, b = plain.thumb, marked.thumb
+    values, aa, bb, clipped = verify_module._moments(a, b)
+    detailed = verify_module._weights(aa, bb) > 2 * verify_module.LOW_DETAIL**2 + 1
+    low = detailed & (values < verify_module.DISAGREE_SSIM) & ~clipped
+    counted = low | verify_module._tone_mismatch(a, b, np.ones(a.shape, bool))
+    assert counted.mean() > verify_module.MAX_DISAGREEING  # as disagreement, the text was too much
+    found = verify(plain, marked, DEFAULT)
+    assert found is not None and found[0].ssim >= 0.85
+    other = ImageEnhance.Brightness(ImageEnhance.Contrast(photo(seed + 1, (640, 480))).enhance(0.7)).enhance(0.35)
+    assert verify(plain, features(_banner(other), "JPEG", quality=90), DEFAULT) is None
