@@ -145,8 +145,8 @@ def agreement(
     and cells whose mean tone differs (flat areas, which SSIM's weighting passes over). At most
     MAX_DISAGREEING of the area may disagree. With `overlays`, detail that one picture adds on top of the
     other (_overlay) counts by its area in the SSIM, not by its detail, and not as disagreement: a line of
-    text along the bottom edge disagreed on 9% in SSIM and darkened the bottom row of tone cells, 15.6%
-    in all, and the watermarked copy was missed. Featureless pictures, which must be near-identical, are
+    text along the bottom edge disagreed on 9% in SSIM and brightened two rows of tone cells, 15.6% in
+    all, and the watermarked copy was missed. Featureless pictures, which must be near-identical, are
     compared without it.
     """
     values, aa, bb, clipped = _moments(a, b)
@@ -383,7 +383,8 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
 
     Framed pictures are also compared without their frame, so a copy with a border added still matches.
     Featureless pictures need FLAT_MIN_SSIM whatever the threshold, and near-identical grey levels, unless
-    they share their relief (same_relief).
+    they share their relief (same_relief). Others that fail are compared again with tones matched when an
+    edit clipped one of them (_tones_matched).
     Returns the verdict and the transform that was needed, for the report.
     """
     flat = featureless(fa, fb)
