@@ -5,12 +5,13 @@ ASPECT_TOL), then refined by ECC (an affine warp that must stay close to identit
 scale changes from re-encoding, resizing, trimmed frames or a 2-3% crop). SSIM is the mean of the
 Gaussian-window SSIM map (sigma 1.5, the usual constants) over the pixels both images cover.
 
-Score 0-100: round(100 * SSIM) on those aligned thumbnails, floored at 0. Identical pixels give 100.
+Score 0-100: round(100 * SSIM) on those aligned thumbnails, floored at 0. Identical pixels give 100; a pair
+compared with tones matched scores 89 at most (TONES_MATCHED_SCORE).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import NamedTuple
 
@@ -429,6 +430,9 @@ TONES_MATCHED_SSIM = 0.9
 """Least SSIM of a tone-matched pair: histogram matching undoes a brightness or contrast edit, so a copy
 is nearly identical after it (0.99 on the corpora) while a brightened burst frame reached 0.68 against
 its neighbour."""
+TONES_MATCHED_SCORE = 89
+"""Highest score of a tone-matched pair, the top of the "visible edits" band: its SSIM is taken after the
+tones were matched, but the detail the edit clipped away is lost, and such a copy is not near identical."""
 
 
 def clipped_share(thumb: np.ndarray) -> float:
@@ -461,7 +465,7 @@ def _tones_matched(fa: Features, fb: Features, threshold: float) -> tuple[Verdic
     transform = {"aligned": verdict.aligned, "tones matched": True}
     if verdict.warp is not None:
         transform.update(_crop_from_warp(verdict.warp, a.shape), within=_within(verdict.warp, a.shape))
-    return verdict, transform
+    return replace(verdict, score=min(verdict.score, TONES_MATCHED_SCORE)), transform
 
 
 MIN_INLIERS = 12

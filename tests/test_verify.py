@@ -292,6 +292,7 @@ def test_a_copy_brightened_until_it_clips_matches_with_tones_matched(seed, monke
     assert 0.5 < verify_module.clipped_share(brighter.thumb) < verify_module.MAX_CLIPPED
     found = verify(picture, brighter, DEFAULT)
     assert found is not None and found[1]["tones matched"] and found[0].ssim >= verify_module.TONES_MATCHED_SSIM
+    assert found[0].ssim > 0.95 and found[0].score == verify_module.TONES_MATCHED_SCORE  # visible edits, not more
     assert verify(brighter, picture, DEFAULT)[1]["tones matched"]  # either way round
     other = features(brighten(_pale_photo(seed + 20), 1.5), "JPEG", quality=90)
     assert verify(picture, other, DEFAULT) is None
