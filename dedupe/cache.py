@@ -32,7 +32,7 @@ import numpy as np
 
 from .model import Analysed, Features, FileRecord, ImageInfo
 
-VERSION = 16
+VERSION = 17
 """Bumped whenever decoding, features or verification change what they compute: a cache written by
 another version is rebuilt."""
 FILE_NAME = "features.sqlite"
