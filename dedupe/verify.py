@@ -426,11 +426,11 @@ brightened by 1.5, a pale photo loses half its area to white; the cells it clipp
 tone, and a copy was missed at SSIM 0.85."""
 TONE_RATIO = 1.25
 """Ratio of the two thumbnails' median grey levels, or of their spreads (interquartile ranges), from which
-a pair that failed is compared again with tones matched, the wider one's tones given to the narrower.
-Quartiles, not mean and deviation: a bright disc added to a dim picture moved its deviation by more than
-1.25, and matched tones then outweighed the disc, which is a change, not an edit of tones.
-darkened by half, a photo keeps its detail but SSIM's luminance and contrast terms fall to 0.8 each, and
-30 of the dev corpus's 31 originals were missed at SSIM 0.55-0.65 (at 0.4, 28)."""
+a pair that failed is compared again with tones matched, the narrower one's tones given to the wider.
+Darkened by half, a photo keeps its detail but SSIM's luminance and contrast terms fall to 0.8 each, and
+30 of the dev corpus's 31 originals were missed at SSIM 0.55-0.65 (at 0.4, 28). Quartiles, not mean and
+deviation: a bright disc added to a dim picture moved its deviation by more than 1.25, and matched tones
+then outweighed the disc, which is a change, not an edit of tones."""
 MAX_CLIPPED = 0.8
 """Share of the clipped picture that may be clipped: what is left must be enough to recognise it by.
 Brightened copies of burst frames, clipped over 99%, scored 0.92 tone-matched to the frame beside."""
@@ -460,6 +460,7 @@ def matched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _apart(x: float, y: float) -> bool:
+    """Whether two tone statistics are TONE_RATIO apart (grey levels under 1 count as 1)."""
     return max(x, y) >= TONE_RATIO * max(min(x, y), 1.0)
 
 
