@@ -151,7 +151,11 @@ def cluster(
         members = confirmed(keeper, comp)
         owned = _owned(keeper, members, pending_set, edges, score, same_shot, within)
         if owned != members and (chosen := pick_keeper(owned)) != keeper:  # some left: confirm with the new keeper
-            owned = confirmed(chosen, owned)
+            # what the old keeper could not confirm may match the new one: a crop does not match a mirrored
+            # copy kept as the keeper while the next frame of its burst counted, but matches the original
+            left = set(members) - set(owned)
+            owned = confirmed(chosen, [x for x in comp if x not in left])
+            owned = _owned(chosen, owned, pending_set, edges, score, same_shot, within)
             keeper = chosen
         members = owned
         if len(members) > 1:

@@ -368,3 +368,15 @@ def test_a_tie_goes_to_the_picture_the_member_lies_wholly_inside(in_keeper):
         within=lambda a, b: shares.get((a, b), 1.0),
     )
     assert out == ([(B, [B, C])] if in_keeper <= 1.0 - WITHIN_MARGIN else [(A, [A, B])])
+
+
+def test_members_the_first_keeper_could_not_confirm_are_tried_with_the_next():
+    """Mirrored copy M of frame A is kept first (while frame B's copies B1, B2, which it matches at 86,
+    count towards its orientation); B1 and B2 leave for B's own original B0, and A becomes the keeper.
+    Crop C matches A but not M (keypoints do not match a mirrored picture): it is confirmed against A now,
+    where it was left alone before (dark55: two 75% crops of a dark burst frame)."""
+    a, c, m, b0, b1, b2 = range(6)
+    table = {(a, c): 99, (a, m): 99, (m, b1): 86, (m, b2): 86, (b1, b2): 100, (b0, b1): 100, (b0, b2): 100}
+    pick = lambda ids: m if {m, b1} <= set(ids) else min(ids)  # noqa: E731
+    out = cluster([a, c, m, b0, b1, b2], never_matched(), edges_of(table), pick, scores(table))
+    assert out == [(a, [a, c, m]), (b0, [b0, b1, b2])]
