@@ -514,7 +514,7 @@ def _transform_words(t: dict, names: dict[str, str]) -> str:
         whose = t["frame removed"]
         words.append("both framed" if whose == "both" else f"{names[whose]} has a frame")
     if t.get("tones matched"):
-        words.append("one clipped to black or white, compared with tones matched")
+        words.append("tones edited (brightness, contrast, clipping), compared with tones matched")
     if t.get("aligned") and "crop" not in t:
         words.append("shifted or rescaled slightly")
     return ", ".join(words) or "same frame"

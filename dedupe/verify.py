@@ -82,12 +82,17 @@ CLIP = 6
 """Grey levels from black or white within which a flat neighbourhood is clipped."""
 
 
+def _at_ends(levels: np.ndarray) -> np.ndarray:
+    """Where grey levels are within CLIP of black or white."""
+    return (levels <= CLIP) | (levels >= 255 - CLIP)
+
+
 def _clipped(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     """Where a picture is flat black or flat white: an edit that raised the contrast or the brightness
     clipped away what detail the other picture has there, which says nothing about whether they are one
     picture. A sunset given more contrast (SSIM 0.87) lost the sky round the sun and the dark ground:
     17% of the picture disagreed, 12% of it where the copy is clipped, and the copy was missed."""
-    return ((mean <= CLIP) | (mean >= 255 - CLIP)) & (var <= LOW_DETAIL**2)
+    return _at_ends(mean) & (var <= LOW_DETAIL**2)
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,14 +278,6 @@ def _overlaps(warp: np.ndarray, shape: tuple[int, int]) -> tuple[float, float, f
     return b_in_a, a_kept, a_in_b, b_kept
 
 
-def _within(warp: np.ndarray, shape: tuple[int, int]) -> list[float]:
-    """[share of the first thumbnail inside the second, share of the second inside the first] for an ECC
-    `warp`: the evidence's "within", by which grouping tells the frame a crop was cut from (one it lies
-    wholly inside) from the next frame of its burst (one it sticks out of by a few percent)."""
-    b_in_a, _, a_in_b, _ = _overlaps(warp, shape)
-    return [round(float(a_in_b), 3), round(float(b_in_a), 3)]
-
-
 def _nested(warp: np.ndarray, shape: tuple[int, int]) -> bool:
     """Whether one thumbnail, brought onto the other by an ECC `warp`, lies INSIDE it: a crop, a rescale
     or a copy off by a pixel does, the next frame of a burst panned by 5-8% does not (it shows what the
@@ -289,24 +286,34 @@ def _nested(warp: np.ndarray, shape: tuple[int, int]) -> bool:
     return max(b_in_a, a_in_b) >= INSIDE
 
 
-def _crop_from_warp(warp: np.ndarray, shape: tuple[int, int]) -> dict:
-    """When an ECC warp shows that one thumbnail shows only part of the other (a light crop), the same
-    crop fields as keypoint geometry gives; else nothing. Both thumbnails have `shape` here."""
-    h, w = shape
+def _within(a_in_b: float, b_in_a: float) -> list[float]:
+    """The transform's "within": [share of the first picture inside the second, share of the second inside
+    the first], by which grouping tells the frame a crop was cut from (one it lies wholly inside) from the
+    next frame of its burst (one it sticks out of by a few percent)."""
+    return [round(float(a_in_b), 3), round(float(b_in_a), 3)]
+
+
+def _warp_fields(warp: np.ndarray, shape: tuple[int, int]) -> dict:
+    """What an ECC warp tells of two thumbnails (both of `shape` here), for the transform: "within"
+    (_within), and when one shows only part of the other (a light crop), the same crop fields as keypoint
+    geometry gives."""
     b_in_a, a_kept, a_in_b, b_kept = _overlaps(warp, shape)
+    within = {"within": _within(a_in_b, b_in_a)}
     if b_in_a >= 0.98 and a_kept <= 0.97:
-        cropped, box, kept = "second", _footprint(cv2.invertAffineTransform(warp), shape), a_kept
-    elif a_in_b >= 0.98 and b_kept <= 0.97:
-        cropped, box, kept = "first", _footprint(warp, shape), b_kept
-    else:
-        return {}
-    x0, y0 = np.clip(box.min(axis=0) / (w, h), 0, 1)
-    x1, y1 = np.clip(box.max(axis=0) / (w, h), 0, 1)
-    return {
-        "cropped": cropped,
-        "crop_box": [round(float(v), 4) for v in (x0, y0, x1, y1)],
-        "kept_area": round(float(kept), 3),
-    }
+        return {**_crop_fields("second", _footprint(cv2.invertAffineTransform(warp), shape), shape, a_kept), **within}
+    if a_in_b >= 0.98 and b_kept <= 0.97:
+        return {**_crop_fields("first", _footprint(warp, shape), shape, b_kept), **within}
+    return within
+
+
+def _crop_fields(cropped: str, box: np.ndarray, frame: tuple[int, int], kept: float) -> dict:
+    """A crop's transform fields: which picture is the crop, where it lies (the corners `box`, in pixels of
+    the other, of shape `frame`) as fractions of the other, and the share of the other it keeps."""
+    fh, fw = frame
+    x0, y0 = np.clip(box.min(axis=0) / (fw, fh), 0, 1)
+    x1, y1 = np.clip(box.max(axis=0) / (fw, fh), 0, 1)
+    box_fields = [round(float(v), 4) for v in (x0, y0, x1, y1)]
+    return {"cropped": cropped, "crop_box": box_fields, "kept_area": round(float(kept), 3)}
 
 
 def _views(f: Features) -> list[tuple[str | None, np.ndarray]]:
@@ -402,7 +409,7 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
             if trim_a or trim_b:
                 transform["frame removed"] = "both" if trim_a and trim_b else ("first" if trim_a else "second")
             elif verdict.warp is not None:
-                transform.update(_crop_from_warp(verdict.warp, va.shape), within=_within(verdict.warp, va.shape))
+                transform.update(_warp_fields(verdict.warp, va.shape))
             best = (verdict, transform)
             if verdict.ssim >= GOOD_ENOUGH:
                 break
@@ -446,7 +453,7 @@ tones were matched, but the detail the edit clipped away is lost, and such a cop
 
 def clipped_share(thumb: np.ndarray) -> float:
     """Share of a thumbnail within CLIP grey levels of black or white."""
-    return float(((thumb <= CLIP) | (thumb >= 255 - CLIP)).mean())
+    return float(_at_ends(thumb).mean())
 
 
 def matched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -487,7 +494,7 @@ def _tones_matched(fa: Features, fb: Features, threshold: float) -> tuple[Verdic
         return None
     transform = {"aligned": verdict.aligned, "tones matched": True}
     if verdict.warp is not None:
-        transform.update(_crop_from_warp(verdict.warp, a.shape), within=_within(verdict.warp, a.shape))
+        transform.update(_warp_fields(verdict.warp, a.shape))
     return replace(verdict, score=min(verdict.score, TONES_MATCHED_SCORE)), transform
 
 
@@ -650,7 +657,7 @@ def _placed(
     verdict = Verdict(value, max(0, min(100, round(100 * value))), True, float(valid.mean()), None, consistent, mad)
     if not _passes(verdict, threshold, flat):
         return None
-    within = [round(float(a_in_b), 3), round(float(b_in_a), 3)]
+    within = _within(a_in_b, b_in_a)
     if cropped is not None and kept > 0.97:  # the same frame, only turned or rescaled: not a crop
         return verdict, {"quarter_turns": turns, "inliers": inliers, "within": within}
     if cropped is None:
@@ -660,15 +667,5 @@ def _placed(
             "overlap": round(float(min(a_kept, b_kept)), 3),
             "inliers": inliers,
         }
-    fh, fw = frame
-    x0, y0 = np.clip(box.min(axis=0) / (fw, fh), 0, 1)
-    x1, y1 = np.clip(box.max(axis=0) / (fw, fh), 0, 1)
-    transform = {
-        "quarter_turns": turns,
-        "cropped": cropped,
-        "crop_box": [round(float(v), 4) for v in (x0, y0, x1, y1)],
-        "kept_area": round(float(kept), 3),
-        "inliers": inliers,
-        "within": within,
-    }
-    return verdict, transform
+    crop = _crop_fields(cropped, box, frame, kept)
+    return verdict, {"quarter_turns": turns, **crop, "inliers": inliers, "within": within}
