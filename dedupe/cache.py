@@ -33,8 +33,8 @@ import numpy as np
 from .model import Analysed, Features, FileRecord, ImageInfo
 
 VERSION = 17
-"""Bumped whenever decoding, features or verification change what they compute: a cache written by
-another version is rebuilt."""
+"""Bumped whenever decoding or features change what they compute: a cache written by another version is
+rebuilt. A change of verification only needs its stored verdicts set aside (match.RULES)."""
 FILE_NAME = "features.sqlite"
 BATCH = 500
 """Rows per lookup query (SQLite's limit on variables is 32766) and per write transaction."""

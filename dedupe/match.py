@@ -142,10 +142,17 @@ VERIFY_CHUNK = 16
 """Pairs per job sent to a worker: enough to amortise the round trip, few enough to share the work."""
 
 
+RULES = 1
+"""Bumped whenever verification decides differently: verdicts stored under other rules are not used,
+while the features stored with each content (cache.VERSION) stay valid and are not computed again."""
+
+
 def verdict_key(kind: str, turns: Iterable[int], settings: Settings) -> str:
-    """What a stored verdict depends on besides the two contents: the check and the settings it used."""
+    """What a stored verdict depends on besides the two contents: the check, its rules and the settings
+    it used."""
     return settings_key(
         kind=kind,
+        rules=RULES,
         turns=sorted(turns),
         ssim=settings.ssim_threshold,
         rotations=settings.rotations,

@@ -115,6 +115,24 @@ def test_moved_renamed_and_copied_files_are_recognised_without_decoding(tmp_path
     assert result.stats["images_from_cache"] == 9
 
 
+def test_new_verification_rules_judge_again_what_they_stored_without_decoding(tmp_path, serial, decodes, monkeypatch):
+    """Verdicts are stored under the rules that gave them (match.RULES): under new rules every pair is
+    judged again, from the stored features: no file is decoded."""
+    import dedupe.match
+
+    expected = library(tmp_path / "lib")
+    db = tmp_path / "cache.sqlite"
+    scan([tmp_path / "lib"], serial, cache=db)
+    decodes.calls.clear()
+    judged, real = [], dedupe.match.confirm
+    monkeypatch.setattr(dedupe.match, "confirm", lambda *args: judged.append(args) or real(*args))
+    assert sorted_groups(scan([tmp_path / "lib"], serial, cache=db)) == sorted(expected, key=sorted)
+    assert judged == []
+    monkeypatch.setattr(dedupe.match, "RULES", dedupe.match.RULES + 1)
+    assert sorted_groups(scan([tmp_path / "lib"], serial, cache=db)) == sorted(expected, key=sorted)
+    assert judged and decodes.calls == []
+
+
 def test_a_changed_file_is_decoded_again_and_judged_by_its_new_content(tmp_path, serial, decodes):
     lib = tmp_path / "lib"
     library(lib)
