@@ -321,6 +321,11 @@ class Cache:
                     flat[start:stop] = desc
         return data, sizes
 
+    def details(self, hashes: list[str]) -> np.ndarray:
+        """Each content's detail (verify.detail), in order; infinite for one not stored."""
+        found = dict(self._each(hashes, "detail"))
+        return np.array([found.get(h, np.inf) for h in hashes], dtype=np.float64)
+
     def verdicts(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict | None]:
         """Stored verdicts for (first, second, settings key): evidence, or None for "not the same"."""
         self.commit()

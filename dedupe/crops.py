@@ -1,7 +1,9 @@
-"""Stage 6: crops. Keypoints vote between the sets of copies found so far; geometry confirms."""
+"""Stage 6: crops. Keypoints vote between the sets of copies found so far, featureless pictures are
+paired by their layout; geometry confirms."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .cache import Store
@@ -13,6 +15,7 @@ from .match import _load, _plain, geometry, verdict_key
 from .model import FileRecord, Group, Similar
 from .progress import CancelCheck, Progress
 from .snapshot import Nearest, Snapshots, lookup, ranks
+from .verify import LOW_DETAIL
 from .workers import Workers, state
 
 CROP_TRIES = 3
@@ -54,6 +57,7 @@ def find_crops(
     progress.stage(title, len(members))
     hashes = [analysed.hashes[i] for i in images]
     pairs, stats["keypoints_searched"] = _keypoint_pairs(hashes, labels, snapshots, workers, cancel)
+    pairs = sorted(set(pairs) | set(_layout_pairs(hashes, labels, cache)))
     progress.advance(len(members) // 2)
 
     analysed.prefetch(i for pair in pairs for label in pair for i in members[label])
@@ -185,6 +189,71 @@ def _nearest(
         back.append(rev)
     _vote_back(target, dist, start, *(np.concatenate(a) for a in zip(*back)))
     return Nearest(wanted, counts, labels, target, dist, np.zeros((0, 2), np.int64)), len(fresh)
+
+
+LAYOUT = 8
+"""Side of the grid of mean grey levels a featureless picture's layout is compared on."""
+LAYOUT_WIDTHS = (0.72, 0.78, 0.84, 0.90, 0.96)
+"""Widths (shares of a picture's width) of the windows whose layouts a featureless crop's is compared
+with, each at 3 x 3 places: a crop between two of them still correlates at 0.997 or more."""
+LAYOUT_MATCH = 0.98
+"""Correlation of layouts from which a featureless picture and a window of another are checked as a crop
+(verify.flat_crop). The featureless crops of 8 benchmark corpora: 0.997-1.000; other pairs of
+featureless pictures there: 10 of 400 over 0.95, the highest (0.994) a neighbouring burst frame."""
+WHOLE_DETAIL = 2 * LOW_DETAIL
+"""Detail under which a picture may hold a featureless crop: cropping enlarges what is left, so the crop
+is smoother than its original (an original of 2.2 held a crop of 1.4)."""
+LAYOUT_TRIES = 4
+"""Pictures (of other sets) checked for each featureless picture, best layout first."""
+
+
+def _layout(image: np.ndarray) -> np.ndarray:
+    """LAYOUT x LAYOUT mean grey levels, less their mean, of unit length (correlation is a dot product)."""
+    grid = cv2.resize(image, (LAYOUT, LAYOUT), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    grid -= grid.mean()
+    return grid / max(float(np.linalg.norm(grid)), 1e-6)
+
+
+def _windows(thumb: np.ndarray) -> np.ndarray:
+    """The layouts of a thumbnail's windows, LAYOUT_WIDTHS at 3 x 3 places (corners, edges' middles,
+    centre): where a crop of it can have come from."""
+    h, w = thumb.shape
+    out = []
+    for share in LAYOUT_WIDTHS:
+        ww, wh = round(share * w), round(share * h)
+        for y in (0, (h - wh) // 2, h - wh):
+            for x in (0, (w - ww) // 2, w - ww):
+                out.append(_layout(thumb[y : y + wh, x : x + ww]))
+    return np.array(out)
+
+
+def _layout_pairs(hashes: list[str], labels: np.ndarray, cache) -> list[tuple[int, int]]:
+    """Pairs of sets (labels) of these images (content `hashes`) in which a featureless picture's layout
+    matches a window of a picture of another set: a crop that keypoints cannot find (too few of them)."""
+    import faiss
+
+    detail = cache.details(hashes)
+    crops, wholes = np.flatnonzero(detail < LOW_DETAIL), np.flatnonzero(detail < WHOLE_DETAIL)
+    if not len(crops) or len(wholes) < 2:
+        return []
+    thumbs = {int(i): cache.load(hashes[i])[1].thumb for i in wholes}
+    windows = [_windows(thumbs[int(i)]) for i in wholes]
+    owner = np.repeat(wholes, [len(w) for w in windows])
+    index = faiss.IndexFlatIP(LAYOUT * LAYOUT)
+    index.add(np.concatenate(windows))
+    k = min(index.ntotal, len(windows[0]) * (LAYOUT_TRIES + 1))
+    sims, ids = index.search(np.stack([_layout(thumbs[int(i)]) for i in crops]), k)
+    out = set()
+    for crop, row_sims, row_ids in zip(crops, sims, ids):
+        found = []
+        for sim, at in zip(row_sims, row_ids):
+            if sim < LAYOUT_MATCH or len(found) == LAYOUT_TRIES:
+                break
+            other = labels[owner[at]] if at >= 0 else labels[crop]
+            if other != labels[crop] and other not in found:
+                found.append(other)
+        out.update((min(labels[crop], b), max(labels[crop], b)) for b in found)
+    return [(int(a), int(b)) for a, b in out]
 
 
 def _regrouped(before: np.ndarray, after: np.ndarray) -> np.ndarray:

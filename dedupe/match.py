@@ -12,7 +12,7 @@ from .config import Settings
 from .features.hashes import ORIENTATIONS, hamming, orient, orient_box
 from .model import Analysed, Features
 from .progress import CancelCheck, Progress
-from .verify import GOOD_ENOUGH, featureless, fit_similarity, verify, verify_geometry
+from .verify import GOOD_ENOUGH, featureless, fit_similarity, flat_crop, verify, verify_geometry
 from .workers import Workers, chunks, state
 
 TURNED_MIN_SSIM = 0.9
@@ -97,15 +97,20 @@ def geometry(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
 
     RANSAC's model depends on which side its matches start from (a degree off one way can cost the
     crop its SSIM), so a pair whose geometry fits one way but fails a check is tried the other way
-    round; one whose keypoints fit no transform at all is not."""
-    fit = fit_similarity(x.features, y.features)
-    if fit is None:
-        return None
+    round; one whose keypoints fit no transform at all is not. A featureless pair, which has too few
+    keypoints, is also looked at as a crop placed by correlation (verify.flat_crop)."""
     threshold, area, overlaps = settings.ssim_threshold, settings.min_crop_area, settings.similar
-    found = verify_geometry(x.features, y.features, threshold, area, fit, overlaps)
-    swapped = found is None
-    if swapped:
-        found = verify_geometry(y.features, x.features, threshold, area, overlaps=overlaps)
+    found, swapped = None, False
+    fit = fit_similarity(x.features, y.features)
+    if fit is not None:
+        found = verify_geometry(x.features, y.features, threshold, area, fit, overlaps)
+        swapped = found is None
+        if swapped:
+            found = verify_geometry(y.features, x.features, threshold, area, overlaps=overlaps)
+    if (found is None or found[1].get("similar")) and featureless(x.features, y.features):
+        placed = flat_crop(x.features, y.features, threshold, area)
+        if placed is not None:
+            found, swapped = placed, False
     if found is None:
         return None
     verdict, transform = found
@@ -142,7 +147,7 @@ VERIFY_CHUNK = 16
 """Pairs per job sent to a worker: enough to amortise the round trip, few enough to share the work."""
 
 
-RULES = 1
+RULES = 2
 """Bumped whenever verification decides differently: verdicts stored under other rules are not used,
 while the features stored with each content (cache.VERSION) stay valid and are not computed again."""
 

@@ -133,6 +133,16 @@ def test_new_verification_rules_judge_again_what_they_stored_without_decoding(tm
     assert judged and decodes.calls == []
 
 
+def test_details_come_in_the_order_asked():
+    from dedupe.model import Features, ImageInfo
+
+    cache = Cache(None)
+    for h, value in (("a", 0.75), ("b", 3.5)):
+        cache.put_image(h, ImageInfo(8, 8, "PNG", True, 64), Features(0, 0, np.zeros((8, 8), np.uint8), value), False)
+    assert cache.details(["b", "missing", "a", "b"]).tolist() == [3.5, float("inf"), 0.75, 3.5]
+    cache.close()
+
+
 def test_a_changed_file_is_decoded_again_and_judged_by_its_new_content(tmp_path, serial, decodes):
     lib = tmp_path / "lib"
     library(lib)

@@ -38,11 +38,14 @@ from dedupe.verify import (
     _placed,
     detail,
     fit_similarity,
+    flat_crop,
     snapped,
     verify,
     verify_geometry,
 )
 from images import (
+    _smooth,
+    brighten,
     contrast,
     encode,
     gray_array,
@@ -787,3 +790,54 @@ def test_a_featureless_wallpaper_turned_or_mirrored_is_the_same_picture(tmp_path
     assert group_names(scan([tmp_path], settings)) == [{"original.jpg", "turned.jpg", "mirrored.jpg"}]
     monkeypatch.setattr(dedupe.match, "TURNED_FLAT_MAX_DIFF", -1.0)
     assert group_names(scan([tmp_path], settings)) == []
+
+
+def cloudy(seed: int) -> Image.Image:
+    """A featureless picture whose crops do not pass for its whole frame, as a gradient's do: soft
+    blobs (a 5 x 4 random grid, upsampled), 50 grey levels from dark to light."""
+    field = _smooth(np.random.default_rng(seed), 800, 600, (5, 4), channels=1)[:, :, 0]
+    return Image.fromarray(np.clip(128 + 50 * (field - 0.5), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_crop_of_a_featureless_picture_is_found_by_its_layout(tmp_path, monkeypatch, seed):
+    """A featureless picture has no keypoints to find its crops by, and its crops do not match its whole
+    frame. Their layouts match windows of it, and placed there by correlation they are its pixels: found,
+    with the box they were cut from. Another such picture is not; nor are the crops when nothing may
+    differ (FLAT_CROP_MAX_DIFF)."""
+    import dedupe.verify
+
+    original = cloudy(seed)
+    original.save(tmp_path / "original.jpg", quality=95)
+    boxes = {"offset.jpg": crop_box(original.size, 0.8, 0.9, 0.3), "centre.jpg": crop_box(original.size, 0.7, 0.5, 0.5)}
+    for name, box in boxes.items():
+        crop = original.crop(box)
+        assert features(crop).detail < LOW_DETAIL and len(features(crop).kp_desc) < MIN_INLIERS
+        assert verify(features(original), features(crop), DEFAULT) is None
+        crop.save(tmp_path / name, quality=88)
+    cloudy(seed + 10).save(tmp_path / "other.jpg", quality=90)
+    result, report = scanned(str(tmp_path), SERIAL)
+    assert group_names(result) == [{"original.jpg", *boxes}]
+    members = report_group(report, "original.jpg")
+    for name, box in boxes.items():
+        transform = members[name]["transform"]
+        assert transform["crop"]["of"] == "member"
+        for got, want in zip(transform["crop"]["box"], box):
+            assert abs(got - want) <= 0.02 * 800, (transform["crop"]["box"], box)
+    monkeypatch.setattr(dedupe.verify, "FLAT_CROP_MAX_DIFF", -1.0)
+    assert group_of(scan([tmp_path], SERIAL), "original.jpg") is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_a_featureless_crop_is_not_a_crop_of_the_next_burst_frame(seed):
+    """Two frames of a featureless burst: windows 10% apart of one scene, the second 3% brighter. A crop
+    of the first lies inside the second as well, but its grey levels there are not the second's: it is a
+    crop of its own frame only. Were the frames the same pixels, it would be a crop of both."""
+    scene = cloudy(seed).resize((1000, 750))
+    first, second = scene.crop((0, 0, 800, 600)), scene.crop((80, 0, 880, 600))
+    crop = first.crop((100, 75, 740, 555))
+    f_first, f_crop = features(first), features(crop, 88)
+    found = flat_crop(f_first, f_crop, DEFAULT, 0.6)
+    assert found is not None and found[1]["cropped"] == "second"
+    assert flat_crop(features(brighten(second, 1.03)), f_crop, DEFAULT, 0.6) is None
+    assert flat_crop(features(second), f_crop, DEFAULT, 0.6) is not None
