@@ -207,24 +207,31 @@ LAYOUT_TRIES = 4
 """Pictures (of other sets) checked for each featureless picture, best layout first."""
 
 
-def _layout(image: np.ndarray) -> np.ndarray:
-    """LAYOUT x LAYOUT mean grey levels, less their mean, of unit length (correlation is a dot product)."""
-    grid = cv2.resize(image, (LAYOUT, LAYOUT), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
-    grid -= grid.mean()
-    return grid / max(float(np.linalg.norm(grid)), 1e-6)
+def _layouts(thumb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """The layouts of these boxes (x, y, width, height) of a thumbnail: LAYOUT x LAYOUT mean grey levels
+    (from its integral image), less their mean, of unit length, so that correlation is a dot product."""
+    total = cv2.integral(thumb).astype(np.float64)
+    steps = np.arange(LAYOUT + 1) / LAYOUT
+    box = np.array(boxes, dtype=np.float64)
+    xs = np.round(box[:, :1] + box[:, 2:3] * steps).astype(np.int64)[:, None, :]  # (boxes, 1, LAYOUT + 1)
+    ys = np.round(box[:, 1:2] + box[:, 3:4] * steps).astype(np.int64)[:, :, None]  # (boxes, LAYOUT + 1, 1)
+    x0, x1, y0, y1 = xs[:, :, :-1], xs[:, :, 1:], ys[:, :-1], ys[:, 1:]
+    cells = (total[y1, x1] - total[y0, x1] - total[y1, x0] + total[y0, x0]) / np.maximum((x1 - x0) * (y1 - y0), 1)
+    grids = cells.reshape(len(box), -1)
+    grids -= grids.mean(axis=1, keepdims=True)
+    return (grids / np.maximum(np.linalg.norm(grids, axis=1, keepdims=True), 1e-6)).astype(np.float32)
 
 
-def _windows(thumb: np.ndarray) -> np.ndarray:
-    """The layouts of a thumbnail's windows, LAYOUT_WIDTHS at 3 x 3 places (corners, edges' middles,
-    centre): where a crop of it can have come from."""
+def _windows(thumb: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Where in a thumbnail a crop of it can have come from: LAYOUT_WIDTHS at 3 x 3 places (corners,
+    edges' middles, centre), as boxes for _layouts."""
     h, w = thumb.shape
-    out = []
-    for share in LAYOUT_WIDTHS:
-        ww, wh = round(share * w), round(share * h)
-        for y in (0, (h - wh) // 2, h - wh):
-            for x in (0, (w - ww) // 2, w - ww):
-                out.append(_layout(thumb[y : y + wh, x : x + ww]))
-    return np.array(out)
+    return [
+        (x * (w - share * w), y * (h - share * h), share * w, share * h)
+        for share in LAYOUT_WIDTHS
+        for y in (0, 0.5, 1)
+        for x in (0, 0.5, 1)
+    ]
 
 
 def _layout_pairs(hashes: list[str], labels: np.ndarray, cache) -> list[tuple[int, int]]:
@@ -237,12 +244,13 @@ def _layout_pairs(hashes: list[str], labels: np.ndarray, cache) -> list[tuple[in
     if not len(crops) or len(wholes) < 2:
         return []
     thumbs = {int(i): cache.load(hashes[i])[1].thumb for i in wholes}
-    windows = [_windows(thumbs[int(i)]) for i in wholes]
+    windows = [_layouts(thumbs[int(i)], _windows(thumbs[int(i)])) for i in wholes]
     owner = np.repeat(wholes, [len(w) for w in windows])
     index = faiss.IndexFlatIP(LAYOUT * LAYOUT)
     index.add(np.concatenate(windows))
     k = min(index.ntotal, len(windows[0]) * (LAYOUT_TRIES + 1))
-    sims, ids = index.search(np.stack([_layout(thumbs[int(i)]) for i in crops]), k)
+    whole_frames = [_layouts(thumbs[int(i)], [(0, 0, thumbs[int(i)].shape[1], thumbs[int(i)].shape[0])]) for i in crops]
+    sims, ids = index.search(np.concatenate(whole_frames), k)
     out = set()
     for crop, row_sims, row_ids in zip(crops, sims, ids):
         found = []
