@@ -716,7 +716,10 @@ def _halved(image: np.ndarray) -> np.ndarray:
 
 def _coarse_place(whole: np.ndarray, crop: np.ndarray, min_area: float) -> tuple[float, float, int, int] | None:
     """(correlation, share of whole's width, x, y in half-size pixels): _best_place on half-size
-    thumbnails, over the widths a crop of at least `min_area` can have."""
+    thumbnails, over the widths a crop of at least `min_area` can have. None for a thumbnail too small to
+    place one in (under 16 pixels on a side: half of it would not hold an 8-pixel crop)."""
+    if min(*whole.shape, *crop.shape) < 16:
+        return None
     half, small = (_halved(t) for t in (whole, crop))
     found = _best_place(half.astype(np.float32), small, np.arange(np.sqrt(min_area), MAX_CROP_WIDTH, WIDTH_STEP))
     return None if found is None else (found[0], found[1] * small.shape[1] / half.shape[1], found[2], found[3])

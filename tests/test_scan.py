@@ -273,6 +273,26 @@ def test_bad_files_reported_and_scan_continues(library):
     assert [p.path for p in result.problems] == sorted(p.path for p in result.problems)
 
 
+def test_pictures_a_pixel_wide_are_read_and_the_scan_goes_on(tmp_path, serial):
+    """A 1x1 picture (a web page's tracking pixel) and a line or a column a pixel wide crashed ORB's
+    pyramid, which stopped the whole scan. They are pictures without keypoints: read, grouped with
+    nothing, and the copy of a photo beside them is still found."""
+    from dedupe.features.keypoints import keypoints
+
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(tmp_path / "pixel.png")
+    Image.new("L", (300, 1), 90).save(tmp_path / "line.png")
+    Image.new("L", (1, 300), 160).save(tmp_path / "column.png")
+    a = photo(5, (400, 300))
+    (tmp_path / "a.jpg").write_bytes(encode(a, quality=95))
+    (tmp_path / "a_small.jpg").write_bytes(encode(resize(a, 0.5)))
+    result = scan([tmp_path], serial)
+    assert group_names(result) == [{"a.jpg", "a_small.jpg"}]
+    assert result.problems == [] and result.stats["images_decoded"] == 5
+    for shape in ((1, 1), (1, 300), (300, 1), (30, 300)):
+        xy, desc = keypoints(np.full(shape, 100, np.uint8), 1.0)
+        assert xy.shape == (0, 2) and desc.shape == (0, 32)
+
+
 def test_stats(library):
     root, expected, result = library
     s = result.stats

@@ -19,6 +19,10 @@ SCALE_FACTOR, LEVELS = 1.3, 5
 1.7 ms instead of 2.4 ms per image, with the same crops found on the dev and scale-5000 corpora;
 4 levels 1.4 apart (1.3 ms) lost 2 of the scale corpus's 80 crops, and a FAST score with a higher
 corner threshold (1.4 ms) lost 1."""
+EDGE = 15
+"""Pixels along every border where ORB looks for no corner (its edge threshold and patch size). An image
+at most twice as narrow has none to find, and one a pixel wide crashed ORB's pyramid (OpenCV asserts),
+which stopped the whole scan: such images are not searched."""
 FAST_THRESHOLD, SOFT_THRESHOLD = 10, 3
 """Grey levels a FAST corner must stand out by; a picture where fewer than KEYPOINTS // 2 corners do so
 (a storm sky, a motion-blurred road, a dark stage) is searched again at SOFT_THRESHOLD. The dev corpus's
@@ -34,8 +38,8 @@ def _orb(threshold: int):
             nfeatures=KEYPOINTS,
             scaleFactor=SCALE_FACTOR,
             nlevels=LEVELS,
-            edgeThreshold=15,
-            patchSize=15,
+            edgeThreshold=EDGE,
+            patchSize=EDGE,
             fastThreshold=threshold,
         )
     return _ORB[threshold]
@@ -48,6 +52,8 @@ def keypoints(gray: np.ndarray, thumb_scale: float) -> tuple[np.ndarray, np.ndar
         s = LONG_SIDE / max(h, w)
         gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
         thumb_scale *= w / gray.shape[1]
+    if min(gray.shape) <= 2 * EDGE:
+        return np.zeros((0, 2), np.float16), np.zeros((0, 32), np.uint8)
     kps, desc = _orb(FAST_THRESHOLD).detectAndCompute(gray, None)
     if len(kps) < KEYPOINTS // 2:
         kps, desc = _orb(SOFT_THRESHOLD).detectAndCompute(gray, None)
