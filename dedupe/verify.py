@@ -441,6 +441,10 @@ then outweighed the disc, which is a change, not an edit of tones."""
 MAX_CLIPPED = 0.8
 """Share of the clipped picture that may be clipped: what is left must be enough to recognise it by.
 Brightened copies of burst frames, clipped over 99%, scored 0.92 tone-matched to the frame beside."""
+TONE_MIN_PIXELS = 256
+"""Pixels a thumbnail needs for its histogram to stand for a tone curve. Matched to the histogram of
+another, two pixels of one random colour each became the other's: two different 1x2 pictures scored
+SSIM 1.000 with tones matched."""
 TONES_MATCHED_SSIM = 0.9
 """Least SSIM of a tone-matched pair: histogram matching undoes a brightness, contrast or gamma edit, so
 a copy is nearly identical after it (0.90-1.00 on the 21 corpora's colour edits), while over 881 burst
@@ -478,6 +482,8 @@ def _tones_matched(fa: Features, fb: Features, threshold: float) -> tuple[Verdic
     Such an edit breaks the linear relation of grey levels that SSIM and the tone cells allow for;
     histogram matching restores it. None for other pairs, or below TONES_MATCHED_SSIM."""
     a, b = fa.thumb, fb.thumb
+    if min(a.size, b.size) < TONE_MIN_PIXELS:
+        return None
     sa, sb = clipped_share(a), clipped_share(b)
     if max(sa, sb) > MAX_CLIPPED:
         return None

@@ -311,6 +311,26 @@ def test_a_copy_clipped_almost_all_over_is_not_tone_matched():
     assert verify(picture, brighter, DEFAULT) is None
 
 
+@pytest.mark.parametrize(
+    "shape, first, second",
+    [
+        ((2, 1), (193, 91), (171, 149)),
+        ((2, 1), (200, 60), (150, 120)),
+        ((3, 2), (10, 200, 90, 30, 250, 120), (60, 130, 100, 80, 150, 110)),
+    ],
+)
+def test_pictures_of_a_few_pixels_are_not_tone_matched(shape, first, second, monkeypatch):
+    """Matched to another's histogram, a handful of pixels takes any tones: two different pictures of 2 or
+    6 pixels, their grey levels in the same order, scored SSIM 1.000. Under TONE_MIN_PIXELS they are not
+    matched that way (with no floor, they are); a copy still matches."""
+    a, b = (Image.fromarray(np.array(v, np.uint8).reshape(shape)) for v in (first, second))
+    fa, fb = features(a), features(b)
+    assert verify(fa, fb, DEFAULT) is None
+    assert verify(fa, features(a), DEFAULT) is not None
+    monkeypatch.setattr(verify_module, "TONE_MIN_PIXELS", 0)
+    assert verify(fa, fb, DEFAULT) is not None
+
+
 def test_histogram_matching_undoes_a_tone_curve():
     a = gray_array(photo(5, (128, 96)))
     curved = np.clip(255 * (a / 255.0) ** 0.6 * 1.2, 0, 255).astype(np.uint8)  # gamma, then clipped
