@@ -57,7 +57,7 @@ def find_crops(
     progress.stage(title, len(members))
     hashes = [analysed.hashes[i] for i in images]
     pairs, stats["keypoints_searched"] = _keypoint_pairs(hashes, labels, snapshots, workers, cancel)
-    pairs = sorted(set(pairs) | set(_layout_pairs(hashes, labels, cache)))
+    pairs = sorted(set(pairs) | set(layout_pairs(hashes, labels, cache)))
     progress.advance(len(members) // 2)
 
     analysed.prefetch(i for pair in pairs for label in pair for i in members[label])
@@ -234,12 +234,18 @@ def _windows(thumb: np.ndarray) -> list[tuple[float, float, float, float]]:
     ]
 
 
-def _layout_pairs(hashes: list[str], labels: np.ndarray, cache) -> list[tuple[int, int]]:
+def layout_pairs(
+    hashes: list[str], labels: np.ndarray, cache, wanted: np.ndarray | None = None
+) -> list[tuple[int, int]]:
     """Pairs of sets (labels) of these images (content `hashes`) in which a featureless picture's layout
-    matches a window of a picture of another set: a crop that keypoints cannot find (too few of them)."""
+    matches a window of a picture of another set: a crop that keypoints cannot find (too few of them).
+    With `wanted` (a mask of the images), only the pairs that hold a wanted image, and nothing at all
+    when none of them is under WHOLE_DETAIL (a search for a detailed photo)."""
     import faiss
 
     detail = cache.details(hashes)
+    if wanted is not None and not (detail[wanted] < WHOLE_DETAIL).any():
+        return []
     crops, wholes = np.flatnonzero(detail < LOW_DETAIL), np.flatnonzero(detail < WHOLE_DETAIL)
     if not len(crops) or len(wholes) < 2:
         return []
@@ -261,6 +267,9 @@ def _layout_pairs(hashes: list[str], labels: np.ndarray, cache) -> list[tuple[in
             if other != labels[crop] and other not in found:
                 found.append(other)
         out.update((min(labels[crop], b), max(labels[crop], b)) for b in found)
+    if wanted is not None:
+        asked = set(labels[wanted].tolist())
+        out = {pair for pair in out if pair[0] in asked or pair[1] in asked}
     return [(int(a), int(b)) for a, b in out]
 
 

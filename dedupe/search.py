@@ -6,7 +6,8 @@ by a scan or a search is not decoded again, only looked up by file identity); th
 up in the library's hash index (candidates.find_candidates with `queries`: pHash, pHash inside a
 frame, dHash and the turned pHashes, within the scan's radii); the candidates are verified by
 match.confirm_all (verdicts kept in the cache); crops, which whole-frame hashes miss, are found by
-keypoint votes (index.keypoint_votes, the crop stage's vote) and confirmed by match.geometry.
+keypoint votes (index.keypoint_votes, the crop stage's vote), crops of featureless pictures by their
+layout (crops.layout_pairs), and confirmed by match.geometry.
 Every match is confirmed against the query itself.
 """
 
@@ -21,6 +22,7 @@ from .cache import Cache, Store
 from .candidates import find_candidates
 from .compare import CompareError, band, default_threshold, related_score, relate, verifying
 from .config import Settings
+from .crops import layout_pairs
 from .group import describe_transform
 from .index import keypoint_votes, voted_pairs
 from .match import _load, _plain, confirm_all, geometry, verdict_key
@@ -241,26 +243,30 @@ def _keypoint_matches(
     query's keypoints votes (index.keypoint_votes) for the image holding its nearest neighbour outside
     the query's set of copies found so far; each image with QUERY_VOTES votes is checked by geometry
     (verdicts kept in the cache under the scan's key). The library's keypoints are searched in the
-    snapshot's index (snapshot.KeypointIndex). Adds to `evidence` and `similars`; returns how many
+    snapshot's index (snapshot.KeypointIndex). Featureless pictures pair with the query by their layout
+    (crops.layout_pairs), as in a scan. Adds to `evidence` and `similars`; returns how many
     matches it added."""
     images = library.images
     index = snapshots.keypoints(images, [store.hashes[i] for i in images])
     progress.advance(len(asked))
-    if index is None:
-        return 0
-    stats["keypoint_index"] = index.how
-    as_image = np.zeros(max(images) + 1, np.int64)
     pairs = set()
-    for q in asked:
-        # The query's copies found so far count as the query: a picture with many copies (identical
-        # keypoints) fills the nearest neighbours, so a keypoint looks past as many of them.
-        copies = [q] + [b if a == q else a for a, b in evidence if q in (a, b)]
-        as_image[:] = np.arange(len(as_image))
-        as_image[copies] = q
-        desc = store[q].features.kp_desc
-        votes = keypoint_votes(index, desc, np.full(len(desc), q), as_image, k=8 + 2 * len(copies))
-        voted = voted_pairs(*votes, min_votes=QUERY_VOTES, top=len(images))
-        pairs.update((min(q, b), max(q, b)) for pair in voted for b in pair if b != q)
+    if index is not None:
+        stats["keypoint_index"] = index.how
+        as_image = np.zeros(max(images) + 1, np.int64)
+        for q in asked:
+            # The query's copies found so far count as the query: a picture with many copies (identical
+            # keypoints) fills the nearest neighbours, so a keypoint looks past as many of them.
+            copies = [q] + [b if a == q else a for a, b in evidence if q in (a, b)]
+            as_image[:] = np.arange(len(as_image))
+            as_image[copies] = q
+            desc = store[q].features.kp_desc
+            votes = keypoint_votes(index, desc, np.full(len(desc), q), as_image, k=8 + 2 * len(copies))
+            voted = voted_pairs(*votes, min_votes=QUERY_VOTES, top=len(images))
+            pairs.update((min(q, b), max(q, b)) for pair in voted for b in pair if b != q)
+    if settings.crops:  # a featureless query, or the original of a featureless crop: by layout
+        wanted = np.isin(images, asked)
+        found = layout_pairs([store.hashes[i] for i in images], np.arange(len(images)), store.cache, wanted)
+        pairs.update((min(images[a], images[b]), max(images[a], images[b])) for a, b in found)
 
     key = verdict_key("geometry", (), settings)
     jobs = sorted(pairs - set(evidence))

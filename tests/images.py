@@ -44,6 +44,13 @@ def _smooth(rng: np.random.Generator, w: int, h: int, cells: tuple[int, int], ch
     return np.stack(planes, axis=2)
 
 
+def cloudy(seed: int) -> Image.Image:
+    """A featureless picture whose crops do not pass for its whole frame, as a gradient's do: soft
+    blobs (a 5 x 4 random grid, upsampled), 50 grey levels from dark to light."""
+    field = _smooth(np.random.default_rng(seed), 800, 600, (5, 4), channels=1)[:, :, 0]
+    return Image.fromarray(np.clip(128 + 50 * (field - 0.5), 0, 255).astype(np.uint8))
+
+
 def photo(seed: int, size: tuple[int, int] = (480, 360), palette_seed: int | None = None) -> Image.Image:
     """A seeded photo-like RGB picture.
 

@@ -44,8 +44,8 @@ from dedupe.verify import (
     verify_geometry,
 )
 from images import (
-    _smooth,
     brighten,
+    cloudy,
     contrast,
     encode,
     gray_array,
@@ -790,13 +790,6 @@ def test_a_featureless_wallpaper_turned_or_mirrored_is_the_same_picture(tmp_path
     assert group_names(scan([tmp_path], settings)) == [{"original.jpg", "turned.jpg", "mirrored.jpg"}]
     monkeypatch.setattr(dedupe.match, "TURNED_FLAT_MAX_DIFF", -1.0)
     assert group_names(scan([tmp_path], settings)) == []
-
-
-def cloudy(seed: int) -> Image.Image:
-    """A featureless picture whose crops do not pass for its whole frame, as a gradient's do: soft
-    blobs (a 5 x 4 random grid, upsampled), 50 grey levels from dark to light."""
-    field = _smooth(np.random.default_rng(seed), 800, 600, (5, 4), channels=1)[:, :, 0]
-    return Image.fromarray(np.clip(128 + 50 * (field - 0.5), 0, 255).astype(np.uint8))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

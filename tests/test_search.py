@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from dedupe import SearchError, Settings, scan, search
 from dedupe.cli import app
-from images import border, encode, grayscale, logo, photo, recompress, resize, save, watermark
+from images import border, cloudy, encode, grayscale, logo, photo, recompress, resize, save, watermark
 
 SIZE = (400, 300)
 BOX = (25, 20, 375, 285)  # a crop keeping 77% of the picture
@@ -83,6 +83,28 @@ def test_finds_every_planted_copy_and_nothing_else(lib, serial, tmp_path):
         assert t["crop"]["of"] == "match" and t.get("rotated") == turn, t
         assert np.allclose(t["crop"]["box"], BOX, atol=4), t
     assert result.problems and all("broken.jpg" in p.path for p in result.problems)
+
+
+def test_a_featureless_query_finds_its_crop_and_is_found_from_it(serial, tmp_path, monkeypatch):
+    """A featureless picture has few keypoints to vote with, or none (here their votes are not counted):
+    its crop, which no hash brings near, is proposed by layout as in a scan, whichever of the two is the
+    query. Another featureless picture is not found, nor the crop without its layout."""
+    module = importlib.import_module("dedupe.search")  # the package's `search` is the function
+    monkeypatch.setattr(module, "QUERY_VOTES", 10**6)
+    root = tmp_path / "lib"
+    root.mkdir()
+    original = cloudy(2)
+    save(original, tmp_path / "query.jpg", quality=95)
+    save(original.crop((0, 0, 680, 510)), root / "crop.jpg", quality=88)  # 72%, a corner: no hash near
+    save(cloudy(12), root / "other.jpg", quality=90)
+    result = search([tmp_path / "query.jpg"], [root], serial, cache=tmp_path / "cache.sqlite")
+    assert names(result) == {"crop.jpg"} and result.stats["candidate_pairs"] == 0
+    assert result.queries[0].found[0].transform["crop"]["of"] == "match"
+    save(original, root / "original.jpg", quality=95)
+    result = search([root / "crop.jpg"], [root], serial, cache=tmp_path / "cache.sqlite")
+    assert names(result) == {"original.jpg"}
+    monkeypatch.setattr(module, "layout_pairs", lambda *args: [])
+    assert names(search([tmp_path / "query.jpg"], [root], serial, cache=tmp_path / "other.sqlite")) == {"original.jpg"}
 
 
 def test_similar_adds_related_pictures_apart(lib, serial, tmp_path):
