@@ -416,7 +416,9 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
         if best is not None and best[0].ssim >= GOOD_ENOUGH:
             break
     if best is None or not _passes(best[0], threshold, strict):
-        return None if flat else _tones_matched(fa, fb, threshold)
+        if max(fa.detail, fb.detail) < LOW_DETAIL:  # featureless both: no tones to tell them by
+            return None
+        return _tones_matched(fa, fb, threshold, flat)
     return best
 
 
@@ -475,12 +477,16 @@ def _apart(x: float, y: float) -> bool:
     return max(x, y) >= TONE_RATIO * max(min(x, y), 1.0)
 
 
-def _tones_matched(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict] | None:
+def _tones_matched(fa: Features, fb: Features, threshold: float, flat: bool) -> tuple[Verdict, dict] | None:
     """The evidence that two pictures are one picture once one has the other's tones (matched), when an
     edit moved their tones apart: one lost TONE_CLIPPED more of its area to black or white (it gives its
     tones), or their median grey levels or spreads are TONE_RATIO apart (the narrower gives its tones).
     Such an edit breaks the linear relation of grey levels that SSIM and the tone cells allow for;
-    histogram matching restores it. None for other pairs, or below TONES_MATCHED_SSIM."""
+    histogram matching restores it. None for other pairs, or below TONES_MATCHED_SSIM.
+
+    In a pair made `flat` by the edit (a picture with detail darkened or flattened under LOW_DETAIL, the
+    other not), the featureless one takes the other's tones, so that they are compared over the whole
+    range of grey levels, and must then pass as featureless pictures do: FLAT_MIN_SSIM and FLAT_MAX_DIFF."""
     a, b = fa.thumb, fb.thumb
     if min(a.size, b.size) < TONE_MIN_PIXELS:
         return None
@@ -494,9 +500,12 @@ def _tones_matched(fa: Features, fb: Features, threshold: float) -> tuple[Verdic
         if not (_apart(a50, b50) or _apart(a75 - a25, b75 - b25)):
             return None
         a_gives = a75 - a25 < b75 - b25
+    if flat:
+        a_gives = fa.detail > fb.detail
     a, b = (a, matched(b, a)) if a_gives else (matched(a, b), b)
-    verdict = compare(a, b)
-    if verdict is None or not _passes(verdict, max(threshold, TONES_MATCHED_SSIM), False):
+    verdict = compare(a, b, overlays=not flat)
+    least = max(threshold, FLAT_MIN_SSIM if flat else TONES_MATCHED_SSIM)
+    if verdict is None or not _passes(verdict, least, flat):
         return None
     transform = {"aligned": verdict.aligned, "tones matched": True}
     if verdict.warp is not None:

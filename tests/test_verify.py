@@ -331,6 +331,30 @@ def test_pictures_of_a_few_pixels_are_not_tone_matched(shape, first, second, mon
     assert verify(fa, fb, DEFAULT) is not None
 
 
+@pytest.mark.parametrize("seed", [2, 3, 5])
+def test_a_soft_photo_darkened_until_featureless_matches_with_tones_matched(seed):
+    """A soft photo (detail 2-3) darkened to 0.45 falls under LOW_DETAIL, and the pair was compared only as
+    it is, as featureless pairs are (SSIM 0.65 for dark55's dark plasma). The copy takes the photo's tones
+    and then passes as featureless pictures must (FLAT_MIN_SSIM, FLAT_MAX_DIFF). Another soft photo
+    darkened alike does not match; nor does a pair featureless both, which has no tones to tell it by."""
+    from PIL import ImageEnhance
+
+    def soft(s: int, contrast: float = 0.25) -> Image.Image:
+        return ImageEnhance.Contrast(photo(s, (480, 360))).enhance(contrast)
+
+    def darker(im: Image.Image):
+        return features(ImageEnhance.Brightness(im).enhance(0.45), "JPEG", quality=90)
+
+    picture, copy = features(soft(seed), "JPEG", quality=90), darker(soft(seed))
+    assert picture.detail >= verify_module.LOW_DETAIL > copy.detail
+    found = verify(picture, copy, DEFAULT)
+    assert found is not None and found[1].get("tones matched")
+    assert found[0].ssim >= verify_module.FLAT_MIN_SSIM and found[0].mad <= verify_module.FLAT_MAX_DIFF
+    assert verify(picture, darker(soft(seed + 30)), DEFAULT) is None
+    faint = features(soft(seed, 0.1), "JPEG", quality=90)
+    assert faint.detail < verify_module.LOW_DETAIL and verify(faint, darker(soft(seed, 0.1)), DEFAULT) is None
+
+
 def test_histogram_matching_undoes_a_tone_curve():
     a = gray_array(photo(5, (128, 96)))
     curved = np.clip(255 * (a / 255.0) ** 0.6 * 1.2, 0, 255).astype(np.uint8)  # gamma, then clipped
