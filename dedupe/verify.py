@@ -391,8 +391,8 @@ def verify(fa: Features, fb: Features, threshold: float) -> tuple[Verdict, dict]
 
     Framed pictures are also compared without their frame, so a copy with a border added still matches.
     Featureless pictures need FLAT_MIN_SSIM whatever the threshold, and near-identical grey levels, unless
-    they share their relief (same_relief). Others that fail are compared again with tones matched when an
-    edit clipped one of them (_tones_matched).
+    they share their relief (same_relief). A pair that fails is compared again with tones matched when an
+    edit moved their tones apart (_tones_matched), unless both pictures are featureless.
     Returns the verdict and the transform that was needed, for the report.
     """
     flat = featureless(fa, fb)
