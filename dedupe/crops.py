@@ -250,14 +250,17 @@ def layout_pairs(
     crops, wholes = np.flatnonzero(detail < LOW_DETAIL), np.flatnonzero(detail < WHOLE_DETAIL)
     if not len(crops) or len(wholes) < 2:
         return []
-    thumbs = {int(i): cache.load(hashes[i])[1].thumb for i in wholes}
-    windows = [_layouts(thumbs[int(i)], _windows(thumbs[int(i)])) for i in wholes]
+    windows, frames = [], {}
+    for i in wholes.tolist():  # one thumbnail at a time: a million photos have some 12,000 such pictures
+        thumb = cache.load(hashes[i])[1].thumb
+        windows.append(_layouts(thumb, _windows(thumb)))
+        if detail[i] < LOW_DETAIL:
+            frames[i] = _layouts(thumb, [(0, 0, thumb.shape[1], thumb.shape[0])])
     owner = np.repeat(wholes, [len(w) for w in windows])
     index = faiss.IndexFlatIP(LAYOUT * LAYOUT)
     index.add(np.concatenate(windows))
     k = min(index.ntotal, len(windows[0]) * (LAYOUT_TRIES + 1))
-    whole_frames = [_layouts(thumbs[int(i)], [(0, 0, thumbs[int(i)].shape[1], thumbs[int(i)].shape[0])]) for i in crops]
-    sims, ids = index.search(np.concatenate(whole_frames), k)
+    sims, ids = index.search(np.concatenate([frames[i] for i in crops.tolist()]), k)
     out = set()
     for crop, row_sims, row_ids in zip(crops, sims, ids):
         found = []
