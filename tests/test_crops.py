@@ -157,3 +157,33 @@ def test_a_crop_that_sticks_out_of_the_next_frame_goes_with_its_own(tmp_path, se
     assert group_names(scan([tmp_path], serial)) == [{"crop.jpg", "frame1.jpg"}]
     monkeypatch.setattr(dedupe.group, "WITHIN_MARGIN", 2.0)
     assert group_names(scan([tmp_path], serial)) == [{"crop.jpg", "frame0.jpg"}]
+
+
+def test_layout_pairs_propose_featureless_crops_and_only_what_a_search_wants():
+    """A featureless picture's layout matches a window of its original: the pair of their sets is
+    proposed, not the pair with another featureless picture, nor with a detailed photo. Asked only about
+    a detailed photo (a search for it), nothing is read at all."""
+    from dedupe.crops import WHOLE_DETAIL, layout_pairs
+    from dedupe.decode import decode
+    from dedupe.features.hashes import describe
+    from images import cloudy, encode
+
+    pictures = {"original": cloudy(2), "other": cloudy(12), "photo": photo(3, (800, 600))}
+    pictures["crop"] = pictures["original"].crop((0, 0, 680, 510))
+    cache = Cache(None)
+    hashes = list(pictures)
+    for h, im in pictures.items():
+        cache.put_image(h, ImageInfo(*im.size, "JPEG", False, im.size[0] * im.size[1]),
+                        describe(decode(encode(im, quality=90), 10**9)[0]), keypoints=True)
+    labels = np.array([0, 1, 2, 3])
+    assert cache.details(hashes)[2] >= WHOLE_DETAIL > max(cache.details(hashes)[[0, 1, 3]])
+    assert layout_pairs(hashes, labels, cache) == [(0, 3)]
+    assert layout_pairs(hashes, labels, cache, np.array([False, False, False, True])) == [(0, 3)]
+    assert layout_pairs(hashes, labels, cache, np.array([False, True, False, False])) == []
+
+    def unread(*args):
+        raise AssertionError("a search for a detailed photo reads no thumbnail")
+
+    cache.load = unread
+    assert layout_pairs(hashes, labels, cache, np.array([False, False, True, False])) == []
+    cache.close()
