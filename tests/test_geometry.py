@@ -821,6 +821,22 @@ def test_a_crop_of_a_featureless_picture_is_found_by_its_layout(tmp_path, monkey
     assert group_of(scan([tmp_path], SERIAL), "original.jpg") is None
 
 
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_featureless_crop_between_the_windows_is_still_proposed(tmp_path, seed):
+    """A crop 81% wide placed between the layout windows' widths and places correlates with the nearest
+    window at 0.95-0.98 on a cloudy field: still a candidate (LAYOUT_MATCH), and found."""
+    from dedupe.crops import LAYOUT_MATCH, _layouts, _windows
+
+    original = cloudy(seed)
+    crop = original.crop((107, 75, 757, 562))
+    thumb, whole = features(crop, 88).thumb, features(original, 95).thumb
+    nearest = float((_layouts(whole, _windows(whole)) @ _layouts(thumb, [(0, 0, *thumb.shape[::-1])])[0]).max())
+    assert LAYOUT_MATCH <= nearest < 0.98
+    original.save(tmp_path / "original.jpg", quality=95)
+    crop.save(tmp_path / "crop.jpg", quality=88)
+    assert group_names(scan([tmp_path], SERIAL)) == [{"original.jpg", "crop.jpg"}]
+
+
 @pytest.mark.parametrize("seed", [1, 2, 4])
 def test_a_featureless_crop_is_not_a_crop_of_the_next_burst_frame(seed):
     """Two frames of a featureless burst: windows 10% apart of one scene, the second 3% brighter. A crop
