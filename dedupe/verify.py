@@ -493,15 +493,15 @@ def _tones_matched(fa: Features, fb: Features, threshold: float, flat: bool) -> 
     sa, sb = clipped_share(a), clipped_share(b)
     if max(sa, sb) > MAX_CLIPPED:
         return None
-    if abs(sa - sb) >= TONE_CLIPPED:
-        a_gives = sa > sb
-    else:
+    clipping = abs(sa - sb) >= TONE_CLIPPED
+    if not clipping:
         (a25, a50, a75), (b25, b50, b75) = np.percentile(a, (25, 50, 75)), np.percentile(b, (25, 50, 75))
         if not (_apart(a50, b50) or _apart(a75 - a25, b75 - b25)):
             return None
-        a_gives = a75 - a25 < b75 - b25
     if flat:
         a_gives = fa.detail > fb.detail
+    else:
+        a_gives = sa > sb if clipping else a75 - a25 < b75 - b25
     a, b = (a, matched(b, a)) if a_gives else (matched(a, b), b)
     verdict = compare(a, b, overlays=not flat)
     least = max(threshold, FLAT_MIN_SSIM if flat else TONES_MATCHED_SSIM)
@@ -702,8 +702,8 @@ NEAR = 3
 
 
 def _best_place(image: np.ndarray, crop: np.ndarray, widths, near: tuple[int, int] | None = None):
-    """(correlation, whole's pixels per crop pixel, x, y) of the best place of `crop` in `image`, shrunk
-    to each of these shares of its width; only within NEAR pixels of `near` when given."""
+    """(correlation, share of image's width, x, y) of the best place of `crop` in `image`, shrunk to each
+    of these shares of its width; only within NEAR pixels of `near` when given."""
     h, w = image.shape
     hc, wc = crop.shape
     out = None
@@ -721,7 +721,7 @@ def _best_place(image: np.ndarray, crop: np.ndarray, widths, near: tuple[int, in
         small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA).astype(np.float32)
         _, top, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(area, small, cv2.TM_CCOEFF_NORMED))
         if out is None or top > out[0]:
-            out = (top, size[0] / wc, x0 + x, y0 + y)
+            out = (top, size[0] / w, x0 + x, y0 + y)
     return out
 
 
@@ -730,14 +730,14 @@ def _halved(image: np.ndarray) -> np.ndarray:
 
 
 def _coarse_place(whole: np.ndarray, crop: np.ndarray, min_area: float) -> tuple[float, float, int, int] | None:
-    """(correlation, share of whole's width, x, y in half-size pixels): _best_place on half-size
-    thumbnails, over the widths a crop of at least `min_area` can have. None for a thumbnail too small to
-    place one in (under 16 pixels on a side: half of it would not hold an 8-pixel crop)."""
+    """_best_place on half-size thumbnails (x, y in half-size pixels), over the widths a crop of at least
+    `min_area` can have. None for a thumbnail too small to place one in (under 16 pixels on a side: half
+    of it would not hold an 8-pixel crop)."""
     if min(*whole.shape, *crop.shape) < 16:
         return None
-    half, small = (_halved(t) for t in (whole, crop))
-    found = _best_place(half.astype(np.float32), small, np.arange(np.sqrt(min_area), MAX_CROP_WIDTH, WIDTH_STEP))
-    return None if found is None else (found[0], found[1] * small.shape[1] / half.shape[1], found[2], found[3])
+    return _best_place(
+        _halved(whole).astype(np.float32), _halved(crop), np.arange(np.sqrt(min_area), MAX_CROP_WIDTH, WIDTH_STEP)
+    )
 
 
 def _fine_place(whole: np.ndarray, crop: np.ndarray, coarse: tuple[float, float, int, int]) -> np.ndarray | None:
@@ -746,7 +746,8 @@ def _fine_place(whole: np.ndarray, crop: np.ndarray, coarse: tuple[float, float,
     fine = _best_place(whole.astype(np.float32), crop, widths, (2 * coarse[2], 2 * coarse[3]))
     if fine is None:
         return None
-    _, k, x, y = fine
+    _, share, x, y = fine
+    k = share * whole.shape[1] / crop.shape[1]  # whole's pixels per crop pixel
     return np.array([[1 / k, 0, -x / k], [0, 1 / k, -y / k]])
 
 
