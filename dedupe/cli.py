@@ -1,11 +1,12 @@
 """The `dedupe` command: parse, build Settings, call the library, render, exit.
 
 Exit codes: 0 success (per-file problems are reported, not fatal), 1 unexpected failure, 2 bad usage,
-130 interrupted.
+130 interrupted (Ctrl-C), 128 + the signal's number when stopped by SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -366,9 +367,8 @@ def _act(
     yes: bool,
     cache: Path,
 ) -> None:
-    """Carry out one action; Ctrl-C stops after the current operation, with the journal complete."""
-    import signal
-
+    """Carry out one action; Ctrl-C (or SIGTERM, SIGHUP) stops after the current operation, with the
+    journal complete."""
     from .actions.apply import apply_plan
     from .actions.dryrun import dry_run
 
@@ -382,11 +382,12 @@ def _act(
         ):
             _fail("nothing deleted", 1)
     stop = []
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    previous = {sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in STOP_SIGNALS}
     try:
         result = apply_plan(decided, action, move_to, journal_dir, cancel=lambda: bool(stop), paranoid=paranoid)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _remember(decided, cache)
     for src, what in result.done:
         typer.echo(f"{action} {src} -> {what}")
@@ -643,23 +644,51 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
         raise typer.Exit(0)
 
 
-def main() -> None:
-    """Entry point: turns Ctrl-C and unexpected errors into a message and an exit code.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a command as Ctrl-C does: `kill`, `timeout`, a logout or a closed terminal would
+otherwise end the process where it stands, leaving a --no-cache scan's temporary cache (1.6 GB at 100,000
+photos) on disk and the last cache writes unsaved."""
 
-    In non-standalone mode typer returns exit codes (ours from _fail, 130 for Ctrl-C) instead of exiting.
-    """
-    interrupted = "\ndedupe: interrupted; nothing was changed."
+_SIGNALLED: list[int] = []
+"""The SIGTERM or SIGHUP that stopped this command, if one did."""
+
+
+def _stopped_by(number: int, _frame) -> None:
+    """SIGTERM or SIGHUP unwinds like Ctrl-C (every `finally` runs); the exit code is 128 + its number.
+    Later ones are ignored, so that they do not cut the clean-up short: `timeout` signals the process and
+    then its process group."""
+    _SIGNALLED.append(number)
+    for sig in STOP_SIGNALS[1:]:
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point: turns Ctrl-C, SIGTERM, SIGHUP and unexpected errors into a message and an exit code."""
+    _SIGNALLED.clear()
+    previous = {sig: signal.signal(sig, _stopped_by) for sig in STOP_SIGNALS[1:]}
+    try:
+        code = _run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    sys.exit(code)
+
+
+def _run() -> int:
+    """The command's exit code. In non-standalone mode typer returns exit codes (ours from _fail, 130 for
+    Ctrl-C) instead of exiting."""
     try:
         code = app(standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt, Cancelled):
-        typer.echo(interrupted, err=True)
-        sys.exit(130)
+        code = 130
     except Exception as exc:
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):  # usage errors
             exc.show()
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         typer.echo(f"dedupe: unexpected error: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
+        return 1
     if code == 130:
-        typer.echo(interrupted, err=True)
-    sys.exit(code if isinstance(code, int) else 0)
+        typer.echo("\ndedupe: interrupted; nothing was changed.", err=True)
+        return 128 + _SIGNALLED[0] if _SIGNALLED else code
+    return code if isinstance(code, int) else 0

@@ -10,7 +10,9 @@ import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from concurrent.futures import InvalidStateError, ProcessPoolExecutor
+from concurrent.futures.process import _ExecutorManagerThread
 from typing import Callable, Iterable, Iterator
 
 import cv2  # noqa: F401 - imported before the thread count below is taken: its BLAS library starts threads
@@ -38,8 +40,12 @@ _IMPORTED_THREADS = _threads()
 
 
 def _init(cache_path: str, settings: Settings) -> None:
-    """A worker leaves Ctrl-C to the main process and uses one thread (the pool is the parallelism)."""
+    """A worker leaves Ctrl-C and a closed terminal to the main process, ends at once on SIGTERM (how a
+    pool stops its workers; the main process's handler is inherited through fork) and uses one thread
+    (the pool is the parallelism)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cv2.setNumThreads(1)
     _STATE["cache"] = Cache(cache_path, worker=True)
     _STATE["settings"] = settings
@@ -121,6 +127,8 @@ class Workers:
     def discard(self) -> None:
         """Drop the pool (broken, or interrupted): the next job starts a new one."""
         if self._pool is not None:
+            if sys.version_info < (3, 12) and threading.excepthook is not _quiet_cancelled:
+                threading.excepthook = _quiet_cancelled
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
@@ -130,6 +138,17 @@ class Workers:
             self._pool = None
         if _STATE.get("cache") is self.cache:
             _STATE.clear()
+
+
+_excepthook = threading.excepthook
+
+
+def _quiet_cancelled(args) -> None:
+    """Python 3.10-3.11: when workers die just after their pool was dropped (`timeout` and a closed
+    terminal signal the workers with the main process), the pool's thread fails on the futures the drop
+    cancelled and prints a traceback; 3.12 ignores them. Nothing is lost, so neither is it printed."""
+    if not (issubclass(args.exc_type, InvalidStateError) and isinstance(args.thread, _ExecutorManagerThread)):
+        _excepthook(args)
 
 
 def chunks(items: Iterable, size: int) -> list[list]:

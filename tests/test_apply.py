@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dedupe import Settings, report_dict, scan
+import dedupe.actions.apply as A
 from dedupe.actions.apply import apply_plan, free_name, move
 from dedupe.actions.plan import make_plan
 from dedupe.actions.undo import undo
@@ -264,6 +266,39 @@ def test_a_stop_request_ends_the_run_between_operations(library, tmp_path):
     result = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "j", cancel=lambda: next(asked, True))
     assert result.interrupted and len(result.done) == 2
     assert undo(result.journal).restored == [src for src, _ in reversed(result.done)]
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_ends_the_command_between_operations(library, tmp_path, monkeypatch, number):
+    """Ctrl-C, `kill` or a closed terminal during `dedupe apply` lets the file in hand finish moving, so the
+    journal is complete and undo puts everything back."""
+    root, report = library
+    before = tree(root)
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    real, calls = A.move, []
+
+    def move(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            os.kill(os.getpid(), number)
+        real(src, dst)
+
+    def unhandled(*_):  # what the signal does if the command leaves it to us (SIGTERM's default ends pytest)
+        raise RuntimeError("signal not handled by dedupe")
+
+    monkeypatch.setattr(A, "move", move)
+    previous = signal.signal(number, unhandled)
+    try:
+        res = CliRunner().invoke(
+            app, ["apply", str(saved), "--move-to", str(tmp_path / "q"), "--journal-dir", str(tmp_path / "j")]
+        )
+    finally:
+        signal.signal(number, previous)
+    assert res.exit_code == 1 and "Interrupted after 2 files" in res.output, res.output
+    assert len(calls) == 2
+    assert CliRunner().invoke(app, ["undo", str(next((tmp_path / "j").glob("*.jsonl")))]).exit_code == 0
+    assert tree(root) == before
 
 
 def test_move_across_file_systems_copies_then_removes(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import dedupe
+import dedupe.cli
 from dedupe.cli import app
 from dedupe.report.jsonreport import read_report, schema
 from images import encode, photo, recompress, resize
@@ -218,6 +220,35 @@ def test_main_ctrl_c_exit_130(monkeypatch, lib, capsys):
     monkeypatch.setattr("dedupe.pipeline.scan", interrupted)
     assert call_main(monkeypatch, "scan", str(lib), "-q") == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_a_scan_stopped_by_a_signal_cleans_up_like_ctrl_c(monkeypatch, lib, tmp_path, capsys, number):
+    """`kill`, `timeout` or a closed terminal: the private cache of --no-cache is removed, the exit code
+    tells which signal, and the process's own handlers are back afterwards."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    real = dedupe.cli.TqdmProgress.advance
+    seen = []
+
+    def advance(self, n=1):  # the signal arrives in the middle of the scan, once its cache exists
+        seen.extend(p.name for p in tmp_path.glob("dedupe-cache-*"))
+        os.kill(os.getpid(), number)
+        real(self, n)
+
+    def unhandled(*_):  # what the signal does if main() leaves it to us (the default would end pytest)
+        raise RuntimeError("signal not handled by dedupe")
+
+    monkeypatch.setattr(dedupe.cli.TqdmProgress, "advance", advance)
+    before = signal.signal(number, unhandled)
+    try:
+        code = call_main(monkeypatch, "scan", str(lib), "--no-cache", "--workers", "1", "-q")
+        after = signal.getsignal(number)
+    finally:
+        signal.signal(number, before)
+    assert code == 128 + number
+    assert "interrupted" in capsys.readouterr().err
+    assert seen and not list(tmp_path.glob("dedupe-cache-*"))
+    assert after is unhandled
 
 
 def test_main_missing_folder_exit_2(monkeypatch, tmp_path):

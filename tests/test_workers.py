@@ -77,3 +77,20 @@ def test_a_second_scan_in_one_process_starts_its_workers(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}  # this checkout's package, as pytest's
     out = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True, env=env).stdout.split()
     assert out == ["1", "1", "151", "151"]
+
+
+def test_only_the_cancelled_futures_fault_of_a_dropped_pool_is_silenced(monkeypatch):
+    """Python 3.10-3.11's pool thread fails on futures a drop cancelled when workers die just after (a
+    signal to the whole process group); that traceback is not printed, any other thread error is."""
+    import threading
+    from concurrent.futures import InvalidStateError
+    from concurrent.futures.process import _ExecutorManagerThread
+
+    import dedupe.workers as w
+
+    printed = []
+    monkeypatch.setattr(w, "_excepthook", printed.append)
+    manager, other = object.__new__(_ExecutorManagerThread), threading.Thread(target=print)
+    for exc, thread in [(InvalidStateError, manager), (InvalidStateError, other), (OSError, manager)]:
+        w._quiet_cancelled(threading.ExceptHookArgs([exc, exc("x"), None, thread]))
+    assert [(args.exc_type, args.thread) for args in printed] == [(InvalidStateError, other), (OSError, manager)]
