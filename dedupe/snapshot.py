@@ -42,7 +42,7 @@ import faiss
 import numpy as np
 
 from .cache import CODES, VERSION, Cache
-from .index import DESC_FLAT_LIMIT, NPROBE, _threads, exhaustive_index, lists_for, trained_lists
+from .index import DESC_FLAT_LIMIT, NPROBE, _threads, exhaustive_index, inverted_lists, layout_fits, probes
 
 SEARCH_NPROBE = 32
 """Inverted lists a search probes per query descriptor (the crop stage, which searches every descriptor,
@@ -497,6 +497,9 @@ class KeypointIndex:
             out = cls(base, label_image, bool(gone.any()), *_flat(new_data, image_of[new], new_sizes))
             out.path = path
             return out
+        total = int(counts[~gone & (label_image >= 0)].sum()) + len(new_data)
+        if not layout_fits(base, total):  # built anew, with lists for the library it has become
+            return cls.of(None, images, hashes, cache, keep, lists, every, threads)
         # Rebuilt from the saved index: its lists kept, the pictures gone removed, the new ones added.
         index = faiss.read_index_binary(str(path))
         if gone.any():
@@ -551,7 +554,7 @@ def _search_lists(index, x: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray
     order of their nearest list, so that a list is read for many queries in a row: on scale5000's
     465,000 descriptors, blocks of 16,384 queries took 15% less time (none less at 100,000 pictures,
     whose longer lists are read as fast either way)."""
-    index.nprobe = nprobe
+    index.nprobe = nprobe = min(probes(index, nprobe), index.nlist)  # FAISS reads the lists' rows as this wide
     coarse_dist, coarse = index.quantizer.search(x, nprobe)
     order = np.argsort(coarse[:, 0], kind="stable")
     dist, ids = index.search_preassigned(x[order], k, coarse[order], coarse_dist[order])
@@ -622,7 +625,7 @@ def _build(data: np.ndarray, sizes: np.ndarray, threads: int = 1):
     if len(data) <= DESC_FLAT_LIMIT:
         index = faiss.IndexBinaryIDMap(exhaustive_index())  # the Python wrapper keeps the inner index alive
     else:
-        index = trained_lists(data, lists_for(len(data)), threads)
+        index = inverted_lists(data, threads)
     with _threads(threads):
         for start in range(0, len(data), 1 << 20):
             index.add_with_ids(data[start : start + (1 << 20)], ids[start : start + (1 << 20)])

@@ -175,3 +175,55 @@ def test_lists_trained_on_two_threads_are_the_same_and_threads_restored():
     centroids = [faiss.vector_to_array(faiss.downcast_IndexBinary(i.quantizer).xb) for i in (one, two)]
     assert centroids[0].size == 64 * 32
     assert np.array_equal(centroids[0], centroids[1])
+
+
+def near_pairs(n: int, seed: int) -> np.ndarray:
+    """n random descriptors, the second half near copies (3% of bits flipped) of the first."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    data[n // 2 :] = data[: n // 2] ^ np.packbits(rng.random((n // 2, 256)) < 0.03, axis=1)
+    return data
+
+
+def test_large_libraries_get_lists_of_a_fixed_size_found_through_lists(monkeypatch, tmp_path):
+    """Beyond LINEAR_FROM descriptors the lists hold LIST_SIZE each and their centroids are themselves
+    searched by inverted lists, so a search costs the same at any size; they probe LINEAR_PROBES times
+    as many lists, find a descriptor's near copy as exhaustive search does, and keep working once saved."""
+    import faiss
+
+    monkeypatch.setattr(index, "DESC_FLAT_LIMIT", 1000)
+    monkeypatch.setattr(index, "LINEAR_FROM", 8000)
+    monkeypatch.setattr(index, "LIST_SIZE", 100)
+    data = near_pairs(12_000, 4)
+    small = index.inverted_lists(data[:6000])
+    large = index.inverted_lists(data)
+    assert small.nlist == 77 and not isinstance(faiss.downcast_IndexBinary(small.quantizer), faiss.IndexBinaryIVF)
+    coarse = faiss.downcast_IndexBinary(large.quantizer)
+    assert large.nlist == 120 and isinstance(coarse, faiss.IndexBinaryIVF) and coarse.nlist == 10
+    assert index.probes(small, index.NPROBE) == index.NPROBE
+    assert index.probes(large, index.NPROBE) == index.NPROBE * index.LINEAR_PROBES
+    large.add(data)
+    faiss.write_index_binary(large, str(tmp_path / "lists.faiss"))
+    saved = faiss.read_index_binary(str(tmp_path / "lists.faiss"), faiss.IO_FLAG_MMAP)
+    for got in (large, saved):
+        got.nprobe = index.probes(got, index.NPROBE)
+        _dist, ids = got.search(data[:6000], 2)
+        assert np.mean(ids[:, 1] == np.arange(6000) + 6000) > 0.95
+
+
+def test_a_saved_layout_fits_until_the_library_outgrows_it(monkeypatch):
+    """Exhaustive up to DESC_FLAT_LIMIT descriptors, then square-root lists while within half to twice
+    the lists wanted, then linear lists: a library that grew past its saved layout gets a new one."""
+    monkeypatch.setattr(index, "DESC_FLAT_LIMIT", 1000)
+    monkeypatch.setattr(index, "LINEAR_FROM", 40_000)
+    monkeypatch.setattr(index, "LIST_SIZE", 100)
+    flat = index.exhaustive_index()
+    assert index.layout_fits(flat, 1000) and not index.layout_fits(flat, 1001)
+    data = near_pairs(6400, 5)
+    lists = index.inverted_lists(data)
+    assert lists.nlist == 80
+    assert [index.layout_fits(lists, n) for n in (1000, 1600, 6400, 25_600, 26_000, 40_000)] == [
+        False, True, True, True, False, False
+    ]
+    linear = index.inverted_lists(near_pairs(40_000, 6))
+    assert index.layout_fits(linear, 40_000) and not index.layout_fits(linear, 39_999)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import dedupe.index
 import dedupe.snapshot as snapshot
 from dedupe import scan, search
 from dedupe.cache import Cache
@@ -188,6 +189,7 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
     the same distances as one exhaustive index of the pictures there now."""
     if inverted:
         monkeypatch.setattr(snapshot, "DESC_FLAT_LIMIT", 100)
+        monkeypatch.setattr(dedupe.index, "DESC_FLAT_LIMIT", 100)
         monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)  # every list: exact, for the comparison
     rng = np.random.default_rng(5)
     descs = {f"{n:032x}": rng.integers(0, 256, (int(rng.integers(0, 40)), 32), dtype=np.uint8) for n in range(60)}
@@ -219,6 +221,34 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
         assert np.array_equal(ranks[:, 0], rank[want_ids[:, 0]])
         assert np.array_equal(index.search(queries, 6)[1], image)
     assert len(list(Path(f"{cache.path}.snapshots").glob("*.kp-*"))) == 2  # the latest index only
+
+
+def test_a_library_that_outgrew_its_saved_keypoint_index_gets_new_lists(tmp_path, monkeypatch):
+    """A saved exhaustive index of a small library is not rebuilt by adding to it once the library is
+    past DESC_FLAT_LIMIT descriptors (every search would read them all): inverted lists are trained for
+    it, and answer as an exhaustive index of the pictures there now."""
+    monkeypatch.setattr(snapshot, "DESC_FLAT_LIMIT", 300)
+    monkeypatch.setattr(dedupe.index, "DESC_FLAT_LIMIT", 300)
+    monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)  # every list: exact, for the comparison
+    rng = np.random.default_rng(8)
+    descs = {f"{n:032x}": rng.integers(0, 256, (30, 32), dtype=np.uint8) for n in range(60)}
+
+    class Kp:  # what cache.descriptors reads
+        def descriptors(self, hashes):
+            return np.concatenate([descs[h] for h in hashes]), np.full(len(hashes), 30, np.int64)
+
+    snaps = snapshot.Snapshots(Cache(tmp_path / "c.sqlite"), [tmp_path])
+    snaps.cache = Kp()
+    assert isinstance(snaps.keypoints(list(range(8)), list(descs)[:8]).base, faiss.IndexBinaryIDMap)
+    index = snaps.keypoints(list(range(60)), list(descs))
+    assert isinstance(index.base, faiss.IndexBinaryIVF) and index.delta is None and index.how == "built"
+    queries = np.concatenate([d[:3] for d in descs.values()])
+    queries[::2, 0] ^= 1
+    data, sizes = Kp().descriptors(list(descs))
+    exact, owner, _ = snapshot._flat(data, np.arange(60), sizes)
+    dist, image, _ = index.neighbours(queries, 4, snapshot.SEARCH_NPROBE)
+    want_dist, want_ids = exact.search(queries, 4)
+    assert np.array_equal(dist, want_dist) and np.array_equal(image[:, 0], owner[want_ids[:, 0]])
 
 
 def test_a_table_whose_arrays_disagree_is_ignored(lib, serial, tmp_path):

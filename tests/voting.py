@@ -11,9 +11,8 @@ from dedupe.index import (
     MIN_VOTES,
     _threads,
     exhaustive_index,
+    inverted_lists,
     keypoint_votes,
-    lists_for,
-    trained_lists,
     voted_pairs,
 )
 
@@ -38,7 +37,7 @@ def keypoint_pairs(
         return []
     owner = np.repeat(labels, sizes)
     data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8, copy=False))
-    index = exhaustive_index() if len(data) <= DESC_FLAT_LIMIT else trained_lists(data, lists_for(len(data)))
+    index = exhaustive_index() if len(data) <= DESC_FLAT_LIMIT else inverted_lists(data)
     with _threads():
         index.add(data)
     a, b = keypoint_votes(index, data, owner, owner, max_distance)
