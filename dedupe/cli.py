@@ -644,10 +644,10 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
         raise typer.Exit(0)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""Signals that stop a command as Ctrl-C does: `kill`, `timeout`, a logout or a closed terminal would
-otherwise end the process where it stands, leaving a --no-cache scan's temporary cache (1.6 GB at 100,000
-photos) on disk and the last cache writes unsaved."""
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals that stop a command as Ctrl-C does (Windows has no SIGHUP): `kill`, `timeout`, a logout or a
+closed terminal would otherwise end the process where it stands, leaving a --no-cache scan's temporary
+cache (1.6 GB at 100,000 photos) on disk and the last cache writes unsaved."""
 
 _SIGNALLED: list[int] = []
 """The SIGTERM or SIGHUP that stopped this command, if one did."""

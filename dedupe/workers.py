@@ -44,7 +44,8 @@ def _init(cache_path: str, settings: Settings) -> None:
     pool stops its workers; the main process's handler is inherited through fork) and uses one thread
     (the pool is the parallelism)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cv2.setNumThreads(1)
     _STATE["cache"] = Cache(cache_path, worker=True)

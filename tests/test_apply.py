@@ -18,7 +18,7 @@ import dedupe.actions.apply as A
 from dedupe.actions.apply import apply_plan, free_name, move
 from dedupe.actions.plan import make_plan
 from dedupe.actions.undo import undo
-from dedupe.cli import app
+from dedupe.cli import STOP_SIGNALS, app
 from images import encode, photo, recompress, resize
 
 
@@ -268,7 +268,8 @@ def test_a_stop_request_ends_the_run_between_operations(library, tmp_path):
     assert undo(result.journal).restored == [src for src, _ in reversed(result.done)]
 
 
-@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.skipif(sys.platform == "win32", reason="a process signals itself the POSIX way")
+@pytest.mark.parametrize("number", STOP_SIGNALS)
 def test_a_signal_ends_the_command_between_operations(library, tmp_path, monkeypatch, number):
     """Ctrl-C, `kill` or a closed terminal during `dedupe apply` lets the file in hand finish moving, so the
     journal is complete and undo puts everything back."""

@@ -222,7 +222,8 @@ def test_main_ctrl_c_exit_130(monkeypatch, lib, capsys):
     assert "interrupted" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.skipif(sys.platform == "win32", reason="a process signals itself the POSIX way")
+@pytest.mark.parametrize("number", dedupe.cli.STOP_SIGNALS[1:])
 def test_a_scan_stopped_by_a_signal_cleans_up_like_ctrl_c(monkeypatch, lib, tmp_path, capsys, number):
     """`kill`, `timeout` or a closed terminal: the private cache of --no-cache is removed, the exit code
     tells which signal, and the process's own handlers are back afterwards."""
