@@ -223,12 +223,17 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
     assert len(list(Path(f"{cache.path}.snapshots").glob("*.kp-*"))) == 2  # the latest index only
 
 
-def test_a_library_that_outgrew_its_saved_keypoint_index_gets_new_lists(tmp_path, monkeypatch):
+@pytest.mark.parametrize("linear", [False, True])
+def test_a_library_that_outgrew_its_saved_keypoint_index_gets_new_lists(tmp_path, monkeypatch, linear):
     """A saved exhaustive index of a small library is not rebuilt by adding to it once the library is
     past DESC_FLAT_LIMIT descriptors (every search would read them all): inverted lists are trained for
-    it, and answer as an exhaustive index of the pictures there now."""
+    it (square-root ones, or linear ones past LINEAR_FROM), and answer as an exhaustive index of the
+    pictures there now."""
     monkeypatch.setattr(snapshot, "DESC_FLAT_LIMIT", 300)
     monkeypatch.setattr(dedupe.index, "DESC_FLAT_LIMIT", 300)
+    if linear:
+        monkeypatch.setattr(dedupe.index, "LINEAR_FROM", 1000)
+        monkeypatch.setattr(dedupe.index, "LIST_SIZE", 100)
     monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)  # every list: exact, for the comparison
     rng = np.random.default_rng(8)
     descs = {f"{n:032x}": rng.integers(0, 256, (30, 32), dtype=np.uint8) for n in range(60)}
@@ -242,6 +247,7 @@ def test_a_library_that_outgrew_its_saved_keypoint_index_gets_new_lists(tmp_path
     assert isinstance(snaps.keypoints(list(range(8)), list(descs)[:8]).base, faiss.IndexBinaryIDMap)
     index = snaps.keypoints(list(range(60)), list(descs))
     assert isinstance(index.base, faiss.IndexBinaryIVF) and index.delta is None and index.how == "built"
+    assert isinstance(faiss.downcast_IndexBinary(index.base.quantizer), faiss.IndexBinaryIVF) == linear
     queries = np.concatenate([d[:3] for d in descs.values()])
     queries[::2, 0] ^= 1
     data, sizes = Kp().descriptors(list(descs))
