@@ -162,7 +162,7 @@ def test_a_crop_that_sticks_out_of_the_next_frame_goes_with_its_own(tmp_path, se
 def test_layout_pairs_propose_featureless_crops_and_only_what_a_search_wants():
     """A featureless picture's layout matches a window of its original: the pair of their sets is
     proposed, not the pair with another featureless picture, nor with a detailed photo. Asked only about
-    a detailed photo (a search for it), nothing is read at all."""
+    a detailed photo (a search for it), nothing is read but that photo's detail."""
     from dedupe.crops import WHOLE_DETAIL, layout_pairs
     from dedupe.decode import decode
     from dedupe.features.hashes import describe
@@ -184,6 +184,9 @@ def test_layout_pairs_propose_featureless_crops_and_only_what_a_search_wants():
     def unread(*args):
         raise AssertionError("a search for a detailed photo reads no thumbnail")
 
+    asked, details = [], cache.details
     cache.load = unread
+    cache.details = lambda wanted: asked.append(list(wanted)) or details(wanted)
     assert layout_pairs(hashes, labels, cache, np.array([False, False, True, False])) == []
+    assert asked == [["photo"]]
     cache.close()
