@@ -297,10 +297,8 @@ class Cache:
             self._loaded.popitem(last=False)
         return hit
 
-    def descriptors(self, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The keypoint descriptors of these contents stacked in one (n, 32) array, in order, and how
-        many each has. Read in two passes (sizes, then the bytes straight into the array), so a million
-        descriptors are never held twice on their way into one array."""
+    def descriptor_counts(self, hashes: list[str]) -> np.ndarray:
+        """How many keypoint descriptors each of these contents has, in order (none read)."""
         sizes = np.zeros(len(hashes), dtype=np.int64)
         where: dict[str, list[int]] = {}
         for n, h in enumerate(hashes):
@@ -308,6 +306,17 @@ class Cache:
         for h, length in self._each(hashes, "length(kp_desc)"):
             for n in where[h]:
                 sizes[n] = (length or 0) // 32
+        return sizes
+
+    def descriptors(self, hashes: list[str], sizes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The keypoint descriptors of these contents stacked in one (n, 32) array, in order, and how
+        many each has (`sizes`, when the caller has them from descriptor_counts). Read in two passes
+        (sizes, then the bytes straight into the array), so a million descriptors are never held twice
+        on their way into one array."""
+        sizes = self.descriptor_counts(hashes) if sizes is None else sizes
+        where: dict[str, list[int]] = {}
+        for n, h in enumerate(hashes):
+            where.setdefault(h, []).append(n)
         ends = np.cumsum(sizes)
         data = np.empty((int(ends[-1]) if len(ends) else 0, 32), dtype=np.uint8)
         if not len(data):

@@ -111,10 +111,11 @@ def _keypoint_pairs(
     layouts = layout_pairs(hashes, labels, snapshots.cache)
     if table is None:
         return sorted(layouts), searched
-    owner = np.repeat(np.arange(len(table.counts)), table.counts)
+    sets = labels.astype(np.int32)  # 9.6 million votes at 100,000 photos: int64 copies peaked at 1.28 GB
     has = table.target >= 0
-    a, b = labels[owner[has]], labels[table.target[has]]
-    pairs = sorted(set(voted_pairs(a[a != b], b[a != b])) | set(layouts))
+    a, b = np.repeat(sets, table.counts)[has], sets[table.target[has]]
+    other = a != b
+    pairs = sorted(set(voted_pairs(a[other], b[other])) | set(layouts))
     first = np.zeros(int(labels.max(initial=-1)) + 1, np.int64)
     first[labels[::-1]] = np.arange(len(labels))[::-1]  # a picture of each set
     table.pairs = first[np.array(pairs, dtype=np.int64).reshape(-1, 2)]

@@ -266,11 +266,11 @@ def lists_for(n: int) -> int:
     return int(np.sqrt(n)) if n < LINEAR_FROM else n // LIST_SIZE
 
 
-def inverted_lists(data: np.ndarray, threads: int = 1):
-    """An empty inverted-lists index for 256-bit descriptors like `data` (more than DESC_FLAT_LIMIT), as
-    many lists as lists_for says."""
-    nlist = lists_for(len(data))
-    return trained_lists(data, nlist, threads) if len(data) < LINEAR_FROM else linear_lists(data, nlist, threads)
+def inverted_lists(data: np.ndarray, n: int, threads: int = 1):
+    """An empty inverted-lists index for n (more than DESC_FLAT_LIMIT) 256-bit descriptors like `data`
+    (all of them, or for linear lists at least training_size of them), as many lists as lists_for says."""
+    nlist = lists_for(n)
+    return trained_lists(data, nlist, threads) if n < LINEAR_FROM else linear_lists(data, nlist, threads)
 
 
 def layout_fits(index, n: int) -> bool:
@@ -323,6 +323,11 @@ def trained_lists(data: np.ndarray, nlist: int, threads: int = 1):
     return index
 
 
+def training_size(nlist: int) -> int:
+    """Descriptors linear lists are trained on: 20 a list, at most 2^18 (FAISS clusters them as floats)."""
+    return min(20 * nlist, 1 << 18)
+
+
 def linear_lists(data: np.ndarray, nlist: int, threads: int = 1):
     """An empty index of `nlist` inverted lists (about LIST_SIZE descriptors each) for 256-bit descriptors
     like `data`, whose centroids are themselves found through sqrt(nlist) inverted lists: searching
@@ -335,7 +340,7 @@ def linear_lists(data: np.ndarray, nlist: int, threads: int = 1):
     lists.cp.niter, lists.cp.min_points_per_centroid = 4, 1
     assign = faiss.IndexHNSWFlat(256, 16)  # held here: FAISS keeps only a pointer
     lists.clustering_index = assign
-    sample = np.random.default_rng(0).choice(len(data), min(len(data), 20 * nlist, 1 << 18), replace=False)
+    sample = np.random.default_rng(0).choice(len(data), min(len(data), training_size(nlist)), replace=False)
     with _threads(threads):
         lists.train(data[np.sort(sample)])
         centroids = faiss.vector_to_array(faiss.downcast_IndexBinary(lists.quantizer).xb).reshape(nlist, 32)
@@ -400,12 +405,14 @@ def nearest_other(
 def voted_pairs(a: np.ndarray, b: np.ndarray, min_votes: int = MIN_VOTES, top: int = 4) -> list[tuple[int, int]]:
     """Pairs (i, j), i < j, of labels with `min_votes` votes both ways together; each label keeps its
     `top` best partners."""
-    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    a, b = np.asarray(a), np.asarray(b)
     if not len(a):
         return []
     n_labels = int(max(a.max(), b.max())) + 1
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    keys, counts = np.unique(lo * n_labels + hi, return_counts=True)
+    key = np.minimum(a, b).astype(np.int64)  # the labels may be narrower; only the keys need 64 bits
+    key *= n_labels
+    key += np.maximum(a, b)
+    keys, counts = np.unique(key, return_counts=True)
     strong = counts >= min_votes
     pairs = [(int(key // n_labels), int(key % n_labels), int(c)) for key, c in zip(keys[strong], counts[strong])]
     kept: dict[int, int] = {}

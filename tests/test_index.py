@@ -196,8 +196,8 @@ def test_large_libraries_get_lists_of_a_fixed_size_found_through_lists(monkeypat
     monkeypatch.setattr(index, "LINEAR_FROM", 8000)
     monkeypatch.setattr(index, "LIST_SIZE", 100)
     data = near_pairs(12_000, 4)
-    small = index.inverted_lists(data[:6000])
-    large = index.inverted_lists(data)
+    small = index.inverted_lists(data[:6000], 6000)
+    large = index.inverted_lists(data, len(data))
     assert small.nlist == 77 and not isinstance(faiss.downcast_IndexBinary(small.quantizer), faiss.IndexBinaryIVF)
     coarse = faiss.downcast_IndexBinary(large.quantizer)
     assert large.nlist == 120 and isinstance(coarse, faiss.IndexBinaryIVF) and coarse.nlist == 10
@@ -221,10 +221,10 @@ def test_a_saved_layout_fits_until_the_library_outgrows_it(monkeypatch):
     flat = index.exhaustive_index()
     assert index.layout_fits(flat, 1000) and not index.layout_fits(flat, 1001)
     data = near_pairs(6400, 5)
-    lists = index.inverted_lists(data)
+    lists = index.inverted_lists(data, len(data))
     assert lists.nlist == 80
     assert [index.layout_fits(lists, n) for n in (1000, 1600, 6400, 25_600, 26_000, 40_000)] == [
         False, True, True, True, False, False
     ]
-    linear = index.inverted_lists(near_pairs(40_000, 6))
+    linear = index.inverted_lists(near_pairs(40_000, 6), 40_000)
     assert index.layout_fits(linear, 40_000) and not index.layout_fits(linear, 39_999)

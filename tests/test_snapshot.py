@@ -196,10 +196,13 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
     cache = Cache(tmp_path / "c.sqlite")
 
     class Kp:  # what cache.descriptors reads
-        def descriptors(self, hashes):
+        def descriptors(self, hashes, _sizes=None):
             sizes = np.array([len(descs[h]) for h in hashes], dtype=np.int64)
             data = np.concatenate([descs[h] for h in hashes] + [np.zeros((0, 32), np.uint8)])
             return data, sizes
+
+        def descriptor_counts(self, hashes):
+            return self.descriptors(hashes)[1]
 
     snaps = snapshot.Snapshots(cache, [tmp_path])
     snaps.cache = Kp()
@@ -231,22 +234,36 @@ def test_a_library_that_outgrew_its_saved_keypoint_index_gets_new_lists(tmp_path
     pictures there now."""
     monkeypatch.setattr(snapshot, "DESC_FLAT_LIMIT", 300)
     monkeypatch.setattr(dedupe.index, "DESC_FLAT_LIMIT", 300)
-    if linear:
+    if linear:  # read a few whole pictures at a time
         monkeypatch.setattr(dedupe.index, "LINEAR_FROM", 1000)
+        monkeypatch.setattr(snapshot, "LINEAR_FROM", 1000)
         monkeypatch.setattr(dedupe.index, "LIST_SIZE", 100)
+        monkeypatch.setattr(snapshot, "ADD_BLOCK", 100)
+    read = []
     monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)  # every list: exact, for the comparison
     rng = np.random.default_rng(8)
     descs = {f"{n:032x}": rng.integers(0, 256, (30, 32), dtype=np.uint8) for n in range(60)}
 
     class Kp:  # what cache.descriptors reads
-        def descriptors(self, hashes):
+        def descriptors(self, hashes, _sizes=None):
+            read.append(len(hashes))
             return np.concatenate([descs[h] for h in hashes]), np.full(len(hashes), 30, np.int64)
+
+        def descriptor_counts(self, hashes):
+            return np.full(len(hashes), 30, np.int64)
 
     snaps = snapshot.Snapshots(Cache(tmp_path / "c.sqlite"), [tmp_path])
     snaps.cache = Kp()
     assert isinstance(snaps.keypoints(list(range(8)), list(descs)[:8]).base, faiss.IndexBinaryIDMap)
+    read.clear()
     index = snaps.keypoints(list(range(60)), list(descs))
     assert isinstance(index.base, faiss.IndexBinaryIVF) and index.delta is None and index.how == "built"
+    # the 52 new pictures, then all at once, or (linear) the 12 pictures whose 360 descriptors train the
+    # 18 lists, then the 60 pictures in parts of about ADD_BLOCK (100) descriptors: 30 each, 3-4 a part
+    if linear:
+        assert read[:2] == [52, 12] and sum(read[2:]) == 60 and set(read[2:]) == {3, 4}
+    else:
+        assert read == [52, 60]
     assert isinstance(faiss.downcast_IndexBinary(index.base.quantizer), faiss.IndexBinaryIVF) == linear
     queries = np.concatenate([d[:3] for d in descs.values()])
     queries[::2, 0] ^= 1

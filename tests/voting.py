@@ -37,7 +37,7 @@ def keypoint_pairs(
         return []
     owner = np.repeat(labels, sizes)
     data = np.ascontiguousarray(np.concatenate([d for d in desc_sets if len(d)]).astype(np.uint8, copy=False))
-    index = exhaustive_index() if len(data) <= DESC_FLAT_LIMIT else inverted_lists(data)
+    index = exhaustive_index() if len(data) <= DESC_FLAT_LIMIT else inverted_lists(data, len(data))
     with _threads():
         index.add(data)
     a, b = keypoint_votes(index, data, owner, owner, max_distance)
