@@ -297,12 +297,18 @@ class Cache:
             self._loaded.popitem(last=False)
         return hit
 
-    def descriptor_counts(self, hashes: list[str]) -> np.ndarray:
-        """How many keypoint descriptors each of these contents has, in order (none read)."""
-        sizes = np.zeros(len(hashes), dtype=np.int64)
+    @staticmethod
+    def _positions(hashes: list[str]) -> dict[str, list[int]]:
+        """Where each content is in `hashes` (a content can be there more than once)."""
         where: dict[str, list[int]] = {}
         for n, h in enumerate(hashes):
             where.setdefault(h, []).append(n)
+        return where
+
+    def descriptor_counts(self, hashes: list[str]) -> np.ndarray:
+        """How many keypoint descriptors each of these contents has, in order (none read)."""
+        sizes = np.zeros(len(hashes), dtype=np.int64)
+        where = self._positions(hashes)
         for h, length in self._each(hashes, "length(kp_desc)"):
             for n in where[h]:
                 sizes[n] = (length or 0) // 32
@@ -314,9 +320,7 @@ class Cache:
         (sizes, then the bytes straight into the array), so a million descriptors are never held twice
         on their way into one array."""
         sizes = self.descriptor_counts(hashes) if sizes is None else sizes
-        where: dict[str, list[int]] = {}
-        for n, h in enumerate(hashes):
-            where.setdefault(h, []).append(n)
+        where = self._positions(hashes)
         ends = np.cumsum(sizes)
         data = np.empty((int(ends[-1]) if len(ends) else 0, 32), dtype=np.uint8)
         if not len(data):
