@@ -14,7 +14,7 @@ from .index import DESC_FLAT_LIMIT, K, MAX_DISTANCE, QUERY_BLOCK, nearest_other,
 from .match import _load, _plain, geometry, verdict_key
 from .model import FileRecord, Group, Similar
 from .progress import CancelCheck, Progress
-from .snapshot import Nearest, Snapshots, lookup, ranks
+from .snapshot import Nearest, Snapshots, in_parts, lookup, ranks
 from .verify import LOW_DETAIL
 from .workers import Workers, state
 
@@ -172,11 +172,13 @@ def _nearest(
         many = len(fresh) * KEYPOINTS > DESC_FLAT_LIMIT and workers.count > 1 and index.path is not None
         shares = [share for share in np.array_split(fresh, workers.count if many else 1) if len(share)]
         jobs = [(index, [hashes[p] for p in share], share, labels, settled, new) for share in shares]
+        if many:  # nor is it searched here: 40 bytes a descriptor, 400 MB at 100,000 photos, let go
+            index.base = None
         found = list(workers.map(_search_job, jobs, cancel, pool=many))
     for share, (sizes, *_) in zip(shares, found):
         counts[share] = sizes
     start = np.cumsum(counts) - counts
-    target, dist = np.full(int(counts.sum()), -1, np.int64), np.zeros(int(counts.sum()), np.uint8)
+    target, dist = np.full(int(counts.sum()), -1, np.int32), np.zeros(int(counts.sum()), np.uint8)
     if len(rows):  # the saved keypoints of the pictures kept, moved to where their pictures are now
         keep = np.repeat(ok, saved.counts)
         src = np.flatnonzero(keep) if not keep.all() else np.arange(len(keep))
@@ -311,15 +313,17 @@ def _search_job(job) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     (index.nearest_other) and how far, and (image, rank, distance, voter) of the saved keypoints of
     other sets they come near, for the `new` pictures (_vote_back)."""
     index, hashes, positions, labels, settled, new = job
-    queries, sizes = state()[0].descriptors(hashes)
-    owner = np.repeat(np.asarray(positions, np.int64), sizes)
-    targets, dists, back = [np.zeros(0, np.int64)], [np.zeros(0, np.uint8)], []
-    for lo in range(0, len(queries), QUERY_BLOCK):
-        hi = min(len(queries), lo + QUERY_BLOCK)
-        dist, image, rank = index.neighbours(queries[lo:hi], K)
-        voter = owner[lo:hi]
+    cache = state()[0]
+    sizes = cache.descriptor_counts(hashes)
+    targets, dists, back = [np.zeros(0, np.int32)], [np.zeros(0, np.uint8)], []
+    for lo, hi in in_parts(sizes, QUERY_BLOCK):  # read a part at a time: 150 MB at 100,000 photos
+        if not sizes[lo:hi].any():
+            continue
+        queries, _ = cache.descriptors(hashes[lo:hi], sizes[lo:hi])
+        dist, image, rank = index.neighbours(queries, K)
+        voter = np.repeat(np.asarray(positions[lo:hi], np.int64), sizes[lo:hi])
         t, d = nearest_other(dist, image, labels[voter], labels)
-        targets.append(t)
+        targets.append(t.astype(np.int32))
         dists.append(d)
         near = (image >= 0) & (dist <= MAX_DISTANCE) & new[voter][:, None]
         near &= settled[np.maximum(image, 0)] & (labels[np.maximum(image, 0)] != labels[voter][:, None])

@@ -91,9 +91,12 @@ def _flip(rng, desc, bits):
     return out
 
 
-def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path):
+def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path, monkeypatch):
     """Past index.DESC_FLAT_LIMIT descriptors the workers each search a share of the pictures in the
-    index file: the same pairs as in one process, and as voting.keypoint_pairs."""
+    index file (the main process lets go of its copy): the same pairs as in one process, and as
+    voting.keypoint_pairs; and the same again with the queries read from the cache in smaller parts of
+    whole pictures."""
+    import dedupe.crops
     from dedupe.crops import _keypoint_pairs
     from dedupe.index import DESC_FLAT_LIMIT
     from voting import keypoint_pairs
@@ -108,22 +111,41 @@ def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path)
     labels[-2] = 7  # a copy of set 7, found before: one label
     info = ImageInfo(96, 96, "PNG", True, 96 * 96)
     hashes = [f"{n:032x}" for n in range(len(sets))]
-    pairs = []
-    for count in (2, 1):
+    pairs, search = [], Workers.map
+    for count, block in ((2, dedupe.crops.QUERY_BLOCK), (1, dedupe.crops.QUERY_BLOCK), (1, 500)):
+        monkeypatch.setattr(dedupe.crops, "QUERY_BLOCK", block)
         cache = Cache(None)
         for h, desc in zip(hashes, sets):
             feats = Features(0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((len(desc), 2), np.float16), kp_desc=desc)
             cache.put_image(h, info, feats, keypoints=True)
+        read, let_go = [], []
+        descriptors = cache.descriptors
+
+        def reading(hashes, sizes=None):
+            out = descriptors(hashes, sizes)
+            read.append(len(out[0]))
+            return out
+
+        def handing(self, fn, jobs, *args, **kwargs):
+            let_go.extend(job[0].base is None for job in jobs)
+            return search(self, fn, jobs, *args, **kwargs)
+
+        monkeypatch.setattr(cache, "descriptors", reading)
+        monkeypatch.setattr(Workers, "map", handing)
         workers = Workers(Settings(workers=count), cache)
         try:
             voted, searched = _keypoint_pairs(hashes, labels, Snapshots(cache, [tmp_path]), workers, never)
             assert searched == len(sets)
             assert (workers._pool is not None) == (count == 2)  # the search did run in the pool
+            assert let_go == [count == 2] * count  # searched here, it is still needed here
+            if count == 1:  # the whole library for the index, then the queries, whole pictures at a time
+                assert read[0] == sum(map(len, sets)) and sum(read[1:]) == read[0]
+                assert max(read[1:]) <= block + 95 and len(read) - 1 >= read[0] // (block + 96)
             pairs.append(voted)
         finally:
             workers.close()
             cache.close()
-    assert pairs[0] == pairs[1] == keypoint_pairs(sets, labels) == [(20, n_sets + 1)]
+    assert pairs[0] == pairs[1] == pairs[2] == keypoint_pairs(sets, labels) == [(20, n_sets + 1)]
 
 
 @pytest.mark.parametrize("seed", [3, 9])
