@@ -94,8 +94,8 @@ def _flip(rng, desc, bits):
 def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path, monkeypatch):
     """Past index.DESC_FLAT_LIMIT descriptors the workers each search a share of the pictures in the
     index file (the main process lets go of its copy): the same pairs as in one process, and as
-    voting.keypoint_pairs; and the same again with the queries read from the cache in smaller parts of
-    whole pictures."""
+    voting.keypoint_pairs; and the same again with the queries read from the cache, and their votes
+    turned into votes of sets, in smaller parts of whole pictures."""
     import dedupe.crops
     from dedupe.crops import _keypoint_pairs
     from dedupe.index import DESC_FLAT_LIMIT
@@ -114,6 +114,7 @@ def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path,
     pairs, search = [], Workers.map
     for count, block in ((2, dedupe.crops.QUERY_BLOCK), (1, dedupe.crops.QUERY_BLOCK), (1, 500)):
         monkeypatch.setattr(dedupe.crops, "QUERY_BLOCK", block)
+        monkeypatch.setattr(dedupe.crops, "VOTE_BLOCK", block)  # votes turned into votes of sets in parts
         cache = Cache(None)
         for h, desc in zip(hashes, sets):
             feats = Features(0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((len(desc), 2), np.float16), kp_desc=desc)

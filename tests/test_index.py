@@ -228,3 +228,32 @@ def test_a_saved_layout_fits_until_the_library_outgrows_it(monkeypatch):
     ]
     linear = index.inverted_lists(near_pairs(40_000, 6), 40_000)
     assert index.layout_fits(linear, 40_000) and not index.layout_fits(linear, 39_999)
+
+
+@pytest.mark.parametrize("block", [1, 3, 40, 1 << 20])
+def test_votes_counted_in_parts_and_blocks_equal_counting_them_at_once(monkeypatch, block):
+    """Votes come in parts and are counted a block of sorted keys at a time; a block never splits one
+    pair's votes, even when they are more than a block: the pairs and the top-partner rule are those of
+    counting every vote of every part together."""
+    from collections import Counter
+
+    rng = np.random.default_rng(11)
+    a = rng.integers(0, 30, 3000)
+    b = rng.integers(0, 30, 3000)
+    a[:200], b[:200] = 4, 17  # one pair with far more votes than a block
+    b[200:260] = (a[200:260] + 1) % 30
+    counts = Counter((min(x, y), max(x, y)) for x, y in zip(a.tolist(), b.tolist()) if x != y)
+    strong = sorted(((i, j, c) for (i, j), c in counts.items() if c >= 12), key=lambda p: (-p[2], p[0], p[1]))
+    kept, expected = Counter(), []
+    for i, j, _ in strong:
+        if kept[i] < 2 or kept[j] < 2:
+            expected.append((i, j))
+            kept[i] += 1
+            kept[j] += 1
+    keep = a != b
+    cuts = [0, 7, 1000, 1001, 2500, 3000]
+    parts = [(a[lo:hi][keep[lo:hi]].astype(np.int32), b[lo:hi][keep[lo:hi]]) for lo, hi in zip(cuts, cuts[1:])]
+    monkeypatch.setattr(index, "COUNT_BLOCK", block)
+    assert (4, 17) in expected and len(expected) > 5
+    assert index.voted_pairs(parts, min_votes=12, top=2) == sorted(expected)
+    assert index.voted_pairs([], min_votes=12) == []
