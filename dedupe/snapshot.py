@@ -14,13 +14,15 @@ The keypoint index (FAISS, read with mmap: exhaustive up to index.DESC_FLAT_LIMI
 inverted lists beyond) covers the pictures of the library when it was built, its ids naming picture and
 keypoint; the pictures added since are searched in a small exhaustive index beside it, and those gone
 are dropped from its answers; once these are a tenth of it, it is rebuilt from itself (kept lists, new
-pictures added). The scan's crop stage builds it (and searches every keypoint in it), so the first
+pictures added). The linear lists of a large library are kept in a file of their own, never whole in
+memory. The scan's crop stage builds it (and searches every keypoint in it), so the first
 search after a scan finds it ready. The crop stage also keeps what it found for each keypoint (Nearest),
 and the scan its candidate pairs, so that a rescan searches only the keypoints and pairs of new
 pictures. Pictures are named by content hash, so these outlive a rewritten file table.
 
 Files, in <cache>.snapshots/: <key>.files.npz, <key>.nearest.npz, <key>.candidates.npz, and
-<key>.kp-<stamp>.faiss with its labels in <key>.kp-<stamp>.npz. Each is written under a temporary name
+<key>.kp-<stamp>.faiss with its labels in <key>.kp-<stamp>.npz (and its lists on disk in
+<key>.kp-<stamp>.ivfdata, written first). Each is written under a temporary name
 and renamed into place, the labels last, so a reader sees whole files or none; two processes can write
 at once (the later rename wins). Only the latest of each kind is kept per key and the KEEP most recently
 used keys. A snapshot that cannot be read is ignored and rewritten; one that cannot be written is simply
@@ -30,11 +32,14 @@ in the cache's temporary folder, for the workers to read.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
+import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +51,7 @@ from .index import (
     DESC_FLAT_LIMIT,
     LINEAR_FROM,
     NPROBE,
+    _linear,
     _threads,
     exhaustive_index,
     inverted_lists,
@@ -332,14 +338,16 @@ class Snapshots:
         saved = self._load_keypoints() if self.kept else None
         keep = _writable(self.dir)
         lists = (self.kept and keep) or every  # inverted lists pay for a few queries only when kept
+        stamp = f"kp-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
+        lists_at = self._path(f"{stamp}.ivfdata").absolute() if keep else None
         try:
-            index = KeypointIndex.of(saved, images, hashes, self.cache, keep, lists, every, threads)
+            index = KeypointIndex.of(saved, images, hashes, self.cache, keep, lists, every, threads, lists_at)
         except (OSError, RuntimeError):  # the saved index went away (pruned by another search) or broke
             if saved is None:
                 raise
-            index = KeypointIndex.of(None, images, hashes, self.cache, keep, lists, every, threads)
+            index = KeypointIndex.of(None, images, hashes, self.cache, keep, lists, every, threads, lists_at)
         if index is not None and index.rebuilt is not None and keep:
-            index.path = self._save_keypoints(*index.rebuilt)
+            index.path = self._save_keypoints(*index.rebuilt, stamp)
             index.rebuilt = None
         return index
 
@@ -351,13 +359,13 @@ class Snapshots:
             with np.load(labels[-1]) as z:
                 hashes, counts = z["hashes"], z["counts"]
             path = labels[-1].with_suffix(".faiss")
-            return _fast(faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP)), hashes, counts, path
+            return _mapped(path), hashes, counts, path
         except Exception:  # gone meanwhile (pruned by another process), damaged: rebuilt
             return None
 
-    def _save_keypoints(self, index, hashes: np.ndarray, counts: np.ndarray) -> Path | None:
-        """The index written beside its labels; its path, None when it could not be written."""
-        stamp = f"kp-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
+    def _save_keypoints(self, index, hashes: np.ndarray, counts: np.ndarray, stamp: str) -> Path | None:
+        """The index written beside its labels (and its lists, when on disk); its path, None when it
+        could not be written."""
         path = self._path(f"{stamp}.faiss")
         if not _write(path, lambda tmp: faiss.write_index_binary(index, str(tmp))):
             return None
@@ -463,7 +471,7 @@ class KeypointIndex:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if self.path is not None:
-            self.base = _fast(faiss.read_index_binary(str(self.path), faiss.IO_FLAG_MMAP))
+            self.base = _mapped(self.path)
         if self.delta is not None:
             self.delta = _fast(faiss.deserialize_index_binary(self.delta))
 
@@ -478,12 +486,14 @@ class KeypointIndex:
         lists: bool,
         every: bool,
         threads: int = 1,
+        lists_at: Path | None = None,
     ) -> "KeypointIndex | None":
         """The index for these images (content `hashes`): the saved one (base, labels, counts, path)
         with an exhaustive one of the pictures it lacks, or, past REBUILD_SHARE (or, for `every`
         keypoint searched, past index.DESC_FLAT_LIMIT added) or without one, a new one to save
         (`rebuilt`, built on `threads` threads) when it can be kept (`keep`). Without `lists`, one
-        exhaustive index, not saved."""
+        exhaustive index, not saved. Linear lists are kept on disk, in the file `lists_at` (_on_disk),
+        when it is given."""
         wanted = np.array(hashes, dtype="S32")
         image_of = np.asarray(images, dtype=np.int64)
         if saved is None:
@@ -493,7 +503,7 @@ class KeypointIndex:
             if not lists:  # a few queries and nothing kept: one exhaustive index, as cheap to build as to search
                 data = cache.descriptors(hashes, sizes)[0]
                 return cls(None, np.zeros(0, np.int64), False, *_flat(data, image_of, sizes))
-            index = _build(cache, hashes, sizes, threads)
+            index = _build(cache, hashes, sizes, threads, lists_at)
             out = cls(index, image_of, False, None, np.zeros(0, np.int64), None)
             out.rebuilt, out.how = (index, wanted, sizes), "built"
             return out
@@ -512,21 +522,33 @@ class KeypointIndex:
             out.path = path
             return out
         total = int(counts[~gone & (label_image >= 0)].sum()) + len(new_data)
-        if not layout_fits(base, total):  # built anew, with lists for the library it has become
-            return cls.of(None, images, hashes, cache, keep, lists, every, threads)
-        # Rebuilt from the saved index: its lists kept, the pictures gone removed, the new ones added.
-        index = faiss.read_index_binary(str(path))
-        if gone.any():
-            dead = _ids(np.flatnonzero(gone), counts[gone])
-            with _threads(threads):
-                index.remove_ids(faiss.IDSelectorBatch(len(dead), faiss.swig_ptr(dead)))
+        on_disk = isinstance(base, faiss.IndexBinaryIVF) and _linear(base)  # read whole before, on disk from now
+        dead = int(counts[gone].sum()) > REBUILD_SHARE * int(counts.sum())
+        if not layout_fits(base, total) or (on_disk and dead):
+            # built anew: with lists for the library it has become, or without the dead of its lists on disk
+            return cls.of(None, images, hashes, cache, keep, lists, every, threads, lists_at)
+        # Rebuilt from the saved index: its lists kept, the new pictures added, the pictures gone removed
+        # (from lists on disk, which are only read, they are left: gone pictures' keypoints, not counted
+        # as alive, until they are REBUILD_SHARE of them).
         first = len(labels)
-        if len(new_data):
-            with _threads(threads):
-                index.add_with_ids(new_data, _ids(np.arange(first, first + len(new_sizes)), new_sizes))
+        new_ids = _ids(np.arange(first, first + len(new_sizes)), new_sizes)
+        if on_disk:
+            empty = _mapped(path)
+            _own(empty, faiss.ArrayInvertedLists(empty.nlist, empty.code_size), 0)
+            index = _on_disk(empty, [(new_data, new_ids)], lists_at, threads, base.invlists)
+        else:
+            index = faiss.read_index_binary(str(path))
+            if gone.any():
+                dead_ids = _ids(np.flatnonzero(gone), counts[gone])
+                with _threads(threads):
+                    index.remove_ids(faiss.IDSelectorBatch(len(dead_ids), faiss.swig_ptr(dead_ids)))
+            if len(new_data):
+                with _threads(threads):
+                    index.add_with_ids(new_data, new_ids)
         labels = np.concatenate([np.where(gone | (label_image < 0), b"", labels), wanted[new]]).astype("S32")
-        counts = np.concatenate([np.where(label_image < 0, 0, counts), new_sizes])
-        out = cls(index, np.concatenate([label_image, image_of[new]]), False, None, np.zeros(0, np.int64), None)
+        counts = np.concatenate([counts if on_disk else np.where(label_image < 0, 0, counts), new_sizes])
+        label_image = np.concatenate([label_image, image_of[new]])
+        out = cls(index, label_image, on_disk and bool(gone.any()), None, np.zeros(0, np.int64), None)
         out.rebuilt, out.how = (index, labels, counts), "rebuilt"
         return out
 
@@ -575,6 +597,14 @@ def _search_lists(index, x: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     return dist[back], ids[back]
+
+
+def _mapped(path: Path):
+    """The index saved at `path`, its lists mapped, not read: from the file beside it when they were
+    kept on disk (FAISS crashes searching such an index read with IO_FLAG_MMAP), else from its own."""
+    if path.with_suffix(".ivfdata").exists():
+        return _fast(faiss.read_index_binary(str(path), faiss.IO_FLAG_READ_ONLY))
+    return _fast(faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP))
 
 
 def _fast(index):
@@ -644,12 +674,12 @@ ADD_BLOCK = 1 << 20
 """Descriptors added to an index (and read from the cache, for linear lists) at a time: 32 MB."""
 
 
-def _build(cache: Cache, hashes: list[str], sizes: np.ndarray, threads: int = 1):
+def _build(cache: Cache, hashes: list[str], sizes: np.ndarray, threads: int = 1, lists_at: Path | None = None):
     """The index saved for a library of these contents (`sizes` descriptors each): ids label <<
     LABEL_BITS | rank, labels the rows of its hashes; trained and filled on `threads` threads. Linear
     lists are trained on whole pictures drawn at random and filled ADD_BLOCK descriptors at a time:
     all 9.6 million of 100,000 photos held at once beside the index made the main process peak at
-    1.16 GB."""
+    1.16 GB. They are kept on disk, in the file `lists_at`, when it is given (_on_disk)."""
     ids = _ids(np.arange(len(sizes)), sizes)
     n = int(sizes.sum())
     if n < LINEAR_FROM:
@@ -666,8 +696,70 @@ def _build(cache: Cache, hashes: list[str], sizes: np.ndarray, threads: int = 1)
             (cache.descriptors(hashes[lo:hi], sizes[lo:hi])[0], ids[ends[lo] - sizes[lo] : ends[hi - 1]])
             for lo, hi in in_parts(sizes, ADD_BLOCK)
         )
+        if lists_at is not None:
+            return _on_disk(index, parts, lists_at, threads)
     with _threads(threads):
         for data, part_ids in parts:
             for start in range(0, len(data), ADD_BLOCK):
                 index.add_with_ids(data[start : start + ADD_BLOCK], part_ids[start : start + ADD_BLOCK])
     return index
+
+
+def _on_disk(empty, parts, lists_at: Path, threads: int = 1, kept=None):
+    """The trained index `empty` holding the lists `kept` (another index's, only read) and `parts`
+    ((descriptors, ids) pairs), its lists kept in the file `lists_at` (FAISS OnDiskInvertedLists) and
+    mapped. Each part is added to an empty copy, written beside it; all are then merged into the file
+    at once, so no more than a part is ever in memory: the lists of 100,000 photos' 9.6 million
+    descriptors held in memory were 384 MB of the main process (40 bytes each), 3.8 GB at a million."""
+    blank = faiss.serialize_index_binary(empty)
+    lists_at.parent.mkdir(parents=True, exist_ok=True)
+    shards, mapped = [], []
+    try:
+        for data, ids in parts:
+            shard = faiss.deserialize_index_binary(blank)
+            with _threads(threads):
+                for start in range(0, len(data), ADD_BLOCK):
+                    shard.add_with_ids(data[start : start + ADD_BLOCK], ids[start : start + ADD_BLOCK])
+            shards.append(lists_at.with_name(f".{lists_at.name}.{len(shards)}"))  # a crash's are pruned
+            faiss.write_index_binary(shard, str(shards[-1]))
+            del shard
+        mapped = [faiss.read_index_binary(str(p), faiss.IO_FLAG_MMAP) for p in shards]
+        sources = faiss.InvertedListsPtrVector()
+        for lists in ([kept] if kept is not None else []) + [m.invlists for m in mapped]:
+            sources.push_back(lists)
+        merged = faiss.OnDiskInvertedLists(empty.nlist, empty.code_size, str(lists_at))
+        with _quiet():  # FAISS prints the file's new size
+            total = merged.merge_from_multiple(sources.data(), sources.size(), False, False)
+    finally:
+        del mapped
+        for p in shards:
+            p.unlink(missing_ok=True)
+    index = faiss.deserialize_index_binary(blank)
+    _own(index, merged, total)
+    return index
+
+
+def _own(index, lists, total: int) -> None:
+    """`index` given the inverted lists `lists` (which it deletes with itself) holding `total` entries."""
+    index.replace_invlists(lists, True)
+    lists.this.disown()
+    index.ntotal = total
+
+
+@contextmanager
+def _quiet():
+    """What C code prints on stdout meanwhile is dropped (the process's stdout is redirected, and C's
+    buffer flushed before it is put back)."""
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    try:
+        yield
+    finally:
+        try:
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, TypeError):  # no C library to name this way (Windows): its buffer is flushed later
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)

@@ -198,6 +198,20 @@ class Descriptors:
         return np.array([len(self.descs[h]) for h in hashes], dtype=np.int64)
 
 
+def _answers_as_exhaustive(index, descs: dict, now: list[str], images: list[int]) -> None:
+    """The index finds the nearest pictures at the same distances as an exhaustive index of `now`."""
+    data, sizes = Descriptors(descs).descriptors(now)
+    exact, owner, rank = snapshot._flat(data, np.array(images), sizes)
+    queries = np.concatenate([descs[h][:5] for h in now])
+    queries[::2, 0] ^= 1  # near, not equal
+    dist, image, ranks = index.neighbours(queries, 6, snapshot.SEARCH_NPROBE)
+    want_dist, want_ids = exact.search(queries, 6)
+    assert np.array_equal(dist, want_dist)
+    assert np.array_equal(image[:, 0], owner[want_ids[:, 0]])  # ties further down may differ
+    assert np.array_equal(ranks[:, 0], rank[want_ids[:, 0]])
+    assert np.array_equal(index.search(queries, 6)[1], image)
+
+
 @pytest.mark.parametrize("inverted", [False, True])
 def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustive_one(
     tmp_path, monkeypatch, inverted
@@ -223,15 +237,7 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
         images = [int(h, 16) * 3 for h in now]  # image indices are not the hashes' order
         index = snaps.keypoints(images, now)
         assert (index.delta is not None) == (share > 0) and index.gone == (share > 0)
-        exact, owner, rank = snapshot._flat(*Kp().descriptors(now)[:1], np.array(images), Kp().descriptors(now)[1])
-        queries = np.concatenate([descs[h][:5] for h in now])
-        queries[::2, 0] ^= 1  # near, not equal
-        dist, image, ranks = index.neighbours(queries, 6, snapshot.SEARCH_NPROBE)
-        want_dist, want_ids = exact.search(queries, 6)
-        assert np.array_equal(dist, want_dist)
-        assert np.array_equal(image[:, 0], owner[want_ids[:, 0]])  # ties further down may differ
-        assert np.array_equal(ranks[:, 0], rank[want_ids[:, 0]])
-        assert np.array_equal(index.search(queries, 6)[1], image)
+        _answers_as_exhaustive(index, descs, now, images)
     assert len(list(Path(f"{cache.path}.snapshots").glob("*.kp-*"))) == 2  # the latest index only
 
 
@@ -329,3 +335,64 @@ def test_a_worker_maps_the_saved_keypoint_index_and_answers_alike(tmp_path, monk
     queries[::2, 0] ^= 1
     for got, want in zip(copy.neighbours(queries, 5), index.neighbours(queries, 5)):
         assert np.array_equal(got, want)
+
+
+def test_linear_lists_are_kept_on_disk_and_rebuilt_from_themselves_with_the_gone_left_in(
+    tmp_path, monkeypatch, capfd
+):
+    """Past LINEAR_FROM the lists are filled a part at a time into a file of their own beside the index,
+    never all in memory, and nothing is printed. Rebuilt with pictures added, the saved lists are read
+    into a new file, their gone pictures left in it (not answered) until they are REBUILD_SHARE of it;
+    then it is built anew. Every index, and a worker's mapped copy, answers as an exhaustive one."""
+    for module in (snapshot, dedupe.index):
+        monkeypatch.setattr(module, "DESC_FLAT_LIMIT", 100)
+        monkeypatch.setattr(module, "LINEAR_FROM", 300)
+    monkeypatch.setattr(dedupe.index, "LIST_SIZE", 40)
+    monkeypatch.setattr(snapshot, "ADD_BLOCK", 150)  # several parts
+    monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)  # every list: exact, for the comparison
+    rng = np.random.default_rng(13)
+    descs = {f"{n:032x}": rng.integers(0, 256, (int(rng.integers(10, 30)), 32), dtype=np.uint8) for n in range(60)}
+    snaps = snapshot.Snapshots(Cache(tmp_path / "c.sqlite"), [tmp_path])
+    snaps.cache = Descriptors(descs)
+    folder = Path(f"{tmp_path / 'c.sqlite'}.snapshots")
+    hashes = list(descs)
+    steps = [  # (REBUILD_SHARE, pictures, how, gone pictures among the saved lists' answers)
+        (0.2, hashes[:40], "built", False),
+        (0.2, hashes[5:60], "rebuilt", True),  # 5 gone (< 0.2), 20 added (> 0.2): from itself, 5 left in
+        (0.2, hashes[10:60], "saved", True),  # 5 more gone: 10 of 60 dead, not yet 0.2
+        (0.1, hashes[10:60], "built", False),  # past REBUILD_SHARE: anew, without them
+    ]
+    for share, now, how, gone in steps:
+        monkeypatch.setattr(snapshot, "REBUILD_SHARE", share)
+        images = [int(h, 16) * 3 for h in now]
+        index = snaps.keypoints(images, now, every=True)
+        assert (index.how, index.gone) == (how, gone)
+        assert isinstance(faiss.downcast_InvertedLists(index.base.invlists), faiss.OnDiskInvertedLists)
+        names = sorted(p.name.split(".", 2)[2] for p in folder.iterdir())
+        assert names == ["faiss", "ivfdata", "npz"]  # the latest only, and no part left behind
+        assert index.path.with_suffix(".ivfdata").stat().st_size >= 40 * sum(len(descs[h]) for h in now) * 0.9
+        _answers_as_exhaustive(index, descs, now, images)
+        _answers_as_exhaustive(pickle.loads(pickle.dumps(index)), descs, now, images)
+    assert capfd.readouterr().out == ""
+
+
+def test_linear_lists_saved_whole_by_an_earlier_version_move_to_disk_when_rebuilt(tmp_path, monkeypatch):
+    """An index of linear lists saved in its own file (as before they were kept on disk) is rebuilt from
+    itself into a file of lists, and answers as an exhaustive one."""
+    for module in (snapshot, dedupe.index):
+        monkeypatch.setattr(module, "DESC_FLAT_LIMIT", 100)
+        monkeypatch.setattr(module, "LINEAR_FROM", 300)
+    monkeypatch.setattr(dedupe.index, "LIST_SIZE", 40)
+    monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)
+    rng = np.random.default_rng(14)
+    descs = {f"{n:032x}": rng.integers(0, 256, (20, 32), dtype=np.uint8) for n in range(50)}
+    snaps = snapshot.Snapshots(Cache(tmp_path / "c.sqlite"), [tmp_path])
+    snaps.cache = Descriptors(descs)
+    first = list(descs)[:30]
+    whole = snapshot._build(snaps.cache, first, snaps.cache.descriptor_counts(first))
+    snaps._save_keypoints(whole, np.array(first, dtype="S32"), snaps.cache.descriptor_counts(first), "kp-0")
+    assert not list(Path(f"{tmp_path / 'c.sqlite'}.snapshots").glob("*.ivfdata"))
+    now = list(descs)
+    index = snaps.keypoints(list(range(50)), now, every=True)
+    assert index.how == "rebuilt" and index.path.with_suffix(".ivfdata").exists()
+    _answers_as_exhaustive(index, descs, now, list(range(50)))
