@@ -180,7 +180,7 @@ class Nearest:
     hashes: np.ndarray  # (m,) S32 the pictures
     counts: np.ndarray  # (m,) int64 keypoints of each, in the cache's order
     sets: np.ndarray  # (m,) int64 the set of copies each was in (a label: equal for pictures of one set)
-    target: np.ndarray  # (sum of counts,) int row of the picture each keypoint votes for, -1 for none
+    target: np.ndarray  # (sum of counts,) int32 row of the picture each keypoint votes for, -1 for none
     dist: np.ndarray  # (sum of counts,) uint8 distance to its keypoint
     pairs: np.ndarray  # (p, 2) int64 rows of a picture of each of two sets the votes paired
 
@@ -409,8 +409,8 @@ class Snapshots:
             return None
 
     def save_nearest(self, table: Nearest) -> None:
-        if self.kept:  # the targets are rows: 5 bytes a keypoint with the distance
-            self._save("nearest.npz", table, target=table.target.astype(np.int32, copy=False))
+        if self.kept:  # the targets are int32 rows: 5 bytes a keypoint with the distance
+            self._save("nearest.npz", table)
 
 
 def _writable(folder: Path) -> bool:
@@ -510,18 +510,21 @@ class KeypointIndex:
         base, labels, counts, path = saved
         label_image, matched = lookup(wanted, image_of, labels)
         new = ~matched
-        new_data, new_sizes = cache.descriptors([h for h, n in zip(hashes, new) if n])
+        added = [h for h, n in zip(hashes, new) if n]
+        new_sizes = cache.descriptor_counts(added)  # read only if they are to be added: not for a build anew
+        n_new = int(new_sizes.sum())
         gone = (label_image < 0) & (counts > 0)
         alive = np.concatenate([label_image[counts > 0], image_of[new][new_sizes > 0]])
         alive = alive[alive >= 0]
         if not len(alive) or alive.min() == alive.max():  # fewer than two pictures with keypoints
             return None
-        small = int(counts[gone].sum()) + len(new_data) <= REBUILD_SHARE * max(int(counts.sum()), 1)
-        if not keep or (small and not (every and len(new_data) > DESC_FLAT_LIMIT)):
+        small = int(counts[gone].sum()) + n_new <= REBUILD_SHARE * max(int(counts.sum()), 1)
+        if not keep or (small and not (every and n_new > DESC_FLAT_LIMIT)):
+            new_data = cache.descriptors(added, new_sizes)[0]
             out = cls(base, label_image, bool(gone.any()), *_flat(new_data, image_of[new], new_sizes))
             out.path = path
             return out
-        total = int(counts[~gone & (label_image >= 0)].sum()) + len(new_data)
+        total = int(counts[~gone & (label_image >= 0)].sum()) + n_new
         on_disk = isinstance(base, faiss.IndexBinaryIVF) and _linear(base)  # read whole before, on disk from now
         dead = int(counts[gone].sum()) > REBUILD_SHARE * int(counts.sum())
         if not layout_fits(base, total) or (on_disk and dead):
@@ -530,6 +533,7 @@ class KeypointIndex:
         # Rebuilt from the saved index: its lists kept, the new pictures added, the pictures gone removed
         # (from lists on disk, which are only read, they are left: gone pictures' keypoints, not counted
         # as alive, until they are REBUILD_SHARE of them).
+        new_data = cache.descriptors(added, new_sizes)[0]
         first = len(labels)
         new_ids = _ids(np.arange(first, first + len(new_sizes)), new_sizes)
         if on_disk:
