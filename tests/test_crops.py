@@ -68,6 +68,58 @@ def test_pictures_whose_vote_went_to_a_picture_gone_are_searched_again(tmp_path,
     assert {"p81_q70.jpg", "crop81.jpg"} in group_names(again)
 
 
+def test_the_saved_votes_moved_a_part_at_a_time_are_those_moved_at_once(tmp_path, serial, monkeypatch):
+    """A rescan moves the saved keypoints' votes to where their pictures are now (pictures added before
+    them in the walk), VOTE_BLOCK keypoints at a time: parts of about one picture give the same table
+    as one part."""
+    import dedupe.crops
+
+    root, added = tmp_path / "lib", tmp_path / "added"
+    library(root)
+    save(crop_of(83), added / "a_crop83.jpg", quality=90)  # walked before the pictures saved
+    save(photo(96, SIZE), added / "a_p96.jpg")
+    tables, before = [], None
+    for n, block in enumerate((dedupe.crops.VOTE_BLOCK, 60)):
+        monkeypatch.setattr(dedupe.crops, "VOTE_BLOCK", block)
+        db = tmp_path / f"cache{n}.sqlite"
+        scan([root], serial, cache=db)
+        before = before or _votes_by_picture(db)
+        for name in ("a_crop83.jpg", "a_p96.jpg"):
+            os.rename(added / name, root / name)
+        again = scan([root], serial, cache=db)
+        for name in ("a_crop83.jpg", "a_p96.jpg"):
+            os.rename(root / name, added / name)
+        assert 0 < again.stats["keypoints_searched"] < 11  # most saved votes moved, not searched
+        assert {"p83.jpg", "a_crop83.jpg"} in group_names(again)
+        (saved,) = Path(f"{db}.snapshots").glob("*.nearest.npz")
+        with np.load(saved) as z:
+            tables.append({k: z[k] for k in z.files})
+    assert tables[0].keys() == tables[1].keys()
+    assert all(np.array_equal(tables[0][k], tables[1][k]) for k in tables[0])
+    # each picture kept votes as before, keypoint by keypoint, or for a new picture that came nearer
+    after, same = _votes_by_picture(tmp_path / "cache0.sqlite"), 0
+    new = {h for h in after if h not in before}
+    for h, votes in before.items():
+        if h in after and len(after[h]) == len(votes):
+            for (t0, d0), (t1, d1) in zip(votes, after[h]):
+                assert (t1, d1) == (t0, d0) or (t1 in new and (t0 == b"" or d1 <= d0))
+                same += (t1, d1) == (t0, d0)
+    assert same > 500
+
+
+def _votes_by_picture(db: Path) -> dict[bytes, list[tuple[bytes, int]]]:
+    """{picture's content hash: [(hash of the picture each keypoint votes for, distance)]} of the saved table."""
+    (saved,) = Path(f"{db}.snapshots").glob("*.nearest.npz")
+    with np.load(saved) as z:
+        hashes, counts, target, dist = z["hashes"], z["counts"], z["target"], z["dist"]
+    voted = [hashes[t] if t >= 0 else b"" for t in target.tolist()]
+    ends = np.cumsum(counts).tolist()
+    return {
+        h: list(zip(voted[end - c : end], dist[end - c : end].tolist()))
+        for h, c, end in zip(hashes.tolist(), counts.tolist(), ends)
+    }
+
+
 def test_a_damaged_table_is_searched_again(tmp_path, serial):
     root, db = tmp_path / "lib", tmp_path / "cache.sqlite"
     library(root)
