@@ -53,19 +53,31 @@ def test_a_rescan_after_pictures_were_added_searches_only_those_and_finds_what_a
     assert group_names(last) == group_names(again)
 
 
-def test_pictures_whose_vote_went_to_a_picture_gone_are_searched_again(tmp_path, serial):
-    """The crop voted for its original or the original's copy; with the original gone, it is searched
-    again and still found with the copy, as a cold scan finds it."""
+@pytest.mark.parametrize("split", [False, True])
+def test_keypoints_whose_vote_went_to_a_picture_gone_are_searched_again(tmp_path, serial, monkeypatch, split):
+    """The crop voted for its original or the original's copy; with the original gone, the keypoints
+    that voted for it are searched again, alone (no picture whole; `split`: between two workers), and
+    the crop is still found with the copy: every keypoint votes as in a cold scan."""
+    import dedupe.crops
+
+    if split:  # the pool searches from a few keypoints on
+        monkeypatch.setattr(dedupe.crops, "DESC_FLAT_LIMIT", 10)
+        serial = Settings(workers=2)
     root, db = tmp_path / "lib", tmp_path / "cache.sqlite"
     library(root)
     save(recompress(photo(81, SIZE), 70), root / "p81_q70.jpg")
-    scan([root], serial, cache=db)
+    first = scan([root], serial, cache=db)
+    assert first.stats["votes_searched_again"] == 0
+    before = _votes_by_picture(db)
     os.remove(root / "p81.jpg")
     again = scan([root], serial, cache=db)
-    assert 0 < again.stats["keypoints_searched"] < 11
+    (gone,) = set(before) - set(_votes_by_picture(db))
+    lost = sum(t == gone for h, votes in before.items() if h != gone for t, _ in votes)
+    assert again.stats["keypoints_searched"] == 0 and again.stats["votes_searched_again"] == lost > 10
     cold = scan([root], serial, cache=tmp_path / "other.sqlite")
     assert sorted(map(sorted, group_names(again))) == sorted(map(sorted, group_names(cold)))
     assert {"p81_q70.jpg", "crop81.jpg"} in group_names(again)
+    assert _votes_by_picture(db) == _votes_by_picture(tmp_path / "other.sqlite")
 
 
 def test_the_saved_votes_moved_a_part_at_a_time_are_those_moved_at_once(tmp_path, serial, monkeypatch):
@@ -187,7 +199,7 @@ def test_the_search_split_between_worker_processes_votes_as_one_search(tmp_path,
         monkeypatch.setattr(Workers, "map", handing)
         workers = Workers(Settings(workers=count), cache)
         try:
-            voted, searched = _keypoint_pairs(hashes, labels, Snapshots(cache, [tmp_path]), workers, never)
+            voted, (searched, _) = _keypoint_pairs(hashes, labels, Snapshots(cache, [tmp_path]), workers, never)
             assert searched == len(sets)
             assert (workers._pool is not None) == (count == 2)  # the search did run in the pool
             assert let_go == [count == 2] * count  # searched here, it is still needed here
