@@ -355,9 +355,9 @@ def _vote_back(target, dist, start, image=(), rank=(), d=(), voter=()) -> None:
 def _search_job(job) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     """In a worker (or the main process): the keypoints of some pictures (content `hashes`, at
     `positions`; those `only` marks, if given) searched in the library's index: how many each picture
-    has, what each keypoint searched votes for
-    (index.nearest_other) and how far, and (image, rank, distance, voter) of the saved keypoints of
-    other sets they come near, for the `new` pictures (_vote_back)."""
+    has, what each keypoint searched votes for (index.nearest_other) and how far, and (image, rank,
+    distance, voter) of the saved keypoints of other sets they come near, for the `new` pictures
+    (_vote_back)."""
     index, hashes, positions, labels, settled, new, only = job
     cache = state()[0]
     sizes = cache.descriptor_counts(hashes)
