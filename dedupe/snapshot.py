@@ -24,10 +24,11 @@ Files, in <cache>.snapshots/: <key>.files.npz, <key>.nearest.npz, <key>.candidat
 <key>.kp-<stamp>.faiss with its labels in <key>.kp-<stamp>.npz (and its lists on disk in
 <key>.kp-<stamp>.ivfdata, written first). Each is written under a temporary name
 and renamed into place, the labels last, so a reader sees whole files or none; two processes can write
-at once (the later rename wins). Only the latest of each kind is kept per key and the KEEP most recently
-used keys. A snapshot that cannot be read is ignored and rewritten; one that cannot be written is simply
-not kept. A private cache (--no-cache) keeps no snapshot, but its crop stage writes the keypoint index
-in the cache's temporary folder, for the workers to read.
+at once (the later rename wins). Only the latest of each kind is kept per key (a replaced keypoint index
+for KEEP_REPLACED more, for the workers of a scan that saved it) and the KEEP most recently used keys.
+A snapshot that cannot be read is ignored and rewritten; one that cannot be written is simply not kept.
+A private cache (--no-cache) keeps no snapshot, but its crop stage writes the keypoint index in the
+cache's temporary folder, for the workers to read.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ REBUILD_SHARE = 0.1
 or, for the crop stage (whose queries include all of them), more than index.DESC_FLAT_LIMIT were added."""
 KEEP = 4
 """Snapshots (libraries: sets of roots) kept per cache, the most recently used."""
+KEEP_REPLACED = 600.0
+"""Seconds a keypoint index replaced by a newer one is kept after it was made: another scan of the
+library that saved it moments before may be handing it to its workers, which map it by its name."""
 LABEL_BITS = 16
 """A descriptor's id in the saved index is its picture's label << LABEL_BITS | its rank in the picture."""
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "HEIF", "AVIF")
@@ -373,9 +377,10 @@ class Snapshots:
             return None
         try:
             for old in self.dir.glob(f"{self.key}.kp-*"):
-                if old.name.split(".")[1] < stamp:
+                older = old.name.split(".")[1]
+                if older < stamp and time.time() - int(older.split("-")[1]) / 1e9 > KEEP_REPLACED:
                     old.unlink(missing_ok=True)
-        except OSError:
+        except (OSError, ValueError, IndexError):  # ValueError, IndexError: a name not of ours
             pass
         return path
 

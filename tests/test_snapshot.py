@@ -126,7 +126,8 @@ def test_the_table_holds_the_library_not_a_query_outside_it(lib, serial, tmp_pat
 
 
 @pytest.mark.parametrize("damaged", ["files.npz", "kp-*.npz", "kp-*.faiss"])
-def test_a_damaged_snapshot_is_ignored_and_rewritten(lib, serial, tmp_path, damaged):
+def test_a_damaged_snapshot_is_ignored_and_rewritten(lib, serial, tmp_path, damaged, monkeypatch):
+    monkeypatch.setattr(snapshot, "KEEP_REPLACED", 0.0)  # a replaced index is removed at once
     root, query = lib
     db = tmp_path / "cache.sqlite"
     first = search([query], [root], serial, cache=db)
@@ -198,6 +199,18 @@ class Descriptors:
         return np.array([len(self.descs[h]) for h in hashes], dtype=np.int64)
 
 
+def _small_index(monkeypatch, flat: int, linear: int | None = None, list_size: int = 40) -> None:
+    """The keypoint index's limits made small enough for a few dozen pictures (inverted lists past `flat`
+    descriptors, linear ones past `linear`), every list searched: exact, for comparisons."""
+    for module in (snapshot, dedupe.index):
+        monkeypatch.setattr(module, "DESC_FLAT_LIMIT", flat)
+        if linear is not None:
+            monkeypatch.setattr(module, "LINEAR_FROM", linear)
+    if linear is not None:
+        monkeypatch.setattr(dedupe.index, "LIST_SIZE", list_size)
+    monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)
+
+
 def _answers_as_exhaustive(index, descs: dict, now: list[str], images: list[int]) -> None:
     """The index finds the nearest pictures at the same distances as an exhaustive index of `now`."""
     data, sizes = Descriptors(descs).descriptors(now)
@@ -219,6 +232,7 @@ def test_the_keypoint_index_with_pictures_added_and_gone_answers_as_an_exhaustiv
     """Random descriptors, some pictures sharing near copies of others' keypoints: the saved index, once
     pictures are removed and added (below and beyond REBUILD_SHARE), finds the same nearest pictures at
     the same distances as one exhaustive index of the pictures there now."""
+    monkeypatch.setattr(snapshot, "KEEP_REPLACED", 0.0)  # a replaced index is removed at once
     if inverted:
         monkeypatch.setattr(snapshot, "DESC_FLAT_LIMIT", 100)
         monkeypatch.setattr(dedupe.index, "DESC_FLAT_LIMIT", 100)
@@ -247,14 +261,9 @@ def test_a_library_that_outgrew_its_saved_keypoint_index_gets_new_lists(tmp_path
     past DESC_FLAT_LIMIT descriptors (every search would read them all): inverted lists are trained for
     it (square-root ones, or linear ones past LINEAR_FROM), and answer as an exhaustive index of the
     pictures there now."""
-    monkeypatch.setattr(snapshot, "DESC_FLAT_LIMIT", 300)
-    monkeypatch.setattr(dedupe.index, "DESC_FLAT_LIMIT", 300)
+    _small_index(monkeypatch, 300, 1000 if linear else None, list_size=100)
     if linear:  # read a few whole pictures at a time
-        monkeypatch.setattr(dedupe.index, "LINEAR_FROM", 1000)
-        monkeypatch.setattr(snapshot, "LINEAR_FROM", 1000)
-        monkeypatch.setattr(dedupe.index, "LIST_SIZE", 100)
         monkeypatch.setattr(snapshot, "ADD_BLOCK", 100)
-    monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)  # every list: exact, for the comparison
     rng = np.random.default_rng(8)
     descs = {f"{n:032x}": rng.integers(0, 256, (30, 32), dtype=np.uint8) for n in range(60)}
     Kp = partial(Descriptors, descs)
@@ -344,12 +353,9 @@ def test_linear_lists_are_kept_on_disk_and_rebuilt_from_themselves_with_the_gone
     never all in memory, and nothing is printed. Rebuilt with pictures added, the saved lists are read
     into a new file, their gone pictures left in it (not answered) until they are REBUILD_SHARE of it;
     then it is built anew. Every index, and a worker's mapped copy, answers as an exhaustive one."""
-    for module in (snapshot, dedupe.index):
-        monkeypatch.setattr(module, "DESC_FLAT_LIMIT", 100)
-        monkeypatch.setattr(module, "LINEAR_FROM", 300)
-    monkeypatch.setattr(dedupe.index, "LIST_SIZE", 40)
+    monkeypatch.setattr(snapshot, "KEEP_REPLACED", 0.0)  # a replaced index is removed at once
+    _small_index(monkeypatch, 100, 300)
     monkeypatch.setattr(snapshot, "ADD_BLOCK", 150)  # several parts
-    monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)  # every list: exact, for the comparison
     rng = np.random.default_rng(13)
     descs = {f"{n:032x}": rng.integers(0, 256, (int(rng.integers(10, 30)), 32), dtype=np.uint8) for n in range(60)}
     snaps = snapshot.Snapshots(Cache(tmp_path / "c.sqlite"), [tmp_path])
@@ -379,11 +385,7 @@ def test_linear_lists_are_kept_on_disk_and_rebuilt_from_themselves_with_the_gone
 def test_linear_lists_saved_whole_by_an_earlier_version_move_to_disk_when_rebuilt(tmp_path, monkeypatch):
     """An index of linear lists saved in its own file (as before they were kept on disk) is rebuilt from
     itself into a file of lists, and answers as an exhaustive one."""
-    for module in (snapshot, dedupe.index):
-        monkeypatch.setattr(module, "DESC_FLAT_LIMIT", 100)
-        monkeypatch.setattr(module, "LINEAR_FROM", 300)
-    monkeypatch.setattr(dedupe.index, "LIST_SIZE", 40)
-    monkeypatch.setattr(snapshot, "SEARCH_NPROBE", 64)
+    _small_index(monkeypatch, 100, 300)
     rng = np.random.default_rng(14)
     descs = {f"{n:032x}": rng.integers(0, 256, (20, 32), dtype=np.uint8) for n in range(50)}
     snaps = snapshot.Snapshots(Cache(tmp_path / "c.sqlite"), [tmp_path])
@@ -396,3 +398,26 @@ def test_linear_lists_saved_whole_by_an_earlier_version_move_to_disk_when_rebuil
     index = snaps.keypoints(list(range(50)), now, every=True)
     assert index.how == "rebuilt" and index.path.with_suffix(".ivfdata").exists()
     _answers_as_exhaustive(index, descs, now, list(range(50)))
+
+
+def test_an_index_another_scan_replaced_moments_ago_can_still_be_mapped(tmp_path, monkeypatch):
+    """Two scans of one library at once: the first saves its index and hands it to its workers, the
+    second saves a newer one meanwhile. The first's workers still map theirs (a replaced index is
+    removed only once it is KEEP_REPLACED old), and the next save after that removes it."""
+    _small_index(monkeypatch, 100)
+    monkeypatch.setattr(snapshot, "REBUILD_SHARE", 0.0)
+    rng = np.random.default_rng(15)
+    descs = {f"{n:032x}": rng.integers(0, 256, (30, 32), dtype=np.uint8) for n in range(42)}
+    hashes = list(descs)
+    folder = Path(f"{tmp_path / 'c.sqlite'}.snapshots")
+    scans = [snapshot.Snapshots(Cache(tmp_path / "c.sqlite"), [tmp_path]) for _ in range(3)]
+    for snaps in scans:
+        snaps.cache = Descriptors(descs)
+    first = scans[0].keypoints(list(range(40)), hashes[:40], every=True)
+    handed = pickle.dumps(first)  # to its workers, which map it when they start
+    scans[1].keypoints(list(range(41)), hashes[:41], every=True)  # the other scan saves a newer index
+    assert len({p.name.split(".")[1] for p in folder.glob("*.kp-*")}) == 2
+    _answers_as_exhaustive(pickle.loads(handed), descs, hashes[:40], list(range(40)))
+    monkeypatch.setattr(snapshot, "KEEP_REPLACED", 0.0)
+    newest = scans[2].keypoints(list(range(42)), hashes, every=True)
+    assert {p.name.split(".")[1] for p in folder.glob("*.kp-*")} == {newest.path.name.split(".")[1]}
