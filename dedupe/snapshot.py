@@ -34,9 +34,11 @@ cache's temporary folder, for the workers to read.
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -346,10 +348,10 @@ class Snapshots:
         lists_at = self._path(f"{stamp}.ivfdata").absolute() if keep else None
         try:
             index = KeypointIndex.of(saved, images, hashes, self.cache, keep, lists, every, threads, lists_at)
-        except (OSError, RuntimeError):  # the saved index went away (pruned by another search) or broke
-            if saved is None:
+        except (OSError, RuntimeError):  # the saved index went away (pruned by another search) or broke, or
+            if saved is None and lists_at is None:  # its lists could not be written (a full disk): in memory
                 raise
-            index = KeypointIndex.of(None, images, hashes, self.cache, keep, lists, every, threads, lists_at)
+            index = KeypointIndex.of(None, images, hashes, self.cache, keep, lists, every, threads)
         if index is not None and index.rebuilt is not None and keep:
             index.path = self._save_keypoints(*index.rebuilt, stamp)
             index.rebuilt = None
@@ -544,7 +546,7 @@ class KeypointIndex:
         if on_disk:
             empty = _mapped(path)
             _own(empty, faiss.ArrayInvertedLists(empty.nlist, empty.code_size), 0)
-            index = _on_disk(empty, [(new_data, new_ids)], lists_at, threads, base.invlists)
+            index = _on_disk(empty, [(new_data, new_ids)], lists_at, threads, base)
         else:
             index = faiss.read_index_binary(str(path))
             if gone.any():
@@ -681,6 +683,8 @@ def in_parts(sizes: np.ndarray, block: int) -> list[tuple[int, int]]:
 
 ADD_BLOCK = 1 << 20
 """Descriptors added to an index (and read from the cache, for linear lists) at a time: 32 MB."""
+ROOM = 64 << 20
+"""Bytes left free on the disk beyond a keypoint index's lists, or they are not written there."""
 
 
 def _build(cache: Cache, hashes: list[str], sizes: np.ndarray, threads: int = 1, lists_at: Path | None = None):
@@ -715,11 +719,13 @@ def _build(cache: Cache, hashes: list[str], sizes: np.ndarray, threads: int = 1,
 
 
 def _on_disk(empty, parts, lists_at: Path, threads: int = 1, kept=None):
-    """The trained index `empty` holding the lists `kept` (another index's, only read) and `parts`
+    """The trained index `empty` holding the lists of the index `kept` (only read) and `parts`
     ((descriptors, ids) pairs), its lists kept in the file `lists_at` (FAISS OnDiskInvertedLists) and
     mapped. Each part is added to an empty copy, written beside it; all are then merged into the file
     at once, so no more than a part is ever in memory: the lists of 100,000 photos' 9.6 million
-    descriptors held in memory were 384 MB of the main process (40 bytes each), 3.8 GB at a million."""
+    descriptors held in memory were 384 MB of the main process (40 bytes each), 3.8 GB at a million.
+    FAISS writes the file through a map of it, where a full disk would kill the process (SIGBUS), not
+    raise: OSError when the disk has not room for it, and the caller builds the index in memory."""
     blank = faiss.serialize_index_binary(empty)
     lists_at.parent.mkdir(parents=True, exist_ok=True)
     shards, mapped = [], []
@@ -733,12 +739,18 @@ def _on_disk(empty, parts, lists_at: Path, threads: int = 1, kept=None):
             faiss.write_index_binary(shard, str(shards[-1]))
             del shard
         mapped = [faiss.read_index_binary(str(p), faiss.IO_FLAG_MMAP) for p in shards]
+        entries = sum(m.ntotal for m in mapped) + (kept.ntotal if kept is not None else 0)
+        if shutil.disk_usage(lists_at.parent).free < entries * (empty.code_size + 8) + ROOM:
+            raise OSError(errno.ENOSPC, "no room on the disk for the keypoint index", str(lists_at))
         sources = faiss.InvertedListsPtrVector()
-        for lists in ([kept] if kept is not None else []) + [m.invlists for m in mapped]:
+        for lists in ([kept.invlists] if kept is not None else []) + [m.invlists for m in mapped]:
             sources.push_back(lists)
         merged = faiss.OnDiskInvertedLists(empty.nlist, empty.code_size, str(lists_at))
         with _quiet():  # FAISS prints the file's new size
             total = merged.merge_from_multiple(sources.data(), sources.size(), False, False)
+    except BaseException:
+        lists_at.unlink(missing_ok=True)
+        raise
     finally:
         del mapped
         for p in shards:

@@ -421,3 +421,33 @@ def test_an_index_another_scan_replaced_moments_ago_can_still_be_mapped(tmp_path
     monkeypatch.setattr(snapshot, "KEEP_REPLACED", 0.0)
     newest = scans[2].keypoints(list(range(42)), hashes, every=True)
     assert {p.name.split(".")[1] for p in folder.glob("*.kp-*")} == {newest.path.name.split(".")[1]}
+
+
+@pytest.mark.parametrize("failure", ["part not written", "no room for the lists"])
+def test_lists_that_cannot_be_written_on_disk_are_built_in_memory(tmp_path, monkeypatch, failure):
+    """A disk too full for the lists (a part whose write fails, or less room than the merged file needs:
+    FAISS writes it through a map, where a full disk kills the process) costs memory, not the scan: the
+    index is built in memory, saved whole when it can be, and nothing of the lists is left."""
+    _small_index(monkeypatch, 100, 300)
+    monkeypatch.setattr(snapshot, "ADD_BLOCK", 150)
+    if failure == "part not written":
+        write = faiss.write_index_binary
+
+        def refuse(index, path):
+            if isinstance(path, str) and ".ivfdata." in path:
+                raise RuntimeError("No space left on device")
+            return write(index, path)
+
+        monkeypatch.setattr(snapshot.faiss, "write_index_binary", refuse)
+    else:
+        monkeypatch.setattr(snapshot.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    rng = np.random.default_rng(16)
+    descs = {f"{n:032x}": rng.integers(0, 256, (20, 32), dtype=np.uint8) for n in range(40)}
+    snaps = snapshot.Snapshots(Cache(tmp_path / "c.sqlite"), [tmp_path])
+    snaps.cache = Descriptors(descs)
+    index = snaps.keypoints(list(range(40)), list(descs), every=True)
+    assert index.how == "built" and isinstance(index.base, faiss.IndexBinaryIVF)
+    assert isinstance(faiss.downcast_InvertedLists(index.base.invlists), faiss.ArrayInvertedLists)
+    names = sorted(p.name.split(".", 2)[2] for p in Path(f"{tmp_path / 'c.sqlite'}.snapshots").iterdir())
+    assert names == ["faiss", "npz"]
+    _answers_as_exhaustive(index, descs, list(descs), list(range(40)))
