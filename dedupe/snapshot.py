@@ -725,7 +725,7 @@ def _on_disk(empty, parts, lists_at: Path, threads: int = 1, kept=None):
     at once, so no more than a part is ever in memory: the lists of 100,000 photos' 9.6 million
     descriptors held in memory were 384 MB of the main process (40 bytes each), 3.8 GB at a million.
     FAISS writes the file through a map of it, where a full disk would kill the process (SIGBUS), not
-    raise: OSError when the disk has not room for it, and the caller builds the index in memory."""
+    raise: OSError when the disk has no room for it, and the caller builds the index in memory."""
     blank = faiss.serialize_index_binary(empty)
     lists_at.parent.mkdir(parents=True, exist_ok=True)
     shards, mapped = [], []
