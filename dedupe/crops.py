@@ -113,7 +113,7 @@ def _keypoint_pairs(
     if saved is not None and np.array_equal(saved.hashes, wanted) and not _regrouped(saved.sets, labels).any():
         return sorted(map(tuple, np.sort(labels[saved.pairs], axis=1).tolist())), (0, 0)
     table, searched = _nearest(hashes, wanted, labels, saved, snapshots, workers, cancel)
-    layouts = layout_pairs(hashes, labels, snapshots.cache)
+    layouts = layout_pairs(hashes, labels, snapshots.cache, detail=snapshots.details(hashes))
     if table is None:
         return sorted(layouts), searched
     pairs = sorted(set(voted_pairs(_set_votes(table, labels))) | set(layouts))
@@ -286,18 +286,23 @@ def _windows(thumb: np.ndarray) -> list[tuple[float, float, float, float]]:
 
 
 def layout_pairs(
-    hashes: list[str], labels: np.ndarray, cache: Cache, wanted: np.ndarray | None = None
+    hashes: list[str],
+    labels: np.ndarray,
+    cache: Cache,
+    wanted: np.ndarray | None = None,
+    detail: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
     """Pairs of sets (labels) of these images (content `hashes`) in which a featureless picture's layout
     matches a window of a picture of another set: a crop that keypoints cannot find (too few of them).
     With `wanted` (a mask of the images), only the pairs that hold a wanted image, and nothing at all
-    when none of them is under WHOLE_DETAIL (a search for a detailed photo)."""
+    when none of them is under WHOLE_DETAIL (a search for a detailed photo). `detail`: each image's
+    detail, when the caller has them (Snapshots.details); else they are read from the cache."""
     import faiss
 
-    if wanted is not None:  # the queries' detail first: 1 s of a 3.3 s search of 100,000 photos reads all
+    if wanted is not None and detail is None:  # the queries' first: 1 s of a 3.3 s search of 100,000 reads all
         if not (cache.details([h for h, w in zip(hashes, wanted) if w]) < WHOLE_DETAIL).any():
             return []
-    detail = cache.details(hashes)
+    detail = cache.details(hashes) if detail is None else detail
     crops, wholes = np.flatnonzero(detail < LOW_DETAIL), np.flatnonzero(detail < WHOLE_DETAIL)
     if not len(crops) or len(wholes) < 2:
         return []

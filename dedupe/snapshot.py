@@ -107,7 +107,7 @@ def hash_key(ids: np.ndarray) -> np.ndarray:
 @dataclass
 class FileTable:
     """Every file of a library read at the last scan or search: identity and format, and its content's
-    hash, packed codes, frame flag, size and whether the cache holds its keypoints."""
+    hash, packed codes, frame flag, size, detail and whether the cache holds its keypoints."""
 
     ids: np.ndarray  # (n, 4) int64: device, inode, size, mtime_ns
     fmt: np.ndarray  # (n,) uint8 index into FORMATS
@@ -117,6 +117,7 @@ class FileTable:
     framed: np.ndarray  # (m,) bool
     size: np.ndarray  # (m, 2) int64: width, height
     keypoints: np.ndarray  # (m,) bool
+    detail: np.ndarray  # (m,) float32 verify.detail of the content's thumbnail
 
     def __post_init__(self) -> None:
         self._keys = hash_key(self.ids)
@@ -131,7 +132,7 @@ class FileTable:
             self.ids.shape == (n, 4)
             and self.fmt.shape == self.content.shape == (n,)
             and self.codes.shape == (m, CODES)
-            and self.framed.shape == self.keypoints.shape == (m,)
+            and self.framed.shape == self.keypoints.shape == self.detail.shape == (m,)
             and self.size.shape == (m, 2)
             and (n == 0 or (0 <= int(self.content.min()) and int(self.content.max()) < m))
             and (n == 0 or int(self.fmt.max()) < len(FORMATS))
@@ -231,6 +232,8 @@ class Snapshots:
         "written"), "loaded" (then "used" when it held exactly the files read, else "updated")."""
         self.library: np.ndarray | None = None
         """Identities of the library's own files, when others are read with it (a search's queries)."""
+        self._current: FileTable | None = None
+        """The table of the files read now, once update() knows it."""
 
     def _path(self, name: str) -> Path:
         return self.dir / f"{self.key}.{name}"
@@ -288,7 +291,7 @@ class Snapshots:
         if self.library is not None:  # a query outside the library is not recorded as one of its files
             ok &= np.isin(hash_key(ids), hash_key(self.library))
         if table is not None and len(table.ids) == int(ok.sum()) and bool((rows[ok] >= 0).all()):
-            self.state = "used"
+            self.state, self._current = "used", table
             return
         code = {name: n for n, name in enumerate(FORMATS)}
         fmt = np.array([code.get(f.format, 255) for f in files], dtype=np.uint8)
@@ -297,19 +300,42 @@ class Snapshots:
         if table is not None:  # what the old table knew of a content's keypoints still holds
             old = np.flatnonzero(ok & (rows >= 0))
             keypoints[image_row[rep[old]]] |= table.keypoints[table.content[rows[old]]]
-        self.save_table(
-            FileTable(
-                ids=ids[ok],
-                fmt=fmt[ok],
-                content=image_row[rep[ok]],
-                hashes=np.array([store.hashes[i] for i in library.images], dtype="S32"),
-                codes=np.asarray(library.codes, dtype=np.uint64).reshape(-1, CODES),
-                framed=np.asarray(library.framed, dtype=bool),
-                size=store.sizes(library.images),
-                keypoints=keypoints,
-            )
+        hashes = np.array([store.hashes[i] for i in library.images], dtype="S32")
+        detail = np.zeros(len(hashes), np.float32)
+        known = np.zeros(len(hashes), bool)
+        if table is not None:  # the old table's details of the contents it held; the cache's of the rest
+            at, known = lookup(hashes, np.arange(len(hashes)), table.hashes)
+            detail[at[at >= 0]] = table.detail[at >= 0]
+        new = np.flatnonzero(~known)
+        detail[new] = store.cache.details(hashes[new].astype("U32").tolist())
+        self._current = FileTable(
+            ids=ids[ok],
+            fmt=fmt[ok],
+            content=image_row[rep[ok]],
+            hashes=hashes,
+            codes=np.asarray(library.codes, dtype=np.uint64).reshape(-1, CODES),
+            framed=np.asarray(library.framed, dtype=bool),
+            size=store.sizes(library.images),
+            keypoints=keypoints,
+            detail=detail,
         )
+        self.save_table(self._current)
         self.state = "written" if self.state in ("missing", "unreadable") else "updated"
+
+    def details(self, hashes: list[str]) -> np.ndarray:
+        """Each content's detail (verify.detail), from the file table update() left where it holds the
+        content, else from the cache: reading 100,000 from the cache took 1.3 s of a rescan, 11.6 s with a
+        cold page cache (their rows hold thumbnails and descriptors)."""
+        wanted = np.array(hashes, dtype="S32")
+        detail = np.full(len(wanted), np.inf)
+        known = np.zeros(len(wanted), bool)
+        if self._current is not None:
+            at, known = lookup(wanted, np.arange(len(wanted)), self._current.hashes)
+            detail[at[at >= 0]] = self._current.detail[at >= 0]
+        rest = np.flatnonzero(~known)
+        if len(rest):
+            detail[rest] = self.cache.details([hashes[i] for i in rest])
+        return detail
 
     def save_table(self, table: FileTable) -> None:
         if not self.kept:
