@@ -797,7 +797,8 @@ def _own(index, lists, total: int) -> None:
 def _quiet():
     """What C code prints on stdout meanwhile is dropped (the process's stdout is redirected, and C's
     buffer flushed before it is put back)."""
-    sys.stdout.flush()
+    if sys.stdout is not None:  # None without a console (pythonw)
+        sys.stdout.flush()
     saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     try:

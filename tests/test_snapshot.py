@@ -346,16 +346,20 @@ def test_a_worker_maps_the_saved_keypoint_index_and_answers_alike(tmp_path, monk
         assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("console", [True, False])
 def test_linear_lists_are_kept_on_disk_and_rebuilt_from_themselves_with_the_gone_left_in(
-    tmp_path, monkeypatch, capfd
+    tmp_path, monkeypatch, capfd, console
 ):
     """Past LINEAR_FROM the lists are filled a part at a time into a file of their own beside the index,
-    never all in memory, and nothing is printed. Rebuilt with pictures added, the saved lists are read
-    into a new file, their gone pictures left in it (not answered) until they are REBUILD_SHARE of it;
-    then it is built anew. Every index, and a worker's mapped copy, answers as an exhaustive one."""
+    never all in memory, and nothing is printed (nor fails without a sys.stdout). Rebuilt with pictures
+    added, the saved lists are read into a new file, their gone pictures left in it (not answered) until
+    they are REBUILD_SHARE of it; then it is built anew. Every index, and a worker's mapped copy, answers
+    as an exhaustive one."""
     monkeypatch.setattr(snapshot, "KEEP_REPLACED", 0.0)  # a replaced index is removed at once
     _small_index(monkeypatch, 100, 300)
     monkeypatch.setattr(snapshot, "ADD_BLOCK", 150)  # several parts
+    if not console:  # no sys.stdout at all (pythonw)
+        monkeypatch.setattr(snapshot.sys, "stdout", None)
     rng = np.random.default_rng(13)
     descs = {f"{n:032x}": rng.integers(0, 256, (int(rng.integers(10, 30)), 32), dtype=np.uint8) for n in range(60)}
     snaps = snapshot.Snapshots(Cache(tmp_path / "c.sqlite"), [tmp_path])
