@@ -16,7 +16,7 @@ from .index import DESC_FLAT_LIMIT, K, MAX_DISTANCE, QUERY_BLOCK, nearest_other,
 from .match import _load, _plain, geometry, verdict_key
 from .model import FileRecord, Group, Similar
 from .progress import CancelCheck, Progress
-from .snapshot import Nearest, Snapshots, in_parts, lookup, ranks
+from .snapshot import Nearest, Snapshots, in_parts, lookup, slots
 from .verify import LOW_DETAIL
 from .workers import Workers, state
 
@@ -222,18 +222,16 @@ def _nearest(
         # part at a time: all their positions at once took 340 MB more at 100,000 photos
         for lo, hi in in_parts(saved.counts[rows], VOTE_BLOCK):
             part = rows[lo:hi]
-            rank = ranks(saved.counts[part])
-            src = np.repeat(saved_start[part], saved.counts[part]) + rank
-            dst = np.repeat(start[row_pos[part]], saved.counts[part]) + rank
+            src, dst = slots(saved_start[part], saved.counts[part]), slots(start[row_pos[part]], saved.counts[part])
             t = saved.target[src]
             target[dst], dist[dst] = np.where(t >= 0, row_pos[np.maximum(t, 0)], -1), saved.dist[src]
     back = []
     for share, (sizes, t, d, rev) in zip(shares, found):
-        at = np.repeat(start[share], sizes) + ranks(sizes)
+        at = slots(start[share], sizes)
         target[at], dist[at] = t, d
         back.append(rev)
     for (share, pick), (sizes, t, d, _) in zip(again, redone):
-        at = (np.repeat(start[share], sizes) + ranks(sizes))[pick]
+        at = slots(start[share], sizes)[pick]
         target[at], dist[at] = t, d
     _vote_back(target, dist, start, *(np.concatenate(a) for a in zip(*back)))
     table = Nearest(wanted, counts, labels, target, dist, np.zeros((0, 2), np.int64))

@@ -301,13 +301,6 @@ class Snapshots:
             old = np.flatnonzero(ok & (rows >= 0))
             keypoints[image_row[rep[old]]] |= table.keypoints[table.content[rows[old]]]
         hashes = np.array([store.hashes[i] for i in library.images], dtype="S32")
-        detail = np.zeros(len(hashes), np.float32)
-        known = np.zeros(len(hashes), bool)
-        if table is not None:  # the old table's details of the contents it held; the cache's of the rest
-            at, known = lookup(hashes, np.arange(len(hashes)), table.hashes)
-            detail[at[at >= 0]] = table.detail[at >= 0]
-        new = np.flatnonzero(~known)
-        detail[new] = store.cache.details(hashes[new].astype("U32").tolist())
         self._current = FileTable(
             ids=ids[ok],
             fmt=fmt[ok],
@@ -317,7 +310,7 @@ class Snapshots:
             framed=np.asarray(library.framed, dtype=bool),
             size=store.sizes(library.images),
             keypoints=keypoints,
-            detail=detail,
+            detail=_details(table, hashes, store.cache).astype(np.float32),  # the old table's, if it held them
         )
         self.save_table(self._current)
         self.state = "written" if self.state in ("missing", "unreadable") else "updated"
@@ -326,16 +319,7 @@ class Snapshots:
         """Each content's detail (verify.detail), from the file table update() left where it holds the
         content, else from the cache: reading 100,000 from the cache took 1.3 s of a rescan, 11.6 s with a
         cold page cache (their rows hold thumbnails and descriptors)."""
-        wanted = np.array(hashes, dtype="S32")
-        detail = np.full(len(wanted), np.inf)
-        known = np.zeros(len(wanted), bool)
-        if self._current is not None:
-            at, known = lookup(wanted, np.arange(len(wanted)), self._current.hashes)
-            detail[at[at >= 0]] = self._current.detail[at >= 0]
-        rest = np.flatnonzero(~known)
-        if len(rest):
-            detail[rest] = self.cache.details([hashes[i] for i in rest])
-        return detail
+        return _details(self._current, np.array(hashes, dtype="S32"), self.cache)
 
     def save_table(self, table: FileTable) -> None:
         if not self.kept:
@@ -444,6 +428,20 @@ class Snapshots:
     def save_nearest(self, table: Nearest) -> None:
         if self.kept:  # the targets are int32 rows: 5 bytes a keypoint with the distance
             self._save("nearest.npz", table)
+
+
+def _details(table: FileTable | None, wanted: np.ndarray, cache: Cache) -> np.ndarray:
+    """Each content's detail (`wanted`: S32 hashes): the table's where it holds the content, else the
+    cache's."""
+    detail = np.full(len(wanted), np.inf)
+    known = np.zeros(len(wanted), bool)
+    if table is not None:
+        at, known = lookup(wanted, np.arange(len(wanted)), table.hashes)
+        detail[at[at >= 0]] = table.detail[at >= 0]
+    rest = np.flatnonzero(~known)
+    if len(rest):
+        detail[rest] = cache.details(wanted[rest].astype("U32").tolist())
+    return detail
 
 
 def _writable(folder: Path) -> bool:
@@ -697,6 +695,11 @@ def ranks(sizes: np.ndarray) -> np.ndarray:
     """Each descriptor's rank in its picture, for pictures of `sizes` descriptors stacked in order."""
     sizes = np.asarray(sizes, dtype=np.int64)
     return np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def slots(first: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Where each descriptor of pictures of `sizes` descriptors is, their first at `first`."""
+    return np.repeat(first, sizes) + ranks(sizes)
 
 
 def in_parts(sizes: np.ndarray, block: int) -> list[tuple[int, int]]:
