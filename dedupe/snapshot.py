@@ -187,16 +187,19 @@ class Nearest:
     hashes: np.ndarray  # (m,) S32 the pictures
     counts: np.ndarray  # (m,) int64 keypoints of each, in the cache's order
     sets: np.ndarray  # (m,) int64 the set of copies each was in (a label: equal for pictures of one set)
-    target: np.ndarray  # (sum of counts,) int32 row of the picture each keypoint votes for, -1 for none
-    dist: np.ndarray  # (sum of counts,) uint8 distance to its keypoint
+    target: np.ndarray | None  # (sum of counts,) int32 row of the picture each keypoint votes for, -1 for none
+    dist: np.ndarray | None  # (sum of counts,) uint8 distance to its keypoint; both None when not read
     pairs: np.ndarray  # (p, 2) int64 rows of a picture of each of two sets the votes paired
 
     def whole(self) -> bool:
         m = len(self.hashes)
+        votes = self.target is None or (
+            self.target.shape == self.dist.shape == (int(self.counts.sum()),)
+            and (not len(self.target) or (-1 <= int(self.target.min()) and int(self.target.max()) < m))
+        )
         return (
             self.counts.shape == self.sets.shape == (m,)
-            and self.target.shape == self.dist.shape == (int(self.counts.sum()),)
-            and (not len(self.target) or (-1 <= int(self.target.min()) and int(self.target.max()) < m))
+            and votes
             and self.pairs.ndim == 2
             and self.pairs.shape[1] == 2
             and (not len(self.pairs) or (0 <= int(self.pairs.min()) and int(self.pairs.max()) < m))
@@ -238,10 +241,11 @@ class Snapshots:
     def _path(self, name: str) -> Path:
         return self.dir / f"{self.key}.{name}"
 
-    def _load(self, name: str, kind):
-        """The dataclass of arrays `kind` saved as `name` (_save); raises when missing or damaged."""
+    def _load(self, name: str, kind, skip: tuple[str, ...] = ()):
+        """The dataclass of arrays `kind` saved as `name` (_save), its fields `skip` not read (None);
+        raises when missing or damaged."""
         with np.load(self._path(name)) as z:
-            return kind(**{field: z[field] for field in kind.__dataclass_fields__})
+            return kind(**{field: None if field in skip else z[field] for field in kind.__dataclass_fields__})
 
     def _save(self, name: str, table, **arrays) -> None:
         """A dataclass of arrays written as `name`, with `arrays` in place of some of its fields."""
@@ -415,12 +419,14 @@ class Snapshots:
 
     # --- what the crop stage found ---
 
-    def nearest(self) -> Nearest | None:
-        """The crop stage's saved Nearest table, or None (none kept, unreadable or inconsistent)."""
+    def nearest(self, votes: bool = True) -> Nearest | None:
+        """The crop stage's saved Nearest table, or None (none kept, unreadable or inconsistent). Without
+        `votes`, its target and dist are not read (None): they are 5 bytes a keypoint, 48 MB at 100,000
+        photos, which a rescan of an unchanged library read and checked for nothing (0.12 s)."""
         if not self.kept:
             return None
         try:
-            table = self._load("nearest.npz", Nearest)
+            table = self._load("nearest.npz", Nearest, () if votes else ("target", "dist"))
             return table if table.whole() else None
         except Exception:  # missing, damaged, another layout: the crop stage searches every keypoint
             return None

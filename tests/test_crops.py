@@ -132,6 +132,27 @@ def _votes_by_picture(db: Path) -> dict[bytes, list[tuple[bytes, int]]]:
     }
 
 
+def test_a_rescan_of_an_unchanged_library_reads_the_saved_pairs_not_the_votes(tmp_path, serial):
+    """The votes (5 bytes a keypoint) are read only when some picture must be searched: with them
+    damaged, an unchanged library still gets its saved pairs, and a changed one searches everything."""
+    root, db = tmp_path / "lib", tmp_path / "cache.sqlite"
+    library(root)
+    first = scan([root], serial, cache=db)
+    (table,) = Path(f"{db}.snapshots").glob("*.nearest.npz")
+    with np.load(table) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["target"], arrays["dist"] = arrays["target"][:-1], arrays["dist"][:-1]
+    with open(table, "wb") as fh:
+        np.savez(fh, **arrays)
+    again = scan([root], serial, cache=db)
+    assert again.stats["keypoints_searched"] == 0
+    assert group_names(again) == group_names(first)
+    save(photo(95, SIZE), root / "p95.jpg")
+    changed = scan([root], serial, cache=db)
+    assert changed.stats["keypoints_searched"] == 12
+    assert group_names(changed) == group_names(first)
+
+
 def test_a_damaged_table_is_searched_again(tmp_path, serial):
     root, db = tmp_path / "lib", tmp_path / "cache.sqlite"
     library(root)
