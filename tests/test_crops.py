@@ -321,3 +321,29 @@ def test_a_rescan_reads_the_detail_of_new_pictures_only(tmp_path, serial, monkey
     monkeypatch.setattr(Cache, "details", details)
     cold = scan([root], serial, cache=tmp_path / "other.sqlite")
     assert sorted(map(sorted, group_names(again))) == sorted(map(sorted, group_names(cold)))
+
+
+def test_sets_of_copies_are_labelled_in_order_of_their_first_image():
+    """_sets: the labels and members the crop stage votes between, from the pairs confirmed so far."""
+    from dedupe.crops import _sets
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        images = sorted(rng.choice(100_000, rng.integers(1, 60), replace=False).tolist())
+        evidence = {}
+        for _ in range(rng.integers(0, 30)):
+            a, b = sorted(rng.choice(images, 2).tolist())
+            if a != b:
+                evidence[(a, b)] = {}
+        labels, members = _sets(images, evidence)
+        # expected: images joined by a chain of pairs share a label; labels count up from the first image
+        linked = {i: {i} for i in images}
+        for a, b in evidence:
+            joined = linked[a] | linked[b]
+            for x in joined:
+                linked[x] = joined
+        first = {}
+        expected = [first.setdefault(min(linked[i]), len(first)) for i in images]
+        assert labels.tolist() == expected
+        for label in range(len(first)):
+            assert members(label) == [i for i, e in zip(images, expected) if e == label]

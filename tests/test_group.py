@@ -36,9 +36,35 @@ def never_matched(calls=None):
 
 
 def test_components():
-    assert components(6, [(0, 1), (1, 2), (4, 5)]) == [[0, 1, 2], [4, 5]]
-    assert components(3, []) == []
-    assert components(4, [(3, 0), (2, 1)]) == [[0, 3], [1, 2]]
+    assert components([(0, 1), (1, 2), (4, 5)]) == [[0, 1, 2], [4, 5]]
+    assert components([]) == []
+    assert components([(3, 0), (2, 1)]) == [[0, 3], [1, 2]]
+    # any node ids, only those of the edges; a node paired with itself alone is no component
+    assert components([(10**9, 5), (7, 7), (5, 3), (3, 10**9), (8, 2), (2, 6)]) == [[2, 6, 8], [3, 5, 10**9]]
+
+
+def test_components_match_a_search_of_the_graph():
+    rng = random.Random(5)
+    for _ in range(200):
+        nodes = rng.sample(range(10_000), rng.randint(1, 40))
+        pairs = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(rng.randint(0, 40))]
+        linked = {x: set() for pair in pairs for x in pair}
+        for a, b in pairs:
+            linked[a].add(b)
+            linked[b].add(a)
+        expected, seen = [], set()
+        for start in sorted(linked):
+            if start not in seen:
+                comp, todo = set(), [start]
+                while todo:
+                    x = todo.pop()
+                    if x not in comp:
+                        comp.add(x)
+                        todo += linked[x] - comp
+                seen |= comp
+                if len(comp) > 1:
+                    expected.append(sorted(comp))
+        assert components(pairs) == expected
 
 
 # --------------------------------------------------------------------------- no chaining
@@ -92,7 +118,7 @@ def test_cluster_property_random_graphs():
         rng.shuffle(prefer)
         pick = lambda ids: min(ids, key=prefer.index)  # noqa: E731
         table = {p: rng.randint(60, 100) for p in all_pairs}
-        for comp in components(n, sorted(confirmed)):
+        for comp in components(sorted(confirmed)):
             out = cluster(comp, matched, edges, pick, scores(table))
             seen = set()
             for keeper, members in out:
