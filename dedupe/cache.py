@@ -414,22 +414,32 @@ class Cache:
         if self._pending >= BATCH or time.monotonic() - self._last_commit > COMMIT_EVERY:
             self.commit()
 
-    def prune(self, roots: list[str], walked: set[tuple[int, int]]) -> int:
+    def prune(self, roots: list[str], walked: np.ndarray) -> int:
         """Forget the files once recorded under these roots (absolute paths) that are no longer there: a
-        row whose identity (device, inode) the scan did not walk, and whose path is gone or now holds
-        another file. Files left out by filters, unreadable folders and other roots keep their rows.
-        When files were forgotten or recorded, the stored contents that no file refers to (stored more
-        than ORPHAN_AGE ago) go too, with their verdicts. How many files were forgotten."""
+        row whose identity (device, inode; `walked` holds those the scan walked, (n, 2)) the scan did not
+        walk, and whose path is gone or now holds another file. Files left out by filters, unreadable
+        folders and other roots keep their rows. When files were forgotten or recorded, the stored
+        contents that no file refers to (stored more than ORPHAN_AGE ago) go too, with their verdicts.
+        How many files were forgotten.
+
+        The rows are read PRUNE_BLOCK at a time and checked against the walked identities as numbers:
+        all rows at once, and a set of every identity walked, were the peak of a rescan of 100,000
+        unchanged files (40 MB more)."""
         self.commit()
-        rows = []
+        seen = np.sort(hash_key(walked))
+        gone = []
         sep = os.fsencode(os.sep)
         for root in map(os.fsencode, roots):
             below = root.rstrip(sep) + sep
-            rows += self.db.execute(
+            found = self.db.execute(
                 "SELECT device, inode, path FROM files WHERE path=? OR (path>=? AND path<?)",
                 (root, below, below[:-1] + bytes([sep[0] + 1])),
-            ).fetchall()
-        gone = [(d, i) for d, i, path in rows if (d, i) not in walked and _identity(path) != (d, i)]
+            )
+            while rows := found.fetchmany(PRUNE_BLOCK):
+                keys = hash_key(np.array([r[:2] for r in rows], dtype=np.int64))
+                at = np.minimum(np.searchsorted(seen, keys), max(len(seen) - 1, 0))
+                known = (seen[at] == keys).tolist() if len(seen) else [False] * len(rows)  # a collision: kept
+                gone += [(d, i) for (d, i, path), k in zip(rows, known) if not k and _identity(path) != (d, i)]
         if not gone and not self._recorded:
             return 0
         with self.db:
@@ -478,6 +488,17 @@ class Cache:
         finally:
             if self._tmpdir is not None:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+PRUNE_BLOCK = 16_384
+"""Rows of files a prune reads at a time."""
+
+
+def hash_key(ids: np.ndarray) -> np.ndarray:
+    """One uint64 per (device, inode) (the first two columns of `ids`), for sorting and looking up;
+    collisions only cost a miss."""
+    ids = np.ascontiguousarray(ids[:, :2]).view(np.uint64)
+    return ids[:, 1] ^ (ids[:, 0] * np.uint64(0x9E3779B97F4A7C15))
 
 
 def _identity(path: bytes) -> tuple[int, int] | None:

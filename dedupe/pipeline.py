@@ -259,7 +259,7 @@ def _scan(
     stats["problems"] = len(problems)
     if store.cache.persistent:  # a complete scan: what was under its roots and is gone is forgotten
         stats["cache_forgotten"] = store.cache.prune(
-            [os.path.abspath(os.fspath(r)) for r in roots], {f.identity for f in files}
+            [os.path.abspath(os.fspath(r)) for r in roots], walked.ids[:, :2]
         )
     lap("prune")
     stats["timings"]["total"] = round(sum(stats["timings"].values()), 3)

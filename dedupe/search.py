@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cache import Cache, Store
+from .cache import Cache, Store, hash_key
 from .candidates import find_candidates
 from .compare import CompareError, band, default_threshold, related_score, relate, verifying
 from .config import Settings
@@ -29,7 +29,7 @@ from .match import _load, _plain, confirm_all, geometry, verdict_key
 from .model import Problem
 from .pipeline import Clock, Library, read_library
 from .progress import CancelCheck, NullProgress, Progress, never
-from .snapshot import Snapshots, hash_key, known_formats
+from .snapshot import Snapshots, known_formats
 from .walk import WalkResult, walk
 from .workers import Workers, state
 

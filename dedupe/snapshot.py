@@ -49,7 +49,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .cache import CODES, VERSION, Cache
+from .cache import CODES, VERSION, Cache, hash_key
 from .index import (
     DESC_FLAT_LIMIT,
     LINEAR_FROM,
@@ -96,12 +96,6 @@ def _key(roots: list, cache_generation: str) -> str:
     roots = sorted(os.path.abspath(os.fspath(r)) for r in roots)
     text = json.dumps({"version": VERSION, "generation": cache_generation, "roots": roots})
     return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def hash_key(ids: np.ndarray) -> np.ndarray:
-    """One uint64 per (device, inode), for sorting and looking up; collisions only cost a miss."""
-    ids = np.ascontiguousarray(ids[:, :2]).view(np.uint64)
-    return ids[:, 1] ^ (ids[:, 0] * np.uint64(0x9E3779B97F4A7C15))
 
 
 @dataclass

@@ -426,7 +426,9 @@ def _rows(path: Path, sql: str) -> list[tuple]:
         db.close()
 
 
-def test_files_gone_from_the_roots_are_forgotten_with_what_only_they_had(tmp_path, serial, monkeypatch):
+@pytest.mark.parametrize("block", [cache_mod.PRUNE_BLOCK, 3])  # rows read in one part, or in several
+def test_files_gone_from_the_roots_are_forgotten_with_what_only_they_had(tmp_path, serial, monkeypatch, block):
+    monkeypatch.setattr(cache_mod, "PRUNE_BLOCK", block)
     lib, other = tmp_path / "lib", tmp_path / "other"
     library(lib)
     library(other)
