@@ -22,6 +22,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
+from array import array
 from collections import OrderedDict
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -585,51 +586,78 @@ def snapshot_bytes(path: str | os.PathLike) -> int:
 
 
 class Store(Mapping[int, Analysed]):
-    """The decoded images of one scan, by file index: 80 bytes of hashes each in memory, the rest
-    (info, thumbnail, keypoints) in the cache, loaded on demand by whichever stage needs it."""
+    """The decoded images of one scan, by file index: their hashes, codes and sizes in arrays (about 120
+    bytes an image in memory), the rest (info, thumbnail, keypoints) in the cache, loaded on demand by
+    whichever stage needs it. `hashes` maps a file index to its content hash."""
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.order: list[int] = []
-        self.hashes: dict[int, str] = {}
-        self._row: dict[int, int] = {}
+        self._order = array("q")  # the file index of each row, in the order added
+        self._rows = np.full(0, -1, np.int64)  # the row of each file index, -1 for none
+        self._hashes: list[str] = []  # of each row
+        self.hashes = _Hashes(self)
         self._codes = bytearray()
         self._framed = bytearray()
         self._size = bytearray()
         self._info: dict[int, ImageInfo] = {}
 
+    def _room(self, top: int) -> None:
+        """Rows for file indices below `top` (an array: a dict of them was 85 bytes an image)."""
+        if top > len(self._rows):
+            grown = np.full(max(top, 2 * len(self._rows)), -1, np.int64)
+            grown[: len(self._rows)] = self._rows
+            self._rows = grown
+
+    def hashes_of(self, images: list[int]) -> list[str]:
+        """The content hashes of these stored file indices (hashes[i] of each, at once)."""
+        rows = self._rows[np.asarray(images, dtype=np.int64)] if images else np.zeros(0, np.int64)
+        if (rows < 0).any():
+            raise KeyError(images[int(np.argmax(rows < 0))])
+        hashes = self._hashes
+        return [hashes[r] for r in rows.tolist()]
+
+    def row(self, i: int) -> int:
+        """The row of file index i; KeyError for a file not stored."""
+        if 0 <= i < len(self._rows) and (r := int(self._rows[i])) >= 0:
+            return r
+        raise KeyError(i)
+
     def add(self, i: int, content_hash: str, codes: bytes, framed: bool, size: tuple[int, int] = (0, 0)) -> None:
-        self._row[i] = len(self.order)
-        self.order.append(i)
-        self.hashes[i] = content_hash
+        self._room(i + 1)
+        self._rows[i] = len(self._order)
+        self._order.append(i)
+        self._hashes.append(content_hash)
         self._codes += codes
         self._framed.append(framed)
         self._size += np.array(size, dtype=np.int64).tobytes()
 
     def add_many(self, images: list[int], hashes: list[str], codes: np.ndarray, framed: np.ndarray, size: np.ndarray):
         """add() for many images at once: packed codes (n, CODES), frame flags and (width, height) in arrays."""
-        self._row.update(zip(images, range(len(self.order), len(self.order) + len(images))))
-        self.order += images
-        self.hashes.update(zip(images, hashes))
+        if not images:
+            return
+        self._room(max(images) + 1)
+        self._rows[images] = np.arange(len(self._order), len(self._order) + len(images))
+        self._order.extend(images)
+        self._hashes += hashes
         self._codes += np.ascontiguousarray(codes, dtype=np.uint64).tobytes()
         self._framed += np.asarray(framed, dtype=np.uint8).tobytes()
         self._size += np.ascontiguousarray(size, dtype=np.int64).tobytes()
 
     def codes(self) -> tuple[list[int], np.ndarray, np.ndarray]:
         """(image indices in walk order, their codes (n, CODES) as uint64, whether each has a frame)."""
-        rank = np.argsort(np.array(self.order, dtype=np.int64), kind="stable")
-        codes = np.frombuffer(bytes(self._codes), dtype=np.uint64).reshape(-1, CODES)[rank]
-        framed = np.frombuffer(bytes(self._framed), dtype=np.uint8).astype(bool)[rank]
-        return np.array(self.order, dtype=np.int64)[rank].tolist(), codes, framed
+        order = np.frombuffer(self._order, dtype=np.int64)
+        rank = np.argsort(order, kind="stable")
+        codes = np.frombuffer(self._codes, dtype=np.uint64).reshape(-1, CODES)[rank]
+        framed = np.frombuffer(self._framed, dtype=np.uint8).astype(bool)[rank]
+        return order[rank].tolist(), codes, framed
 
     def sizes(self, images: list[int]) -> np.ndarray:
         """(width, height) of these images, as the stage that added them knew them: (n, 2) int64."""
-        rows = np.fromiter((self._row[i] for i in images), dtype=np.int64, count=len(images))
-        return np.frombuffer(bytes(self._size), dtype=np.int64).reshape(-1, 2)[rows]
+        rows = np.fromiter((self.row(i) for i in images), dtype=np.int64, count=len(images))
+        return np.frombuffer(self._size, dtype=np.int64).reshape(-1, 2)[rows]
 
     def phash(self, i: int) -> int:
-        row = self._row[i] * CODES * 8
-        return int(np.frombuffer(self._codes, dtype=np.uint64, count=1, offset=row)[0])
+        return int(np.frombuffer(self._codes, dtype=np.uint64, count=1, offset=self.row(i) * CODES * 8)[0])
 
     def info(self, i: int) -> ImageInfo:
         """What decoding said about an image; kept once asked for (only grouped images are)."""
@@ -653,7 +681,30 @@ class Store(Mapping[int, Analysed]):
         return i in self.hashes
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.hashes)
+        return iter(self._order)
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        return len(self._order)
+
+
+class _Hashes(Mapping[int, str]):
+    """A Store's content hash of each stored file index, in the order stored."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getitem__(self, i: int) -> str:
+        return self._store._hashes[self._store.row(i)]
+
+    def __contains__(self, i) -> bool:
+        try:
+            self._store.row(i)
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._store._order)
+
+    def __len__(self) -> int:
+        return len(self._store._order)

@@ -51,7 +51,7 @@ def find_crops(
     labels, members = _sets(images, evidence)
     n_sets = int(labels.max(initial=-1)) + 1
     progress.stage(title, n_sets)
-    hashes = [analysed.hashes[i] for i in images]
+    hashes = analysed.hashes_of(images)
     pairs, searched = _keypoint_pairs(hashes, labels, snapshots, workers, cancel)
     stats["keypoints_searched"], stats["votes_searched_again"] = searched
     progress.advance(n_sets // 2)

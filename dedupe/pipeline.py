@@ -204,7 +204,7 @@ def _scan(
     files, problems, copy_of = library.files, library.problems, library.copy_of
     images, codes, framed = library.images, library.codes, library.framed
 
-    hashes = [store.hashes[i] for i in images]
+    hashes = store.hashes_of(images)
     title = f"4/{STAGES}: searching candidate pairs"
     pairs = kept_candidates(images, hashes, codes, framed, settings, snapshots, progress, title)
     del codes

@@ -298,7 +298,7 @@ class Snapshots:
         if table is not None:  # what the old table knew of a content's keypoints still holds
             old = np.flatnonzero(ok & (rows >= 0))
             keypoints[image_row[rep[old]]] |= table.keypoints[table.content[rows[old]]]
-        hashes = np.array([store.hashes[i] for i in library.images], dtype="S32")
+        hashes = np.array(store.hashes_of(library.images), dtype="S32")
         self._current = FileTable(
             ids=ids[ok],
             fmt=fmt[ok],

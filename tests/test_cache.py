@@ -483,3 +483,35 @@ def test_a_cache_from_before_file_paths_gets_them_and_forgets_nothing_it_cannot_
     assert decodes.calls == [] and result.stats["cache_forgotten"] == 0  # alone_2's row has no path
     named = _rows(cache, "SELECT path FROM files WHERE path IS NOT NULL")
     assert len(named) == 8 and len(_rows(cache, "SELECT 1 FROM files")) == 9
+
+
+def test_a_store_answers_by_file_index_whatever_order_images_came_in(tmp_path):
+    """Store: images added one by one (from the workers) and in bulk (from the cache), at any file
+    indices; hashes, codes, sizes and pHashes are answered by file index, codes() in walk order."""
+    from dedupe.cache import CODES, Store
+
+    cache = Cache(tmp_path / "c.sqlite")
+    store = Store(cache)
+    codes = lambda i: np.arange(i * CODES, (i + 1) * CODES, dtype=np.uint64)  # noqa: E731
+    store.add(7, "h7", codes(7).tobytes(), True, (70, 71))
+    store.add_many([3, 2000, 0], ["h3", "h2000", "h0"], np.stack([codes(3), codes(2000), codes(0)]),
+                   np.array([False, False, True]), np.array([[30, 31], [2000, 2001], [0, 1]]))
+    store.add(5, "h5", codes(5).tobytes(), False, (50, 51))
+    store.add_many([], [], np.zeros((0, CODES), np.uint64), np.zeros(0, bool), np.zeros((0, 2), np.int64))
+    assert len(store) == len(store.hashes) == 5
+    assert list(store) == list(store.hashes) == [7, 3, 2000, 0, 5]  # as added
+    assert dict(store.hashes) == {7: "h7", 3: "h3", 2000: "h2000", 0: "h0", 5: "h5"}
+    assert store.hashes_of([0, 2000, 7]) == ["h0", "h2000", "h7"]
+    for absent in (1, 6, 1999, 2001, 10**6, -1):
+        assert absent not in store and absent not in store.hashes
+        with pytest.raises(KeyError):
+            store.hashes[absent]
+    with pytest.raises(KeyError):
+        store.hashes_of([0, 1])
+    images, got, framed = store.codes()
+    assert images == [0, 3, 5, 7, 2000]
+    assert np.array_equal(got, np.stack([codes(i) for i in images]))
+    assert framed.tolist() == [True, False, False, True, False]
+    assert store.sizes([2000, 5, 0]).tolist() == [[2000, 2001], [50, 51], [0, 1]]
+    assert [store.phash(i) for i in images] == [i * CODES for i in images]
+    cache.close()
