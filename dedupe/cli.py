@@ -15,6 +15,7 @@ import typer
 
 from . import __version__
 from .config import ConfigError, load_settings
+from .malloc import MAPPED_FROM, map_large_blocks
 from .progress import Cancelled
 from .report import human_bytes
 
@@ -665,6 +666,7 @@ def _stopped_by(number: int, _frame) -> None:
 
 def main() -> None:
     """Entry point: turns Ctrl-C, SIGTERM, SIGHUP and unexpected errors into a message and an exit code."""
+    map_large_blocks(MAPPED_FROM)
     _SIGNALLED.clear()
     previous = {sig: signal.signal(sig, _stopped_by) for sig in STOP_SIGNALS[1:]}
     try:

@@ -19,6 +19,7 @@ import cv2  # noqa: F401 - imported before the thread count below is taken: its 
 
 from .cache import Cache
 from .config import Settings
+from .malloc import WORKER_MAPPED_FROM, map_large_blocks
 from .progress import CancelCheck, check
 
 SERIAL_BELOW = 24
@@ -47,6 +48,7 @@ def _init(cache_path: str, settings: Settings) -> None:
     if hasattr(signal, "SIGHUP"):  # not on Windows
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    map_large_blocks(WORKER_MAPPED_FROM)
     cv2.setNumThreads(1)
     _STATE["cache"] = Cache(cache_path, worker=True)
     _STATE["settings"] = settings

@@ -1,4 +1,4 @@
-"""Worker processes: forked while that is safe, spawned otherwise."""
+"""Worker processes: forked while that is safe, spawned otherwise; freed memory handed back to the system."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 CHECK = """
 import threading
@@ -94,3 +96,28 @@ def test_only_the_cancelled_futures_fault_of_a_dropped_pool_is_silenced(monkeypa
     for exc, thread in [(InvalidStateError, manager), (InvalidStateError, other), (OSError, manager)]:
         w._quiet_cancelled(threading.ExceptHookArgs([exc, exc("x"), None, thread]))
     assert [(args.exc_type, args.thread) for args in printed] == [(InvalidStateError, other), (OSError, manager)]
+
+
+@pytest.mark.skipif(sys.platform != "linux" or not Path("/proc/self/status").exists(), reason="glibc and /proc")
+@pytest.mark.parametrize("fixed", [False, True])
+def test_with_the_threshold_fixed_a_freed_block_of_some_mb_goes_back_to_the_system(fixed):
+    """glibc, left alone, raises its mapping threshold once a 16 MB block is freed: an 8 MB block then
+    comes from the heap and stays when freed (below a block allocated after it). With map_large_blocks,
+    it is mapped and given back."""
+    code = f"""
+import numpy as np
+from dedupe.malloc import MAPPED_FROM, map_large_blocks
+def anon():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("RssAnon"))
+if {fixed}:
+    map_large_blocks(MAPPED_FROM)
+big = np.ones(16 << 20, np.uint8)
+del big
+block = np.ones(8 << 20, np.uint8)
+after = np.ones(64 << 10, np.uint8)
+held = anon()
+del block
+print(held - anon())
+"""
+    freed_kb = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert (freed_kb > 7 * 1024) == fixed
