@@ -586,9 +586,9 @@ def snapshot_bytes(path: str | os.PathLike) -> int:
 
 
 class Store(Mapping[int, Analysed]):
-    """The decoded images of one scan, by file index: their hashes, codes and sizes in arrays (about 120
-    bytes an image in memory), the rest (info, thumbnail, keypoints) in the cache, loaded on demand by
-    whichever stage needs it. `hashes` maps a file index to its content hash."""
+    """The decoded images of one scan, by file index: their codes, sizes and rows in arrays (about 120
+    bytes an image in memory) and their content hashes, the rest (info, thumbnail, keypoints) in the
+    cache, loaded on demand by whichever stage needs it. `hashes` maps a file index to its content hash."""
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
