@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from math import comb
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -408,21 +408,50 @@ COUNT_BLOCK = 1 << 20
 several copies of them (about 370 MB with the label arrays around it)."""
 
 
+PASS_VOTES = 1 << 22
+"""Votes counted in one pass over them. Beyond, each pass keeps the pairs whose lower label falls to it
+(label % passes), so that about this many keys (32 MB) are held at once: the keys of the 6.7 million votes
+of 100,000 photos were 54 MB, and would be ten times that at a million."""
+
+
 def voted_pairs(
-    votes: Iterable[tuple[np.ndarray, np.ndarray]], min_votes: int = MIN_VOTES, top: int = 4
+    votes: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    min_votes: int = MIN_VOTES,
+    top: int = 4,
+    passes: int = 1,
 ) -> list[tuple[int, int]]:
-    """Pairs (i, j), i < j, of labels (below 2^31) with `min_votes` votes both ways together among
-    `votes`, parts of (voter label, voted label) arrays; each label keeps its `top` best partners.
-    A vote is kept as one 64-bit key, 8 bytes, while the parts come; the keys are sorted in place and
-    counted COUNT_BLOCK at a time."""
-    parts = []
-    for a, b in votes:
-        key = np.minimum(a, b).astype(np.int64) << 32
-        key |= np.maximum(a, b)
-        parts.append(key)
+    """Pairs (i, j), i < j, of labels (below 2^31) with `min_votes` votes both ways together among the
+    votes that `votes()` gives, parts of (voter label, voted label) arrays, anew for each of `passes`
+    passes; each label keeps its `top` best partners. A vote is kept as one 64-bit key, 8 bytes, while the
+    parts come; the keys are sorted in place and counted COUNT_BLOCK at a time."""
+    pairs = []
+    for turn in range(passes):
+        parts = []
+        for a, b in votes():
+            low, high = np.minimum(a, b).astype(np.int64), np.maximum(a, b)
+            if passes > 1:
+                mine = low % passes == turn
+                low, high = low[mine], high[mine]
+            low <<= 32
+            low |= high
+            parts.append(low)
+        pairs += _counted(parts, min_votes)
+    kept: dict[int, int] = {}
+    out = []
+    for i, j, _c in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):
+        if kept.get(i, 0) < top or kept.get(j, 0) < top:
+            out.append((i, j))
+            kept[i] = kept.get(i, 0) + 1
+            kept[j] = kept.get(j, 0) + 1
+    return sorted(out)
+
+
+def _counted(parts: list[np.ndarray], min_votes: int) -> list[tuple[int, int, int]]:
+    """(i, j, votes) of the keys (i << 32 | j) found `min_votes` times or more among `parts`, which are
+    let go as they are copied into one array: no second copy of them all."""
     keys = np.empty(sum(len(p) for p in parts), np.int64)
     at = 0
-    while parts:  # each part let go once copied: no second copy of them all
+    while parts:
         part = parts.pop()
         keys[at : at + len(part)] = part
         at += len(part)
@@ -439,11 +468,4 @@ def voted_pairs(
         strong = counts >= min_votes
         pairs += [(int(k >> 32), int(k & 0xFFFFFFFF), int(c)) for k, c in zip(found[strong], counts[strong])]
         lo = hi
-    kept: dict[int, int] = {}
-    out = []
-    for i, j, _c in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):
-        if kept.get(i, 0) < top or kept.get(j, 0) < top:
-            out.append((i, j))
-            kept[i] = kept.get(i, 0) + 1
-            kept[j] = kept.get(j, 0) + 1
-    return sorted(out)
+    return pairs

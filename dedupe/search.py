@@ -261,7 +261,7 @@ def _keypoint_matches(
             as_image[copies] = q
             desc = store[q].features.kp_desc
             votes = keypoint_votes(index, desc, np.full(len(desc), q), as_image, k=8 + 2 * len(copies))
-            voted = voted_pairs([votes], min_votes=QUERY_VOTES, top=len(images))
+            voted = voted_pairs(lambda: [votes], min_votes=QUERY_VOTES, top=len(images))
             pairs.update((min(q, b), max(q, b)) for pair in voted for b in pair if b != q)
     if settings.crops:  # a featureless query, or the original of a featureless crop: by layout
         wanted = np.isin(images, asked)

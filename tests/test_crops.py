@@ -347,3 +347,17 @@ def test_sets_of_copies_are_labelled_in_order_of_their_first_image():
         assert labels.tolist() == expected
         for label in range(len(first)):
             assert members(label) == [i for i, e in zip(images, expected) if e == label]
+
+
+def test_votes_counted_in_several_passes_find_the_same_crops(tmp_path, serial, monkeypatch):
+    """Past PASS_VOTES votes, each pass counts the pairs whose lower set falls to it: the same crops."""
+    import dedupe.crops
+
+    root = tmp_path / "lib"
+    library(root)
+    once = scan([root], serial, cache=tmp_path / "once.sqlite")
+    monkeypatch.setattr(dedupe.crops, "PASS_VOTES", 50)
+    passes = scan([root], serial, cache=tmp_path / "passes.sqlite")
+    assert {"p81.jpg", "crop81.jpg"} in group_names(passes)
+    assert group_names(passes) == group_names(once)
+    assert passes.stats["keypoint_pairs"] == once.stats["keypoint_pairs"] > 0

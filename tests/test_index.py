@@ -255,5 +255,7 @@ def test_votes_counted_in_parts_and_blocks_equal_counting_them_at_once(monkeypat
     parts = [(a[lo:hi][keep[lo:hi]].astype(np.int32), b[lo:hi][keep[lo:hi]]) for lo, hi in zip(cuts, cuts[1:])]
     monkeypatch.setattr(index, "COUNT_BLOCK", block)
     assert (4, 17) in expected and len(expected) > 5
-    assert index.voted_pairs(parts, min_votes=12, top=2) == sorted(expected)
-    assert index.voted_pairs([], min_votes=12) == []
+    assert index.voted_pairs(lambda: parts, min_votes=12, top=2) == sorted(expected)
+    for passes in (2, 3, 7):  # each pass counts the pairs whose lower label falls to it
+        assert index.voted_pairs(lambda: iter(parts), min_votes=12, top=2, passes=passes) == sorted(expected)
+    assert index.voted_pairs(lambda: [], min_votes=12) == []

@@ -41,4 +41,4 @@ def keypoint_pairs(
     with _threads():
         index.add(data)
     a, b = keypoint_votes(index, data, owner, owner, max_distance)
-    return voted_pairs([(a, b)], min_votes, top)
+    return voted_pairs(lambda: [(a, b)], min_votes, top)
