@@ -429,9 +429,8 @@ def voted_pairs(
         parts = []
         for a, b in votes():
             low, high = np.minimum(a, b).astype(np.int64), np.maximum(a, b)
-            if passes > 1:
-                mine = low % passes == turn
-                low, high = low[mine], high[mine]
+            mine = low % passes == turn
+            low, high = low[mine], high[mine]
             low <<= 32
             low |= high
             parts.append(low)

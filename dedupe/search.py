@@ -247,7 +247,8 @@ def _keypoint_matches(
     (crops.layout_pairs), as in a scan. Adds to `evidence` and `similars`; returns how many
     matches it added."""
     images = library.images
-    index = snapshots.keypoints(images, store.hashes_of(images))
+    hashes = store.hashes_of(images)
+    index = snapshots.keypoints(images, hashes)
     progress.advance(len(asked))
     pairs = set()
     if index is not None:
@@ -265,7 +266,7 @@ def _keypoint_matches(
             pairs.update((min(q, b), max(q, b)) for pair in voted for b in pair if b != q)
     if settings.crops:  # a featureless query, or the original of a featureless crop: by layout
         wanted = np.isin(images, asked)
-        found = layout_pairs(store.hashes_of(images), np.arange(len(images)), store.cache, wanted)
+        found = layout_pairs(hashes, np.arange(len(images)), store.cache, wanted)
         pairs.update((min(images[a], images[b]), max(images[a], images[b])) for a, b in found)
 
     key = verdict_key("geometry", (), settings)
