@@ -22,6 +22,9 @@ from .workers import Workers, state
 
 CROP_TRIES = 3
 """Members of a picture's set of copies that a crop is checked against, best keeper first."""
+GEOMETRY_CHUNK = 8
+"""Geometry jobs sent to a worker at once: one at a time, their pickling and hand-over were a sixth of
+the 1.24 s the crop stage's 2,759 checks of scale5000 took (1.03 s in chunks of 8)."""
 
 
 def find_crops(
@@ -77,7 +80,7 @@ def find_crops(
     known = {key: stored[stored_as(key)] for t in tries for key in t if stored_as(key) in stored}
     waiting = [n for n, t in enumerate(tries) if _settle(t, known, settings) is None]
     jobs = [[stored_as(key)[:2] for key in tries[n]] for n in waiting]
-    for n, results in zip(waiting, workers.map(_geometry_job, jobs, cancel)):
+    for n, results in zip(waiting, workers.map(_geometry_job, jobs, cancel, chunksize=GEOMETRY_CHUNK)):
         for key, ev in zip(tries[n], results):
             known[key] = ev
             cache.put_verdict(stored_as(key), ev)

@@ -22,7 +22,7 @@ from .cache import Cache, Store, hash_key
 from .candidates import find_candidates
 from .compare import CompareError, band, default_threshold, related_score, relate, verifying
 from .config import Settings
-from .crops import layout_pairs
+from .crops import GEOMETRY_CHUNK, layout_pairs
 from .group import describe_transform
 from .index import keypoint_votes, voted_pairs
 from .match import _load, _plain, confirm_all, geometry, verdict_key
@@ -275,7 +275,8 @@ def _keypoint_matches(
     stored_as = {pair: (store.hashes[pair[0]], store.hashes[pair[1]], key) for pair in jobs}
     known = store.cache.verdicts(list(stored_as.values()))
     todo = [pair for pair in jobs if stored_as[pair] not in known]
-    for pair, ev in zip(todo, workers.map(_geometry_job, [stored_as[p][:2] for p in todo], cancel)):
+    checks = workers.map(_geometry_job, [stored_as[p][:2] for p in todo], cancel, chunksize=GEOMETRY_CHUNK)
+    for pair, ev in zip(todo, checks):
         store.cache.put_verdict(stored_as[pair], ev)
         known[stored_as[pair]] = ev
     added = 0
