@@ -3,7 +3,8 @@ decoded again, and the store the scan's workers read thumbnails from.
 
 `files` maps a file's identity (device, inode, size, mtime_ns) to its content hash, so an unchanged file
 is not even read. `images` maps a content hash to its info and features, so a renamed, moved or copied
-file is recognised from its bytes (hashed, not decoded). `verdicts` keeps what verification said about
+file is recognised from its bytes (hashed, not decoded), and a JPEG whose metadata alone changed from
+its coded picture (exact.coded_picture; `same_picture`). `verdicts` keeps what verification said about
 a pair of contents under given settings.
 `decisions` holds what a person decided about groups (dedupe.decisions): not derived data, so it is
 carried over when the cache is rebuilt. Everything is keyed by content, never by path. WAL mode:
@@ -51,14 +52,15 @@ CREATE TABLE IF NOT EXISTS files(
     content_hash TEXT NOT NULL, format TEXT, path BLOB, PRIMARY KEY(device, inode)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS images(
     content_hash TEXT PRIMARY KEY, info TEXT NOT NULL, codes BLOB NOT NULL, box TEXT, detail REAL NOT NULL,
-    thumb BLOB NOT NULL, thumb_w INTEGER NOT NULL, kp_xy BLOB, kp_desc BLOB, written REAL);
+    thumb BLOB NOT NULL, thumb_w INTEGER NOT NULL, kp_xy BLOB, kp_desc BLOB, written REAL, picture TEXT);
 CREATE TABLE IF NOT EXISTS verdicts(
     first TEXT NOT NULL, second TEXT NOT NULL, key TEXT NOT NULL, evidence TEXT,
     PRIMARY KEY(first, second, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS decisions(hashes TEXT PRIMARY KEY, kind TEXT NOT NULL, decided TEXT NOT NULL);
 """
 # `decisions` came after VERSION 3 was set: CREATE TABLE IF NOT EXISTS adds it to a cache on open; so
-# did files.path and images.written, added by _connect (a file row without a path is never pruned). Paths
+# did files.path, images.written and images.picture (with its index), added by _connect (a file row without
+# a path is never pruned, an image without a picture key never stands in for another). Paths
 # are stored as the file system's bytes: a name that is not valid UTF-8 cannot be SQLite text.
 CODES = 10
 """Codes stored per image: pHash, dHash, pHash inside the frame (0 without one), 7 turned pHashes."""
@@ -82,7 +84,11 @@ def pack_codes(f: Features) -> bytes:
     return np.array([f.phash, f.dhash, f.phash_trim or 0, *turned], dtype=np.uint64).tobytes()
 
 
-_PUT_IMAGE = "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PUT_IMAGE = "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COPY_IMAGE = (
+    "INSERT OR REPLACE INTO images SELECT ?, ?, codes, box, detail, thumb, thumb_w, kp_xy, kp_desc, ?, picture"
+    " FROM images WHERE content_hash=?"
+)
 ORPHAN_AGE = 3600.0
 """Seconds a stored content that no file refers to is kept: another scan running at the same time may
 have stored it and not yet recorded its file."""
@@ -154,9 +160,11 @@ class Cache:
                 db.executescript("BEGIN IMMEDIATE;" + _SCHEMA)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(VERSION),))
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,))
-                for table, column, kind in (("files", "path", "BLOB"), ("images", "written", "REAL")):
+                added = (("files", "path", "BLOB"), ("images", "written", "REAL"), ("images", "picture", "TEXT"))
+                for table, column, kind in added:
                     if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                db.execute("CREATE INDEX IF NOT EXISTS images_picture ON images(picture) WHERE picture IS NOT NULL")
         except sqlite3.DatabaseError as exc:
             db.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -247,6 +255,18 @@ class Cache:
         buffered = {r[0] for r in rows if r[0] in wanted and (r[8] is not None or not keypoints)}  # r[8]: kp_desc
         rest = wanted - buffered
         return buffered | {h for h, _ in self._each(rest, "1", self._with_keypoints(keypoints), flush=False)}
+
+    def same_picture(self, picture: str, keypoints: bool) -> list[tuple[str, ImageInfo, bytes, bool]]:
+        """(content hash, info, packed codes, has a frame) of the stored contents whose coded picture
+        (exact.coded_picture) is `picture` (with keypoints, when they are needed), those still buffered
+        first."""
+        rows = self._rows.get(_PUT_IMAGE, ())
+        found = [(r[0], r[1], r[2], r[3]) for r in rows if r[10] == picture and (r[8] is not None or not keypoints)]
+        found += self.db.execute(
+            f"SELECT content_hash, info, codes, box FROM images WHERE picture=?{self._with_keypoints(keypoints)}",
+            (picture,),
+        ).fetchall()
+        return [(h, ImageInfo(**json.loads(info)), codes, box is not None) for h, info, codes, box in found]
 
     def stored(self, hashes: list[str], keypoints: bool) -> dict[str, tuple[tuple[int, int], bytes, bool]]:
         """((width, height), packed codes, has a frame) of the stored contents among these (with keypoints,
@@ -367,7 +387,9 @@ class Cache:
         )
         self._recorded = True
 
-    def put_image(self, content_hash: str, info: ImageInfo, f: Features, keypoints: bool) -> None:
+    def put_image(
+        self, content_hash: str, info: ImageInfo, f: Features, keypoints: bool, picture: str | None = None
+    ) -> None:
         self._put(
             _PUT_IMAGE,
             (
@@ -381,8 +403,19 @@ class Cache:
                 np.ascontiguousarray(f.kp_xy, dtype=np.float16).tobytes() if keypoints else None,
                 np.ascontiguousarray(f.kp_desc, dtype=np.uint8).tobytes() if keypoints else None,
                 time.time(),
+                picture,
             ),
         )
+
+    def put_same_picture(self, content_hash: str, twin: str, info: ImageInfo) -> None:
+        """Store a content with the features of `twin`, a stored content of the same coded picture, and
+        its own `info`."""
+        text = json.dumps(asdict(info))
+        for r in self._rows.get(_PUT_IMAGE, ()):
+            if r[0] == twin:
+                self._put(_PUT_IMAGE, (content_hash, text, *r[2:9], time.time(), r[10]))
+                return
+        self._put(_COPY_IMAGE, (content_hash, text, time.time(), twin))
 
     def put_verdict(self, key: tuple[str, str, str], evidence: dict | None) -> None:
         self._put(

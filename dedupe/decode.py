@@ -96,6 +96,18 @@ def _exif_fields(im: Image.Image) -> tuple[int, str | None, str | None]:
     return orientation, date, camera
 
 
+def metadata(data: bytes) -> tuple[str, int, str | None, str | None] | None:
+    """(format, orientation, date, camera) of a picture, from its header, without decoding it; None when
+    the header cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            return (im.format or "?", *_exif_fields(im))
+    except Exception:  # the decoder will say what is wrong with the file
+        return None
+
+
 def _lossless(im: Image.Image, head: bytes) -> bool:
     fmt = im.format or ""
     if fmt in _LOSSLESS:

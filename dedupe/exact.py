@@ -20,6 +20,51 @@ def content_hash_bytes(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
+_METADATA = {*range(0xE0, 0xF0)} - {0xEE} | {0xFE}
+"""JPEG segments that decoding does not read: APP0-APP15 (JFIF, EXIF, XMP, ICC, maker notes...) but
+Adobe's APP14, whose transform flag says how the colours were coded, and comments."""
+_FRAMES = {*range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
+_SOS = 0xDA
+
+
+def coded_picture(data: bytes) -> str | None:
+    """A hash of what a JPEG decoder reads from these bytes: its frame, tables and scans, without the
+    metadata segments. A copy whose EXIF was edited or stripped has other bytes but the same coded
+    picture, and decodes to the same pixels (before its EXIF orientation is applied). Everything from
+    the first scan to the end of the file counts (finding where the picture ends cost as much as
+    decoding a tenth of it). A JFIF segment tells the decoder that colours are YCbCr, which it also
+    assumes from the usual component ids 1, 2, 3: with other ids, whether one is there counts. None for
+    anything but a well-formed JPEG."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    view, h, at, jfif, ids = memoryview(data), xxhash.xxh3_128(), 2, False, b""
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == _SOS:
+            if jfif and len(ids) == 3 and ids != b"\x01\x02\x03":
+                h.update(b"JFIF")
+            h.update(view[at:])
+            return h.hexdigest()
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if length < 2:
+            return None
+        if marker not in _METADATA:
+            h.update(view[at : at + 2 + length])
+        jfif = jfif or (marker == 0xE0 and data[at + 4 : at + 9] == b"JFIF\x00")
+        if marker in _FRAMES:
+            ids = data[at + 10 : at + 2 + length : 3][: data[at + 9]]
+        at += 2 + length
+    return None
+
+
 def content_hash_file(path: str) -> str:
     h = xxhash.xxh3_128()
     with open(path, "rb") as fh:

@@ -141,7 +141,7 @@ def read_library(
         skip[[i for i, f in enumerate(files) if f.path in unreadable]] = True
     to_decode = np.flatnonzero(~skip).tolist()
     progress.stage(f"3/{stages}: decoding images", len(to_decode))
-    from_cache = 0
+    from_cache = same_picture = 0
     changed: list[int] = []  # files whose content is not the one their identity had
     if table is not None:  # the table's files at once
         todo = np.zeros(len(files), bool)
@@ -156,8 +156,9 @@ def read_library(
         from_cache += len(hits)
         progress.advance(len(hits))
         to_decode = np.flatnonzero(todo & (rows < 0)).tolist()
-    for i, result, cached in read_all(files, to_decode, known, store, settings, workers, cancel):
-        from_cache += cached
+    for i, result, source in read_all(files, to_decode, known, store, settings, workers, cancel):
+        from_cache += source == "cache"
+        same_picture += source == "picture"
         if isinstance(result, Problem):
             problems.append(result)
         elif i in hashes and hashes[i] != result:
@@ -172,9 +173,11 @@ def read_library(
     images, codes, framed = store.codes()  # decoded representatives, in walk order
     stats["images_decoded"] = len(images)
     stats["images_from_cache"] = from_cache
+    stats["same_picture"] = same_picture
     progress.note(
         f"{len(images)} distinct images ({from_cache} unchanged, from the cache;"
-        f" {len(copy_of)} byte-identical copies not decoded again)"
+        f" {len(copy_of)} byte-identical copies and {same_picture} of the same picture with other metadata"
+        " not decoded again)"
     )
     library = Library(files, problems, walked.links, copy_of, images, codes, framed)
     if snapshots is not None:

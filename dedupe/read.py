@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
 
 from .cache import CODES, Store, pack_codes
 from .config import Settings
-from .decode import DecodeError, decode, decode_cost
-from .exact import content_hash_bytes, content_hash_file
+from .decode import DecodeError, decode, decode_cost, metadata
+from .exact import coded_picture, content_hash_bytes, content_hash_file
 from .features.hashes import describe
 from .model import Analysed, FileRecord, ImageInfo, Problem
 from .progress import CancelCheck, check
@@ -64,14 +64,15 @@ def _analyse_data(
 
 @dataclass(frozen=True)
 class Stored:
-    """What the main process keeps of a file a worker read, once the cache has its content: `decoded`
-    is False for a content found in the cache by its hash (a moved, renamed or copied file)."""
+    """What the main process keeps of a file a worker read, once the cache has its content: `source` is
+    "decoded", "cache" for a content found in the cache by its hash (a moved, renamed or copied file), or
+    "picture" for one that took the features of another content with the same coded picture."""
 
     content_hash: str
     info: ImageInfo
     codes: bytes
     framed: bool
-    decoded: bool
+    source: str
 
 
 CHUNK = 8
@@ -95,13 +96,34 @@ def _analyse_one(job: tuple[str, int, bool, str | None]) -> Stored | Problem:
         return Problem(path, "decode", f"cannot read: {exc.strerror or exc}")
     if known is None and cache.have([content_hash], with_keypoints):
         info, codes, framed = cache.summaries([content_hash])[content_hash]
-        return Stored(content_hash, info, codes, framed, False)
+        return Stored(content_hash, info, codes, framed, "cache")
+    picture = coded_picture(data) if isinstance(data, bytes) else None
+    if picture is not None and (same := _same_picture(data, content_hash, picture, with_keypoints)) is not None:
+        return same
     result = _analyse_data(path, data, content_hash, max_pixels, with_keypoints)
     if isinstance(result, Problem):
         return result
     f = result.features
-    cache.put_image(content_hash, result.info, f, with_keypoints)
-    return Stored(content_hash, result.info, pack_codes(f), f.box is not None, True)
+    cache.put_image(content_hash, result.info, f, with_keypoints, picture)
+    return Stored(content_hash, result.info, pack_codes(f), f.box is not None, "decoded")
+
+
+def _same_picture(data: bytes, content_hash: str, picture: str, with_keypoints: bool) -> Stored | None:
+    """A JPEG whose coded picture the cache holds under another content, with the same EXIF orientation
+    (its EXIF edited or stripped, or written by a photo manager), is not decoded: it takes that
+    content's features, and its own format, date and camera."""
+    cache = state()[0]
+    stored = cache.same_picture(picture, with_keypoints)
+    meta = metadata(data) if stored else None
+    if meta is None:
+        return None
+    fmt, orientation, date, camera = meta
+    for twin, info, codes, framed in stored:
+        if info.orientation == orientation:
+            info = replace(info, format=fmt, exif_date=date, camera=camera)
+            cache.put_same_picture(content_hash, twin, info)
+            return Stored(content_hash, info, codes, framed, "picture")
+    return None
 
 
 def _analyse_job(jobs: list[tuple[str, int, bool, str | None]]) -> list[Stored | Problem]:
@@ -119,8 +141,8 @@ def read_all(
     workers: Workers,
     cancel: CancelCheck,
 ) -> Iterator[tuple[int, str | Problem, bool]]:
-    """(index, content hash, whether it came from the cache) for every file of `todo` once `store` has
-    its image, or (index, Problem, False).
+    """(index, content hash, where its features came from: Stored.source) for every file of `todo` once
+    `store` has its image, or (index, Problem, "decoded").
 
     Files whose identity the cache knows, with their content stored, are answered without reading them;
     the rest go to the workers, which store what they compute in the cache.
@@ -136,7 +158,7 @@ def read_all(
         framed = np.array([f[2] for f in found], dtype=bool)
         refused = dict(keep_many(files, hits, [known[i] for i in hits], size, codes, framed, store, settings))
         for i in hits:
-            yield i, refused.get(i, known[i]), True
+            yield i, refused.get(i, known[i]), "cache"
     hit_set = set(hits)
     # Costliest files first: the last jobs are then cheap ones, and the workers finish together instead of
     # one decoding a chunk of large PNGs while the other waits. Scale5000's 219 files of 8 MP and more:
@@ -146,12 +168,12 @@ def read_all(
     pending = [(i, (files[i].path, settings.max_pixels, need_kp, known.get(i))) for i in rest]
     for i, result in _run(pending, workers, cancel):
         if isinstance(result, Problem):
-            yield i, result, False
+            yield i, result, "decoded"
         else:
             cache.put_file(files[i], result.content_hash)
             size = (result.info.width, result.info.height)
             kept = _keep(i, files[i], result.content_hash, size, result.codes, result.framed, store, settings)
-            yield i, kept, not result.decoded
+            yield i, kept, result.source
     cache.commit()
 
 

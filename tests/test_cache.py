@@ -3,6 +3,7 @@ cache is rebuilt; concurrent scans share one; an interrupted scan keeps what it 
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -17,7 +18,19 @@ import pytest
 import dedupe.cache as cache_mod
 from dedupe import Cancelled, Settings, scan
 from dedupe.cache import Cache, default_path
-from images import crop, encode, group_names, logo, photo, recompress, resize
+from images import (
+    add_comment,
+    crop,
+    encode,
+    exif,
+    group_names,
+    logo,
+    photo,
+    recompress,
+    resize,
+    strip_metadata,
+    with_metadata,
+)
 
 SIZE = (400, 300)
 
@@ -113,6 +126,62 @@ def test_moved_renamed_and_copied_files_are_recognised_without_decoding(tmp_path
     assert {"a.jpg", "renamed.jpg", "a_q50.jpg"} in group_names(result)
     assert {"b.png", "b_logo_copy.jpg"} in group_names(result)
     assert result.stats["images_from_cache"] == 9
+
+
+def test_a_copy_with_other_metadata_takes_the_features_of_its_picture_without_decoding(tmp_path, serial, decodes):
+    """A JPEG whose EXIF was edited or stripped (its coded picture the same) is not decoded again: it
+    takes the features of its picture and keeps its own date and camera. One whose orientation tag was
+    changed displays otherwise: it is decoded."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    pic = photo(66, SIZE)
+    original = with_metadata(pic, date="2019:07:14 10:11:12", make="Canon", model="Canon EOS 80D")
+    (lib / "original.jpg").write_bytes(original)
+    (lib / "restamped.jpg").write_bytes(with_metadata(pic, date="2001:01:01 00:00:00", make="Apple", model="iPhone 8"))
+    (lib / "stripped.jpg").write_bytes(strip_metadata(original))
+    (lib / "turned.jpg").write_bytes(encode(pic, quality=92, exif=exif(orientation=3, date="2019:07:14 10:11:12")))
+    (lib / "other.jpg").write_bytes(with_metadata(photo(77, SIZE)))
+    db = tmp_path / "cache.sqlite"
+    result = scan([lib], serial, cache=db)
+    assert len(decodes.calls) == 3 and {"other.jpg", "turned.jpg"} < set(decodes.calls)  # and one of the 3
+    assert result.stats["same_picture"] == 2 and result.stats["images_decoded"] == 5
+    assert {"original.jpg", "restamped.jpg", "stripped.jpg", "turned.jpg"} in group_names(result)
+    info = {os.path.basename(m.file.path): m.info for g in result.groups for m in g.members}
+    assert (info["restamped.jpg"].exif_date, info["restamped.jpg"].camera) == ("2001:01:01 00:00:00", "Apple iPhone 8")
+    assert (info["stripped.jpg"].exif_date, info["stripped.jpg"].camera) == (None, None)
+    assert (info["original.jpg"].exif_date, info["original.jpg"].camera) == ("2019:07:14 10:11:12", "Canon EOS 80D")
+    assert info["turned.jpg"].orientation == 3 and info["original.jpg"].orientation == 1
+
+    decodes.calls.clear()
+    (lib / "commented.jpg").write_bytes(add_comment(original))  # found in the cache by its picture
+    again = scan([lib], serial, cache=db)
+    assert decodes.calls == [] and again.stats["same_picture"] == 1
+    assert {"original.jpg", "restamped.jpg", "stripped.jpg", "turned.jpg", "commented.jpg"} in group_names(again)
+
+
+def test_a_content_still_buffered_stands_in_for_another_of_its_picture(tmp_path):
+    from dedupe.read import analyse
+
+    cache = Cache(tmp_path / "cache.sqlite")
+    pic = photo(8, SIZE)
+    (tmp_path / "a.jpg").write_bytes(with_metadata(pic))
+    a = analyse(str(tmp_path / "a.jpg"), 10**8)
+    cache.put_image("a" * 32, a.info, a.features, True, "picture-1")
+    assert cache._pending  # not written yet
+    [(twin, info, codes, framed)] = cache.same_picture("picture-1", True)
+    assert twin == "a" * 32 and info == a.info and not framed
+    assert cache.same_picture("picture-2", True) == []
+    mine = dataclasses.replace(a.info, camera="Other", exif_date=None)
+    cache.put_same_picture("b" * 32, twin, mine)
+    cache.commit()
+    info_b, feats_b = cache.load("b" * 32)
+    assert info_b == mine and feats_b.phash == a.features.phash
+    assert np.array_equal(feats_b.kp_desc, a.features.kp_desc) and np.array_equal(feats_b.thumb, a.features.thumb)
+    assert {h for h, *_ in cache.same_picture("picture-1", True)} == {"a" * 32, "b" * 32}  # now from the file
+    cache.put_same_picture("c" * 32, "b" * 32, mine)  # copied in the file
+    cache.commit()
+    assert cache.load("c" * 32)[1].phash == a.features.phash
+    cache.close()
 
 
 def test_new_verification_rules_judge_again_what_they_stored_without_decoding(tmp_path, serial, decodes, monkeypatch):
@@ -483,6 +552,27 @@ def test_a_cache_from_before_file_paths_gets_them_and_forgets_nothing_it_cannot_
     assert decodes.calls == [] and result.stats["cache_forgotten"] == 0  # alone_2's row has no path
     named = _rows(cache, "SELECT path FROM files WHERE path IS NOT NULL")
     assert len(named) == 8 and len(_rows(cache, "SELECT 1 FROM files")) == 9
+
+
+def test_a_cache_from_before_picture_keys_gets_them(tmp_path, serial, decodes):
+    """Images stored before the cache kept their coded picture stand in for none (their copies with
+    other metadata are decoded); what is decoded from then on does."""
+    lib = tmp_path / "lib"
+    library(lib)
+    cache = tmp_path / "c.sqlite"
+    scan([lib], serial, cache=cache)
+    db = sqlite3.connect(cache)
+    db.executescript("DROP INDEX images_picture; ALTER TABLE images DROP COLUMN picture;")
+    db.close()
+    (lib / "a_comment.jpg").write_bytes(add_comment((lib / "a.jpg").read_bytes()))
+    decodes.calls.clear()
+    result = scan([lib], serial, cache=cache)
+    assert decodes.calls == ["a_comment.jpg"] and result.stats["same_picture"] == 0
+    (lib / "a_tagged.jpg").write_bytes(add_comment((lib / "a.jpg").read_bytes(), b"tagged: beach"))
+    decodes.calls.clear()
+    result = scan([lib], serial, cache=cache)
+    assert decodes.calls == [] and result.stats["same_picture"] == 1
+    assert {"a.jpg", "a_small.jpg", "a_q50.jpg", "a_comment.jpg", "a_tagged.jpg"} in group_names(result)
 
 
 def test_a_store_answers_by_file_index_whatever_order_images_came_in(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from dedupe.exact import content_hash_bytes, content_hash_file, find_exact
+from dedupe.exact import coded_picture, content_hash_bytes, content_hash_file, find_exact
 from dedupe.walk import walk
-from images import encode, photo, save
+from images import add_comment, encode, photo, recompress, save, strip_metadata, with_metadata
 
 TITLE = "2/7: hashing files of equal size"
 
@@ -55,3 +55,38 @@ def test_file_gone_before_hashing_is_a_problem(tmp_path, serial):
     assert sets == []
     assert [os.path.basename(p.path) for p in problems] == ["b.jpg"]
     assert problems[0].stage == "exact" and "cannot read" in problems[0].reason
+
+
+def test_the_coded_picture_of_a_jpeg_leaves_its_metadata_out():
+    pic = photo(5, (240, 180))
+    data = with_metadata(pic, date="2019:07:14 10:11:12", make="Canon", model="Canon EOS 80D")
+    key = coded_picture(data)
+    assert key is not None
+    restamped = with_metadata(pic, date="2001:01:01 00:00:00", make="Apple", model="iPhone 8")  # same scans
+    assert restamped != data and coded_picture(restamped) == key
+    assert coded_picture(strip_metadata(data)) == key
+    assert coded_picture(add_comment(data)) == key
+    no_jfif = data[:2] + data[4 + int.from_bytes(data[4:6], "big") :]  # its first segment is JFIF's APP0
+    assert data[2:4] == b"\xff\xe0" and coded_picture(no_jfif) == key
+
+    assert coded_picture(with_metadata(recompress(pic, 90), quality=92)) != key  # other pixels
+    scan = data.index(b"\xff\xda")
+    flipped = data[: scan + 40] + bytes([data[scan + 40] ^ 0x01]) + data[scan + 41 :]
+    assert coded_picture(flipped) != key
+    assert coded_picture(data[:-200]) != key  # truncated: other scans
+    assert coded_picture(encode(pic, "PNG")) is None
+    assert coded_picture(data[:20]) is None and coded_picture(b"\xff\xd8\x00\x01garbage") is None
+
+
+def test_without_the_usual_component_ids_whether_jfif_is_there_counts():
+    """A decoder takes colours for YCbCr with a JFIF segment, or from the usual ids 1, 2, 3; a picture
+    whose components are called R, G, B decodes otherwise once its JFIF segment is gone."""
+    data = encode(photo(6, (160, 120)), quality=90)
+    sof = data.index(b"\xff\xc0")
+    assert data[sof + 9] == 3 and data[sof + 10 : sof + 19 : 3] == b"\x01\x02\x03"
+    rgb = bytearray(data)
+    rgb[sof + 10 : sof + 19 : 3] = b"RGB"
+    rgb = bytes(rgb)
+    no_jfif = rgb[:2] + rgb[4 + int.from_bytes(rgb[4:6], "big") :]
+    assert coded_picture(no_jfif) != coded_picture(rgb)
+    assert coded_picture(add_comment(rgb)) == coded_picture(rgb)
