@@ -140,7 +140,7 @@ def read_all(
     settings: Settings,
     workers: Workers,
     cancel: CancelCheck,
-) -> Iterator[tuple[int, str | Problem, bool]]:
+) -> Iterator[tuple[int, str | Problem, str]]:
     """(index, content hash, where its features came from: Stored.source) for every file of `todo` once
     `store` has its image, or (index, Problem, "decoded").
 
