@@ -12,7 +12,7 @@ from .config import Settings
 from .features.hashes import ORIENTATIONS, hamming, orient, orient_box
 from .model import Analysed, Features
 from .progress import CancelCheck, Progress
-from .verify import GOOD_ENOUGH, featureless, fit_similarity, flat_crop, verify, verify_geometry
+from .verify import GOOD_ENOUGH, featureless, fit_similarity, flat_crop, reframed, verify, verify_geometry
 from .workers import Workers, chunks, state
 
 TURNED_MIN_SSIM = 0.9
@@ -62,6 +62,8 @@ def confirm(x: Analysed, y: Analysed, turns: Iterable[int], settings: Settings) 
     if best is None:
         return confirm_crop(x, y, settings) if settings.crops else None
     verdict, transform, t, fx = best
+    if t == 0 and reframed(x.features, y.features):
+        return None
     if t:  # a light crop's box would be in turned coordinates: say only that it was aligned
         transform = {k: v for k, v in transform.items() if k not in ("cropped", "crop_box", "kept_area")}
     elif "cropped" in transform and settings.crops:  # a light crop found by alignment: add keypoint inliers

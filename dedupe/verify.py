@@ -578,6 +578,24 @@ def fit_similarity(fa: Features, fb: Features) -> Fit | None:
     return Fit(matrix, src[kept], dst[kept])
 
 
+REFRAMED_INLIERS = 2 * MIN_INLIERS
+"""Keypoint matches that must agree on a transform for it to tell that two pictures are framed otherwise."""
+
+
+def reframed(fa: Features, fb: Features) -> bool:
+    """Whether keypoints place the two pictures as different framings of one scene: a similarity fit of
+    REFRAMED_INLIERS matches or more under which neither lies INSIDE the other, as neighbouring burst
+    frames or a pan. Whole-frame SSIM does not tell a smooth picture shifted by a tenth of its width from
+    a re-encoded copy (0.90 for burst frames 6-10% apart), while a copy, edited, resized or cropped, fits
+    inside its original."""
+    fit = fit_similarity(fa, fb)
+    if fit is None or fit.inliers < REFRAMED_INLIERS:
+        return False
+    a_in_b, _ = _inside(_footprint(fit.matrix, fa.thumb.shape), fb.thumb.shape)
+    b_in_a, _ = _inside(_footprint(cv2.invertAffineTransform(fit.matrix), fb.thumb.shape), fa.thumb.shape)
+    return max(a_in_b, b_in_a) < INSIDE
+
+
 def snapped(fit: Fit, turns: int) -> np.ndarray:
     """The transform of `turns` clockwise quarter turns exactly, with the scale and shift that fit the
     inliers best (least squares). Matches bunched in one small textured patch fit a rotation of a degree

@@ -39,6 +39,7 @@ from dedupe.verify import (
     detail,
     fit_similarity,
     flat_crop,
+    reframed,
     snapped,
     verify,
     verify_geometry,
@@ -573,6 +574,38 @@ def test_geometry_refuses_burst_frames_that_keypoints_match(seed, offset, axis):
     # and the same geometry does accept a real crop of the first frame
     real_crop = features(one.crop(crop_box(FRAME, 0.75, 0.5, 0.5)))
     assert is_crop(verify_geometry(fa, real_crop, DEFAULT, SERIAL.min_crop_area))
+
+
+@pytest.mark.parametrize("seed,offset,axis", [(65, 0.06, "h"), (66, 0.1, "h"), (67, 0.08, "v")])
+def test_keypoints_tell_frames_panned_a_little_apart(seed, offset, axis):
+    """Frames of a burst 6-10% apart: keypoints place each partly outside the other (reframed), while a
+    copy re-encoded, resized, cropped or moved by 2% lies inside its original."""
+    one, two = burst_frames(seed, offset, axis)
+    fa = features(one)
+    assert reframed(fa, features(two)) and reframed(features(two), fa)
+    w, h = FRAME
+    d = round(0.02 * (w if axis == "h" else h))
+    scene = photo(seed, (w + round(offset * w), h) if axis == "h" else (w, h + round(offset * h)))
+    nudged = scene.crop((d, 0, d + w, h) if axis == "h" else (0, d, w, d + h))  # 98% of it inside
+    for copy in (recompress(one, 60), resize(one, 0.6), one.crop(crop_box(FRAME, 0.8, 0.2, 0.7)), nudged):
+        assert fit_similarity(fa, features(copy)) is not None
+        assert not reframed(fa, features(copy)) and not reframed(features(copy), fa)
+
+
+def test_a_picture_whole_frame_ssim_takes_for_its_panned_neighbour_is_not_confirmed(monkeypatch):
+    """A smooth picture (a misty lake) moved by a tenth of its width keeps a whole-frame SSIM of 0.90,
+    over the threshold: the keypoints' placement refuses it, and still confirms a re-encoded copy."""
+    import dedupe.match as match
+    from dedupe.model import Analysed, ImageInfo
+    from dedupe.verify import Verdict
+
+    monkeypatch.setattr(match, "verify", lambda *a: (Verdict(0.9, 90, False, 1.0, None, True, 3.0), {"aligned": False}))
+    one, two = burst_frames(68, 0.1, "h")
+    info = ImageInfo(*FRAME, "JPEG", False, FRAME[0] * FRAME[1])
+    first = Analysed("a", info, features(one))
+    assert match.confirm(first, Analysed("b", info, features(two)), [0], SERIAL) is None
+    found = match.confirm(first, Analysed("c", info, features(recompress(one, 60))), [0], SERIAL)
+    assert found is not None and found["ssim"] == 0.9
 
 
 def test_non_overlapping_halves_and_quarters_not_grouped(tmp_path):
