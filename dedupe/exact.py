@@ -54,14 +54,15 @@ def coded_picture(data: bytes) -> str | None:
             at += 2
             continue
         length = int.from_bytes(data[at + 2 : at + 4], "big")
-        if length < 2:
-            return None
+        end = at + 2 + length
+        if length < 2 or end > len(data) or (marker in _FRAMES and length < 8):
+            return None  # cut short, or not a JPEG's segment
         if marker not in _METADATA:
-            h.update(view[at : at + 2 + length])
+            h.update(view[at:end])
         jfif = jfif or (marker == 0xE0 and data[at + 4 : at + 9] == b"JFIF\x00")
         if marker in _FRAMES:
-            ids = data[at + 10 : at + 2 + length : 3][: data[at + 9]]
-        at += 2 + length
+            ids = data[at + 10 : end : 3][: data[at + 9]]
+        at = end
     return None
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from dedupe.exact import coded_picture, content_hash_bytes, content_hash_file, find_exact
 from dedupe.walk import walk
 from images import add_comment, encode, photo, recompress, save, strip_metadata, with_metadata
@@ -90,3 +92,20 @@ def test_without_the_usual_component_ids_whether_jfif_is_there_counts():
     no_jfif = rgb[:2] + rgb[4 + int.from_bytes(rgb[4:6], "big") :]
     assert coded_picture(no_jfif) != coded_picture(rgb)
     assert coded_picture(add_comment(rgb)) == coded_picture(rgb)
+
+
+def test_the_coded_picture_of_any_broken_jpeg_is_a_hash_or_none():
+    """Every prefix of a JPEG's header, and bytes changed anywhere in it: no exception escapes (a scan
+    looks at every file this way before decoding it)."""
+    data = with_metadata(photo(7, (64, 48)))
+    scan = data.index(b"\xff\xda")
+    rng = np.random.default_rng(0)
+    broken = [data[:n] for n in range(scan + 12)]
+    for _ in range(300):
+        b = bytearray(data[: scan + 40])
+        for at in rng.integers(2, len(b), 3):
+            b[at] = int(rng.integers(0, 256))
+        broken.append(bytes(b))
+    for b in broken:
+        assert coded_picture(b) is None or len(coded_picture(b)) == 32
+    assert coded_picture(data[: scan + 12]) is not None and coded_picture(data[:scan]) is None
