@@ -127,9 +127,18 @@ def _same_picture(data: bytes, content_hash: str, picture: str, with_keypoints: 
 
 
 def _analyse_job(jobs: list[tuple[str, int, bool, str | None]]) -> list[Stored | Problem]:
-    out = [_analyse_one(job) for job in jobs]
+    out = [_guarded(job) for job in jobs]
     state()[0].commit()  # before the main process hears of them
     return out
+
+
+def _guarded(job: tuple[str, int, bool, str | None]) -> Stored | Problem:
+    """_analyse_one, with any error it did not foresee (a library's, or ours) reported against the file:
+    one file never stops a scan of a whole library."""
+    try:
+        return _analyse_one(job)
+    except Exception as exc:
+        return Problem(job[0], "decode", f"unexpected error while reading it ({type(exc).__name__}: {exc})")
 
 
 def read_all(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -110,6 +112,31 @@ def test_a_decoder_crash_is_a_problem_and_the_scan_goes_on(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "GROUPS [['p00.jpg', 'p00_copy.png']]" in out.stdout
     assert "('poison.jpg', 'the image decoder crashed on this file')" in out.stdout
+
+
+def test_an_error_nobody_foresaw_on_one_file_is_a_problem_and_the_scan_goes_on(tmp_path, monkeypatch):
+    """A Python error from a library (or from dedupe) while one file is read is reported against that
+    file with its type; the other files are grouped as usual."""
+    import dedupe.read as read
+    from dedupe import Settings, scan
+
+    real = read.describe
+
+    def describe(gray, *args):
+        if gray.shape == (90, 120):  # odd.jpg's work image
+            raise RuntimeError("something nobody expected")
+        return real(gray, *args)
+
+    monkeypatch.setattr(read, "describe", describe)
+    pic = photo(71, (160, 120))
+    (tmp_path / "a.jpg").write_bytes(encode(pic))
+    (tmp_path / "a.png").write_bytes(encode(pic, "PNG"))
+    (tmp_path / "odd.jpg").write_bytes(encode(photo(72, (120, 90))))
+    result = scan([tmp_path], Settings(workers=1))
+    assert [sorted(os.path.basename(m.file.path) for m in g.members) for g in result.groups] == [["a.jpg", "a.png"]]
+    [problem] = [p for p in result.problems if p.kind == "error"]
+    assert os.path.basename(problem.path) == "odd.jpg"
+    assert "RuntimeError: something nobody expected" in problem.reason
 
 
 def test_large_pngs_and_webps_read_from_disk_are_decoded_by_opencv_alike(tmp_path, monkeypatch):
