@@ -12,7 +12,16 @@ from .config import Settings
 from .features.hashes import ORIENTATIONS, hamming, orient, orient_box
 from .model import Analysed, Features
 from .progress import CancelCheck, Progress
-from .verify import GOOD_ENOUGH, featureless, fit_similarity, flat_crop, reframed, verify, verify_geometry
+from .verify import (
+    GOOD_ENOUGH,
+    featureless,
+    fit_similarity,
+    flat_crop,
+    inside_share,
+    reframed,
+    verify,
+    verify_geometry,
+)
 from .workers import Workers, chunks, state
 
 TURNED_MIN_SSIM = 0.9
@@ -93,20 +102,27 @@ def confirm_crop(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
     return None if ev is None or ev["transform"].get("similar") else ev
 
 
+RETRY_INSIDE = 0.85
+"""Share of one picture a fit must place inside the other for the pair to be fitted again the other way
+round: a refit moves the frame by a degree or a few pixels, not by the 25-35% that neighbouring burst
+frames are apart, whose refits were 44% of the crop stage's geometry checks on scale5000."""
+
+
 def geometry(x: Analysed, y: Analysed, settings: Settings) -> dict | None:
     """Keypoint-geometry evidence for a pair: a crop, a similar shot (transform["similar"], only when
     `settings.similar`), or None.
 
     RANSAC's model depends on which side its matches start from (a degree off one way can cost the
     crop its SSIM), so a pair whose geometry fits one way but fails a check is tried the other way
-    round; one whose keypoints fit no transform at all is not. A featureless pair, which has too few
-    keypoints, is also looked at as a crop placed by correlation (verify.flat_crop)."""
+    round, unless the fit left neither picture even RETRY_INSIDE inside the other (and similar shots
+    are not asked for); one whose keypoints fit no transform at all is not. A featureless pair, which
+    has too few keypoints, is also looked at as a crop placed by correlation (verify.flat_crop)."""
     threshold, area, overlaps = settings.ssim_threshold, settings.min_crop_area, settings.similar
     found, swapped = None, False
     fit = fit_similarity(x.features, y.features)
     if fit is not None:
         found = verify_geometry(x.features, y.features, threshold, area, fit, overlaps)
-        swapped = found is None
+        swapped = found is None and (overlaps or inside_share(fit, x.features, y.features) >= RETRY_INSIDE)
         if swapped:
             found = verify_geometry(y.features, x.features, threshold, area, overlaps=overlaps)
     if (found is None or found[1].get("similar")) and featureless(x.features, y.features):

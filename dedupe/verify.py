@@ -589,11 +589,14 @@ def reframed(fa: Features, fb: Features) -> bool:
     a re-encoded copy (0.90 for burst frames 6-10% apart), while a copy, edited, resized or cropped, fits
     inside its original."""
     fit = fit_similarity(fa, fb)
-    if fit is None or fit.inliers < REFRAMED_INLIERS:
-        return False
+    return fit is not None and fit.inliers >= REFRAMED_INLIERS and inside_share(fit, fa, fb) < INSIDE
+
+
+def inside_share(fit: Fit, fa: Features, fb: Features) -> float:
+    """The larger of the shares of each picture that the fit places inside the other."""
     a_in_b, _ = _inside(_footprint(fit.matrix, fa.thumb.shape), fb.thumb.shape)
     b_in_a, _ = _inside(_footprint(cv2.invertAffineTransform(fit.matrix), fb.thumb.shape), fa.thumb.shape)
-    return max(a_in_b, b_in_a) < INSIDE
+    return max(a_in_b, b_in_a)
 
 
 def snapped(fit: Fit, turns: int) -> np.ndarray:

@@ -608,6 +608,31 @@ def test_a_picture_whole_frame_ssim_takes_for_its_panned_neighbour_is_not_confir
     assert found is not None and found["ssim"] == 0.9
 
 
+@pytest.mark.parametrize("seed,offset,axis", BURSTS[:2])
+def test_burst_frames_are_fitted_once_a_crop_that_fails_one_way_twice(seed, offset, axis, monkeypatch):
+    """match.geometry fits a pair again the other way round only when the first fit placed one picture
+    nearly inside the other (RETRY_INSIDE): burst frames 25-35% apart are not fitted twice."""
+    import dedupe.match as match
+    from dedupe.model import Analysed, ImageInfo
+
+    calls = []
+    real = match.verify_geometry
+
+    def checked(*args, **kw):  # the first check of a pair fails, as a crop's SSIM can from one side
+        calls.append(1)
+        return None if len(calls) == 1 else real(*args, **kw)
+
+    monkeypatch.setattr(match, "verify_geometry", checked)
+    info = ImageInfo(*FRAME, "JPEG", False, FRAME[0] * FRAME[1])
+    first, second = burst_frames(seed, offset, axis)
+    one, two = Analysed("a", info, features(first)), Analysed("b", info, features(second))
+    assert match.geometry(one, two, SERIAL) is None and len(calls) == 1
+    calls.clear()
+    cropped = Analysed("c", info, features(first.crop(crop_box(FRAME, 0.8, 0.3, 0.6))))
+    found = match.geometry(one, cropped, SERIAL)
+    assert len(calls) == 2 and found is not None and found["transform"]["cropped"] == "second"
+
+
 def test_non_overlapping_halves_and_quarters_not_grouped(tmp_path):
     wide = photo(65, (800, 400))
     save(wide.crop((0, 0, 400, 400)), tmp_path / "half_left.jpg", quality=90)
