@@ -117,7 +117,6 @@ class FileTable:
         self._keys = hash_key(self.ids)
         self._order = np.argsort(self._keys, kind="stable")
         self._sorted = self._keys[self._order]
-        self._strings: list[str] | None = None
 
     def whole(self) -> bool:
         """Whether the arrays agree with each other (what a damaged file that still loads would not)."""
@@ -144,11 +143,9 @@ class FileTable:
         return np.where((self.ids[rows] == ids).all(axis=1), rows, -1)
 
     def hash_of(self, rows: np.ndarray) -> list[str]:
-        """The content hash of each file row, as text."""
-        if self._strings is None:
-            self._strings = self.hashes.astype("U32").tolist()
-        strings = self._strings
-        return [strings[c] for c in self.content[rows].tolist()]
+        """The content hash of each file row, as text (made for the rows asked, kept by none: the text of
+        every hash kept with the table was 81 bytes a file for the whole scan)."""
+        return self.hashes[self.content[rows]].astype("U32").tolist()
 
     def formats(self, ids: np.ndarray) -> list[str | None]:
         rows = self.rows(ids)

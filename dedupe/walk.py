@@ -230,8 +230,10 @@ def walk(
     formats = known_formats(ids) if known_formats and found else [None] * len(found)
     dropped = []
     add_file, named_as = out.files.append, IMAGE_EXTENSIONS.get
+    devices: dict[int, int] = {}  # one int object per file system, not one per file (32 bytes each)
     for n, (path, root, name) in enumerate(found):
         device, inode, size, mtime_ns = found_ids[n]
+        device = devices.setdefault(device, device)
         found[n] = found_ids[n] = None  # each entry freed as its record is made: a million files are not held twice
         if n % 1024 == 0:
             check(cancel)
