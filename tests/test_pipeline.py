@@ -171,3 +171,30 @@ def test_jobs_shrink_at_the_end_so_the_workers_finish_together():
     assert sizes[-pipeline.TAIL_JOBS * 2 :] == [1] * (pipeline.TAIL_JOBS * 2)
     assert [len(job) for job in pipeline.guided([1, 2, 3], 8)] == [1, 1, 1]
     assert pipeline.guided([], 2) == []
+
+
+def test_files_of_one_name_and_nearly_one_cost_are_read_in_turn_by_one_worker():
+    """decode_order: costliest first, and within nearly the same cost a name's files side by side (a
+    copy whose metadata alone differs, a few hundred bytes smaller or larger); guided never cuts a job
+    between them, so one worker reads them in turn and the second finds the first's picture stored."""
+    from dedupe.model import FileRecord
+
+    def record(path: str, size: int, fmt: str = "JPEG") -> FileRecord:
+        return FileRecord(path, "/lib", size, 0, 1, hash(path) % 10**6, fmt)
+
+    files = [record(f"/lib/2019/IMG_{n:04d}.jpg", 300_000 + 97 * n) for n in range(40)]
+    files.append(record("/lib/Backup/2019/IMG_0007.JPG", files[7].size - 310))  # EXIF stripped
+    files.append(record("/lib/Downloads/IMG_0021.jpeg", files[21].size + 35))  # EXIF edited
+    files.append(record("/lib/big.png", 2_000_000, "PNG"))
+    files.append(record("/lib/small.jpg", 20_000))
+    order = pipeline.decode_order(files, list(range(len(files))))
+    assert sorted(order) == list(range(len(files)))
+    assert order[0] == 42 and order[-1] == 43  # costliest first, cheapest last
+    for twin, first in ((40, 7), (41, 21)):
+        assert abs(order.index(twin) - order.index(first)) == 1
+    together = lambda a, b: pipeline.read_key(files[a]) == pipeline.read_key(files[b])  # noqa: E731
+    for workers in (1, 2, 4):
+        jobs = pipeline.guided(order, workers, together)
+        assert [x for job in jobs for x in job] == order
+        for twin, first in ((40, 7), (41, 21)):
+            assert any(twin in job and first in job for job in jobs)

@@ -538,9 +538,9 @@ def test_the_costliest_files_are_decoded_first(tmp_path, monkeypatch):
     sent = []
     run = read._run
 
-    def recording(pending, workers, cancel):
+    def recording(pending, workers, cancel, *args):
         sent.extend(job[0] for _, job in pending)
-        return run(pending, workers, cancel)
+        return run(pending, workers, cancel, *args)
 
     monkeypatch.setattr(read, "_run", recording)
     result = scan([tmp_path], Settings(workers=1))
