@@ -487,6 +487,7 @@ def _why(m) -> str:
         f"rotated {t['rotated']}" if "rotated" in t else "",
         "mirrored" if t.get("mirrored") else "",
         f"crop of {t['crop']['of']}" if "crop" in t else "",
+        f"straightened {t['straightened']} degrees" if "straightened" in t else "",
         "frame removed" if "frame removed" in t else "",
         "tones matched" if t.get("tones matched") else "",
     ]
@@ -512,6 +513,8 @@ def _transform_words(t: dict, names: dict[str, str]) -> str:
         x0, y0, x1, y1 = t["crop"]["box"]
         kept = f", {t['kept_area']:.0%} of it" if "kept_area" in t else ""
         words.append(f"{names[t['crop']['of']]} is the part {x0},{y0}-{x1},{y1} of {names[whole]}{kept}")
+    if "straightened" in t:
+        words.append(f"straightened by {t['straightened']} degrees")
     if "frame removed" in t:
         whose = t["frame removed"]
         words.append("both framed" if whose == "both" else f"{names[whose]} has a frame")

@@ -592,6 +592,25 @@ def test_keypoints_tell_frames_panned_a_little_apart(seed, offset, axis):
         assert not reframed(fa, features(copy)) and not reframed(features(copy), fa)
 
 
+def test_a_fit_no_geometry_would_take_does_not_tell_frames_apart(monkeypatch):
+    """RANSAC on a 96-pixel copy's keypoints once sent them all to one point (scale 0, 26 inliers),
+    which leaves neither picture inside the other: such a fit is no evidence of another framing."""
+    import dedupe.verify as verify_module
+    from dedupe.verify import Fit
+
+    fa = features(photo(83, FRAME))
+    points = np.zeros((26, 2), np.float32)
+    degenerate = Fit(np.array([[0, 0, 18], [0, 0, 62]], np.float64), points, points)
+    monkeypatch.setattr(verify_module, "fit_similarity", lambda a, b: degenerate)
+    assert not reframed(fa, fa)
+    turned = Fit(np.array([[0.7, -0.7, 0], [0.7, 0.7, 0]], np.float64), points, points)  # 45 degrees
+    monkeypatch.setattr(verify_module, "fit_similarity", lambda a, b: turned)
+    assert not reframed(fa, fa)
+    moved = Fit(np.array([[1, 0, 40], [0, 1, 0]], np.float64), points, points)  # a tenth of the width
+    monkeypatch.setattr(verify_module, "fit_similarity", lambda a, b: moved)
+    assert reframed(fa, fa)
+
+
 def test_a_picture_whole_frame_ssim_takes_for_its_panned_neighbour_is_not_confirmed(monkeypatch):
     """A smooth picture (a misty lake) moved by a tenth of its width keeps a whole-frame SSIM of 0.90,
     over the threshold: the keypoints' placement refuses it, and still confirms a re-encoded copy."""
@@ -631,6 +650,33 @@ def test_burst_frames_are_fitted_once_a_crop_that_fails_one_way_twice(seed, offs
     cropped = Analysed("c", info, features(first.crop(crop_box(FRAME, 0.8, 0.3, 0.6))))
     found = match.geometry(one, cropped, SERIAL)
     assert len(calls) == 2 and found is not None and found["transform"]["cropped"] == "second"
+
+
+def straightened(img: Image.Image, degrees: float) -> Image.Image:
+    """`img` turned by `degrees` (counter-clockwise) and cropped to the largest box of its aspect with no
+    corner showing, as a photo editor straightens a picture."""
+    w, h = img.size
+    t = math.radians(abs(degrees))
+    s = 1 / (math.cos(t) + max(w, h) / min(w, h) * math.sin(t))
+    turned = img.rotate(degrees, resample=Image.Resampling.BICUBIC)
+    return turned.crop((round(w * (1 - s) / 2), round(h * (1 - s) / 2), round(w * (1 + s) / 2), round(h * (1 + s) / 2)))
+
+
+@pytest.mark.parametrize("degrees", [5, -7])
+def test_a_straightened_copy_is_grouped_as_a_crop_and_says_so(tmp_path, degrees):
+    pic = photo(81, (560, 420))
+    save(pic, tmp_path / "original.jpg", quality=92)
+    save(straightened(pic, degrees), tmp_path / "straightened.jpg", quality=90)
+    save(photo(82, (560, 420)), tmp_path / "other.jpg", quality=92)
+    result = scan([tmp_path], SERIAL)
+    assert group_names(result) == [{"original.jpg", "straightened.jpg"}]
+    [copy] = [m for m in result.groups[0].members if m.relation != "keeper"]
+    t = copy.evidence["transform"]
+    assert "crop" in t and abs(t["straightened"] - abs(degrees)) < 1.0
+    from dedupe import compare
+
+    compared = compare(str(tmp_path / "original.jpg"), str(tmp_path / "straightened.jpg")).as_dict()["transform"]
+    assert abs(compared["straightened"] - abs(degrees)) < 1.0
 
 
 def test_non_overlapping_halves_and_quarters_not_grouped(tmp_path):

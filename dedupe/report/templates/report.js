@@ -182,6 +182,7 @@
     if (t.mirrored) words.push("mirrored");
     if (t.crop) words.push((t.crop.of === "member" ? "crop of the keeper at " : "the keeper is a crop of it at ") +
                            "[" + t.crop.box.join(", ") + "]");
+    if (t.straightened) words.push("straightened " + t.straightened + "\u00b0");
     if (t["frame removed"]) words.push("frame removed");
     if (t["tones matched"]) words.push("tones matched");
     if (t.aligned && !t.crop) words.push("aligned");
