@@ -165,7 +165,7 @@ VERIFY_CHUNK = 16
 """Pairs per job sent to a worker: enough to amortise the round trip, few enough to share the work."""
 
 
-RULES = 4
+RULES = 5
 """Bumped whenever verification decides differently: verdicts stored under other rules are not used,
 while the features stored with each content (cache.VERSION) stay valid and are not computed again."""
 
