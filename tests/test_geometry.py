@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from dedupe import Settings, report_dict, scan
+from dedupe import Settings, compare, report_dict, scan
 from dedupe.decode import decode
 from dedupe.features.hashes import (
     ORIENTATIONS,
@@ -606,7 +606,7 @@ def test_a_fit_no_geometry_would_take_does_not_tell_frames_apart(monkeypatch):
     turned = Fit(np.array([[0.7, -0.7, 0], [0.7, 0.7, 0]], np.float64), points, points)  # 45 degrees
     monkeypatch.setattr(verify_module, "fit_similarity", lambda a, b: turned)
     assert not reframed(fa, fa)
-    moved = Fit(np.array([[1, 0, 40], [0, 1, 0]], np.float64), points, points)  # a tenth of the width
+    moved = Fit(np.array([[1, 0, 40], [0, 1, 0]], np.float64), points, points)  # a third of the width
     monkeypatch.setattr(verify_module, "fit_similarity", lambda a, b: moved)
     assert reframed(fa, fa)
 
@@ -673,8 +673,6 @@ def test_a_straightened_copy_is_grouped_as_a_crop_and_says_so(tmp_path, degrees)
     [copy] = [m for m in result.groups[0].members if m.relation != "keeper"]
     t = copy.evidence["transform"]
     assert "crop" in t and abs(t["straightened"] - abs(degrees)) < 1.0
-    from dedupe import compare
-
     compared = compare(str(tmp_path / "original.jpg"), str(tmp_path / "straightened.jpg")).as_dict()["transform"]
     assert abs(compared["straightened"] - abs(degrees)) < 1.0
 
