@@ -195,7 +195,6 @@ def decode_order(files: list[FileRecord], todo: list[int]) -> list[int]:
     one name (IMG_1234.jpg, and IMG_1234.JPG in a backup) are read one after the other, most often by one
     worker: a copy whose metadata alone differs is then found in the cache by its picture (_same_picture)
     instead of being decoded by the other worker at the same time (27 of scale5000's 100 such copies were)."""
-
     return sorted(todo, key=lambda i: read_key(files[i]))
 
 
