@@ -7,7 +7,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dedupe.features.hashes import THUMB, content_box, describe, hamming, pack_bits, phash, thumbnail
+from dedupe.features.hashes import (
+    ORIENTATIONS,
+    THUMB,
+    content_box,
+    describe,
+    hamming,
+    orient,
+    pack_bits,
+    phash,
+    phash_orientations,
+    thumbnail,
+)
 from images import border, gray_array, photo
 
 
@@ -176,3 +187,17 @@ def test_a_white_frame_ends_where_a_white_sky_begins():
     framed[20:320, 20:420] = g
     x0, y0, x1, y1 = content_box(framed)
     assert (x0, y0, x1, y1) == (20, 20, 420, 320)
+
+
+def test_phash_orientations_are_the_hashes_of_the_turned_pictures():
+    """All eight from one transform: the first is phash itself, each other within 2 bits of the pHash of
+    the picture turned (Lanczos rounds the turned pixels a little differently), most of them equal."""
+    exact = 0
+    for k in range(12):
+        gray = gray_array(photo(k, (128, 96 - 3 * k)))
+        codes = phash_orientations(gray)
+        assert len(codes) == len(ORIENTATIONS) and codes[0] == phash(gray)
+        for code, (quarter, mirrored) in zip(codes, ORIENTATIONS):
+            assert hamming(code, phash(orient(gray, quarter, mirrored))) <= 2
+            exact += code == phash(orient(gray, quarter, mirrored))
+    assert exact >= 0.9 * 12 * len(ORIENTATIONS)

@@ -82,13 +82,18 @@ def phash(gray: np.ndarray) -> int:
     return _bits(_low_dct(gray))
 
 
+_PLACES = np.stack([_oriented_low(np.arange(1.0, 65.0).reshape(8, 8), k, m).ravel() for k, m in ORIENTATIONS])
+_TAKE, _SIGN = (np.abs(_PLACES) - 1).astype(np.intp), np.sign(_PLACES)
+"""Where each of the 64 coefficients of a turned picture is among the original's, and its sign: the eight
+sets by one gather (building them by _oriented_low for every picture was a fifth of its pHashes' time)."""
+
+
 def phash_orientations(gray: np.ndarray) -> list[int]:
     """pHashes of the image in each of ORIENTATIONS, from one transform instead of eight (and one
     median over the eight, not eight numpy calls)."""
-    low = _low_dct(gray)
-    lows = np.round(np.stack([_oriented_low(low, k, m) for k, m in ORIENTATIONS]), 6).reshape(len(ORIENTATIONS), -1)
+    lows = np.round(_low_dct(gray).ravel()[_TAKE] * _SIGN, 6)
     bits = lows > np.median(lows, axis=1, keepdims=True)
-    return [int(v) for v in (bits.astype(np.uint64) * _WEIGHTS).sum(axis=1)]
+    return np.packbits(bits, axis=1).view(">u8").ravel().tolist()
 
 
 def dhash(gray: np.ndarray) -> int:
