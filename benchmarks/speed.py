@@ -6,6 +6,8 @@ Usage: python benchmarks/speed.py [--corpus DIR] [--dev DIR] [--workers N] [--sk
 Jobs, each in a fresh process with the same number of worker processes:
   decode-only   every image file read and decoded the fastest way (a JPEG at 1/8 scale in the DCT domain, grayscale;
                 other formats in full): the floor for any scan that looks at the pixels
+  decode+keypoints  decode-only, then the scan's ORB keypoints of each decoded image (dedupe.features.keypoints):
+                the floor for a scan that finds crops by keypoints, before any hash, search or check
   scan cold     `dedupe scan DIR --json R --workers N --cache C`, the cache file deleted first
   scan warm     the same command again, nothing changed
   cold no-crops the cold scan with --no-crops (no keypoints, no crop stage): what finding crops costs
@@ -89,6 +91,34 @@ def _decode_one(path: str) -> bool:
         return False
 
 
+def _keypoints_setup() -> None:
+    import cv2
+
+    _pillow_setup()
+    cv2.setNumThreads(1)
+
+
+def _keypoints_one(path: str) -> bool:
+    """_decode_one, then the keypoints the scan computes for every picture, on the decoded image."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from dedupe.features.keypoints import keypoints
+
+    try:
+        with open(path, "rb") as fh:
+            im = Image.open(io.BytesIO(fh.read()))
+        if im.format == "JPEG":
+            im.draft("L", (im.width // 8, im.height // 8))
+        gray = np.asarray(im.convert("L"))
+    except Exception:
+        return False
+    keypoints(gray, 1.0)
+    return True
+
+
 def _phash_one(path: str) -> tuple[str, str | None]:
     import imagehash
     from PIL import Image
@@ -108,6 +138,18 @@ def decode_job(files: str, workers: str, out: str) -> None:
     started = time.perf_counter()
     with multiprocessing.Pool(int(workers), initializer=_pillow_setup) as pool:
         ok = sum(pool.imap_unordered(_decode_one, paths, chunksize=4))
+    Path(out).write_text(json.dumps({"work_s": time.perf_counter() - started, "files": ok}), "utf-8")
+
+
+def keypoints_job(files: str, workers: str, out: str) -> None:
+    """Decode-only with the keypoints of each image, in the same kind of pool; OpenCV on one thread per process,
+    as in the scan's workers."""
+    import multiprocessing
+
+    paths = json.loads(Path(files).read_text("utf-8"))
+    started = time.perf_counter()
+    with multiprocessing.Pool(int(workers), initializer=_keypoints_setup) as pool:
+        ok = sum(pool.imap_unordered(_keypoints_one, paths, chunksize=4))
     Path(out).write_text(json.dumps({"work_s": time.perf_counter() - started, "files": ok}), "utf-8")
 
 
@@ -334,7 +376,7 @@ def warm_page_cache(files: list[str]) -> None:
                 pass
 
 
-JOBS = ("decode-only", "scan cold", "scan warm", "cold no-crops", "naive", "imagededup")
+JOBS = ("decode-only", "decode+keypoints", "scan cold", "scan warm", "cold no-crops", "naive", "imagededup")
 ONLY: set[str] = set()
 """The jobs this run measures (--jobs)."""
 
@@ -356,6 +398,7 @@ def run_jobs(
     cache = tmp / "features.sqlite"
     run = {
         "decode-only": lambda: python_job(sys.executable, "decode_job", [listing, workers], tmp),
+        "decode+keypoints": lambda: python_job(sys.executable, "keypoints_job", [listing, workers], tmp),
         "scan cold": lambda: scanner.run(images, cache, cold=True),
         "scan warm": lambda: scanner.run(images, cache, cold=False),
         "cold no-crops": lambda: scanner.run(images, tmp / "no-crops.sqlite", cold=True, extra=("--no-crops",)),
@@ -457,6 +500,13 @@ def print_jobs(title: str, jobs: dict, n: int) -> None:
         print(f"  rounds (wall s; the median is shown above): {'; '.join(repeated)}")
 
 
+def floor(jobs: dict) -> float | None:
+    """decode+keypoints / decode-only wall time: the share of the decode target that keypoints for every picture
+    take before anything else a scan does."""
+    base, kp = jobs.get("decode-only"), jobs.get("decode+keypoints")
+    return kp["wall_s"] / base["wall_s"] if base and kp and base["ok"] and kp["ok"] else None
+
+
 def targets(full: dict, large: dict) -> list[tuple[bool, str]]:
     """(passed, text) for each target of the issue that was measured, on wall times (work times in brackets)."""
     out = []
@@ -541,7 +591,7 @@ def main() -> None:
         result["cache_option"] = scanner.has_cache
         print("whole corpus:")
         full = run_jobs(
-            ("decode-only", "scan cold", "scan warm", "cold no-crops", "naive", "imagededup"),
+            ("decode-only", "decode+keypoints", "scan cold", "scan warm", "cold no-crops", "naive", "imagededup"),
             images,
             files,
             args.workers,
@@ -555,7 +605,7 @@ def main() -> None:
                 link_tree(large, images, Path(subset))
                 print(f"files of {args.min_megapixels:g} MP and more (hard links in {subset}):")
                 big = run_jobs(
-                    ("decode-only", "scan cold", "cold no-crops", "naive", "imagededup"),
+                    ("decode-only", "decode+keypoints", "scan cold", "cold no-crops", "naive", "imagededup"),
                     Path(subset),
                     large,
                     args.workers,
@@ -580,6 +630,11 @@ def main() -> None:
     print(f"\ntargets (workers={args.workers}; wall times, work times in brackets)")
     for passed, text in result["targets"]:
         print(f"  {'PASS' if passed else 'FAIL'}  {text}")
+    floors = [(where, floor(jobs)) for where, jobs in (("whole corpus", full), ("large files", big))]
+    result["keypoints_floor"] = {where: ratio for where, ratio in floors if ratio is not None}
+    for where, ratio in floors:
+        if ratio is not None:
+            print(f"  decode+keypoints / decode-only, {where}: {ratio:.2f} (the scan may take {TARGETS['decode']:g})")
     if "accuracy" in result:
         print_accuracy(result["accuracy"])
     if args.out is not None:
