@@ -27,6 +27,34 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _output(path: Optional[Path], what: str, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse a file to write that would replace a picture or an input of the same command: a report, a
+    plan or a difference picture written over the photo it was given destroyed that photo. A file
+    written before by the same option is replaced (a difference picture is known by its mark)."""
+    if path is None:
+        return
+    if not path.resolve().parent.is_dir():
+        _fail(f"folder for the {what} does not exist: {path.parent}")
+    if not path.exists():
+        return
+    if path.is_dir():
+        _fail(f"{path} is a folder: give a file name for the {what}")
+    for given in inputs:
+        if given.exists() and path.samefile(given):
+            _fail(f"{path} is also what this command reads: the {what} would replace it")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError:
+        return  # writing it will say why
+    from .compare import is_diff_png
+    from .walk import sniff
+
+    fmt = sniff(head)
+    if fmt is not None and not (what == "difference picture" and is_diff_png(head)):
+        _fail(f"{path} is a picture ({fmt}): the {what} would replace it; choose another name")
+
+
 class TqdmProgress:
     """One tqdm bar per stage on stderr; notes as plain lines. Bars only when stderr is a terminal."""
 
@@ -148,9 +176,10 @@ def scan(
     for root in roots:
         if not root.exists():
             _fail(f"no such file or folder: {root}")
-    for out in (json_out, html_out):
-        if out is not None and not out.resolve().parent.is_dir():
-            _fail(f"folder for the report does not exist: {out.parent}")
+    if json_out is not None and html_out is not None and json_out.resolve() == html_out.resolve():
+        _fail(f"--json and --html name the same file: {json_out}")
+    _output(json_out, "report", tuple(roots))
+    _output(html_out, "report", tuple(roots))
     settings = _settings(
         config,
         include=tuple(include) if include else None,
@@ -238,8 +267,7 @@ def report(
     from .report.html import write_html
     from .report.jsonreport import ReportError, read_report
 
-    if not html_out.resolve().parent.is_dir():
-        _fail(f"folder for the report does not exist: {html_out.parent}")
+    _output(html_out, "report", (report_json,))
     try:
         data = read_report(report_json)
     except ReportError as exc:
@@ -280,6 +308,7 @@ def plan(
     """Write the decision per file (keep / remove) to a plan that a person can edit; changes nothing."""
     import json
 
+    _output(out, "plan", (report_json,))
     decided = _plan(report_json, keep_in, only, keeper_rules)
     out.write_text(json.dumps(decided, indent=1, ensure_ascii=True) + "\n", encoding="utf-8")
     goes = sum(f["action"] == "remove" for g in decided["groups"] for f in g["files"])
@@ -564,8 +593,7 @@ def compare(
     from .compare import CompareError, diff_png
     from .compare import compare as run_compare
 
-    if diff is not None and not diff.resolve().parent.is_dir():
-        _fail(f"folder for the difference picture does not exist: {diff.parent}")
+    _output(diff, "difference picture", (a, b))
     try:
         result = run_compare(a, b, _settings(config), threshold)
     except CompareError as exc:

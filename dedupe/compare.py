@@ -16,6 +16,7 @@ default threshold a score of 70 or more means the same picture, and less means n
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
 
 import cv2
@@ -262,12 +263,27 @@ def compare(
     )
 
 
+DIFF_MARK = b"Software\x00dedupe compare --diff"
+"""A PNG text chunk (tEXt) in every difference picture, right after the header: what lets `--diff` write
+over its own earlier output but never over a photo."""
+
+
 def diff_png(comparison: Comparison) -> bytes:
     """The difference picture: a and b aligned side by side, red boxes around what differs, and the
-    difference map, at the resolution the difference was measured at (at most diff.DIFF_SIDE)."""
+    difference map, at the resolution the difference was measured at (at most diff.DIFF_SIDE); marked
+    with DIFF_MARK."""
     h, w = comparison.diff.keeper.shape[:2]
     names = [
         f"{side}: {os.path.basename(path)}".encode("ascii", "replace").decode()  # OpenCV's font is ASCII
         for side, path in (("A", comparison.a), ("B", comparison.b))
     ]
-    return render_diff(comparison.diff, 3 * w + 12, h + 18, tuple(names))
+    png = render_diff(comparison.diff, 3 * w + 12, h + 18, tuple(names))
+    chunk = b"tEXt" + DIFF_MARK
+    end_of_header = 8 + 25  # the signature, then IHDR: length, type, 13 bytes, CRC
+    mark = len(DIFF_MARK).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big")
+    return png[:end_of_header] + mark + png[end_of_header:]
+
+
+def is_diff_png(head: bytes) -> bool:
+    """Whether a file's first 100 bytes are those of a difference picture diff_png wrote."""
+    return head.startswith(b"\x89PNG") and b"tEXt" + DIFF_MARK in head

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 import dedupe
@@ -394,3 +395,60 @@ def test_demo_refuses_non_empty_folder(tmp_path):
     assert result.exit_code == 2
     assert "not empty" in stderr_of(result)
     assert os.listdir(tmp_path) == ["something.txt"]
+
+
+# --------------------------------------------------------------------------- outputs never replace pictures
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    pic = photo(44, (320, 240))
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "p.jpg").write_bytes(encode(pic))
+    (tmp_path / "lib" / "p_small.jpg").write_bytes(encode(resize(pic, 0.5)))
+    return tmp_path
+
+
+def unchanged(path: Path, before: bytes) -> bool:
+    return path.read_bytes() == before
+
+
+def test_no_report_or_plan_is_written_over_a_picture_or_its_own_input(photos):
+    lib, photo_file = photos / "lib", photos / "lib" / "p.jpg"
+    before = photo_file.read_bytes()
+    for args in (
+        ("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(photo_file)),
+        ("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--html", str(photo_file)),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2 and "is a picture (JPEG)" in stderr_of(result), result.output
+        assert unchanged(photo_file, before)
+    report = photos / "r.json"
+    both = run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(report), "--html", str(report))
+    assert both.exit_code == 2 and "same file" in stderr_of(both) and not report.exists()
+    assert run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(report)).exit_code == 0
+    again = run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(report))
+    assert again.exit_code == 0, "a report is written over an earlier report"
+    saved = report.read_bytes()
+    for args in (("report", str(report), "--html", str(report)), ("plan", str(report), "-o", str(report))):
+        result = run(*args)
+        assert result.exit_code == 2 and "also what this command reads" in stderr_of(result), result.output
+        assert unchanged(report, saved)
+    assert run("report", str(report), "--html", str(photo_file)).exit_code == 2
+    assert run("plan", str(report), "-o", str(photo_file)).exit_code == 2 and unchanged(photo_file, before)
+
+
+def test_difference_picture_replaces_only_an_earlier_one(photos):
+    a, b = photos / "lib" / "p.jpg", photos / "lib" / "p_small.jpg"
+    before = a.read_bytes()
+    own = run("compare", str(a), str(b), "--diff", str(a))
+    assert own.exit_code == 2 and "also what this command reads" in stderr_of(own) and unchanged(a, before)
+    other_png = photos / "holiday.png"
+    photo(45, (64, 48)).save(other_png)
+    png_before = other_png.read_bytes()
+    refused = run("compare", str(a), str(b), "--diff", str(other_png))
+    assert refused.exit_code == 2 and "is a picture (PNG)" in stderr_of(refused) and unchanged(other_png, png_before)
+    diff = photos / "diff.png"
+    assert run("compare", str(a), str(b), "--diff", str(diff)).exit_code == 0
+    assert run("compare", str(a), str(b), "--diff", str(diff)).exit_code == 0, "its own earlier picture is replaced"
+    assert Image.open(diff).format == "PNG"
