@@ -1,4 +1,5 @@
-"""Which files go: a report (or an edited plan) -> a checked plan. Pure: reads nothing from disk.
+"""Which files go: a report (or an edited plan) -> a checked plan. Reads nothing from disk but where
+symbolic links lead (a reference folder is compared by its real path).
 
 A plan is JSON (PLAN_VERSION) that a person or the HTML review may edit:
 
@@ -41,6 +42,19 @@ def _under(path: str, folders: list[str]) -> bool:
     return any(p == PurePath(f) or PurePath(f) in p.parents for f in folders)
 
 
+def _reference_folders(keep_in: list[str]) -> list[str]:
+    """The real paths of the reference folders: a folder named through a symbolic link, or files found
+    through one, must still be protected. A folder that is not there is refused: a typo protects nothing."""
+    for f in keep_in:
+        if not os.path.isdir(f):
+            raise PlanError(f"--keep-in {f}: no such folder")
+    return [os.path.realpath(f) for f in keep_in]
+
+
+def _in_reference(path: str, refs: list[str]) -> bool:
+    return bool(refs) and _under(os.path.realpath(path), refs)
+
+
 def _rechoose(members: list[dict], rules: tuple[str, ...]) -> dict:
     """The keeper by other rules than the scan's, from what the report records of each member."""
     from ..group import Candidate, choose_keeper
@@ -81,20 +95,20 @@ def make_plan(
     """
     if only not in (None, "exact", "near"):
         raise PlanError(f"--only takes exact or near, not {only!r}")
-    refs = [os.path.normpath(os.path.abspath(f)) for f in keep_in]
+    refs = _reference_folders(keep_in)
     groups = []
     for g in report["groups"]:
         members = g["members"]
         keeper = next(m for m in members if m["relation"] == "keeper")
         if keeper_rules:
             keeper = _rechoose(members, keeper_rules)
-        in_ref = [m for m in members if _under(m["path"], refs)]
+        in_ref = [m for m in members if _in_reference(m["path"], refs)]
         if in_ref and keeper not in in_ref:
             keeper = in_ref[0]  # members are listed keeper first, then by path
         files = []
         for m in members:
             byte_identical = m["content_hash"] == keeper["content_hash"]
-            goes = m is not keeper and not _under(m["path"], refs) and not g.get("decision")
+            goes = m is not keeper and not _in_reference(m["path"], refs) and not g.get("decision")
             if only == "exact":
                 goes = goes and byte_identical
             elif only == "near":
@@ -121,7 +135,7 @@ def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
     if not isinstance(plan, dict) or plan.get("plan_version") != PLAN_VERSION or "groups" not in plan:
         raise PlanError("not a dedupe plan of version 1")
     roots = [os.path.normpath(r) for r in plan.get("roots", [])]
-    refs = [os.path.normpath(os.path.abspath(f)) for f in keep_in]
+    refs = _reference_folders(keep_in)
     for g in plan["groups"]:
         files = g.get("files", [])
         for f in files:
@@ -130,7 +144,7 @@ def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
                 raise PlanError(f"group {g.get('id')}: action must be keep or remove, not {f.get('action')!r}")
             if not os.path.isabs(path) or os.path.normpath(path) != path.rstrip("/") or not _under(path, roots):
                 raise PlanError(f"group {g.get('id')}: {path!r} is not a plain path under the scan roots")
-            if f["action"] == "remove" and _under(path, refs):
+            if f["action"] == "remove" and _in_reference(path, refs):
                 raise PlanError(f"group {g.get('id')}: {path} is under a reference folder and cannot go")
         if files and all(f["action"] == "remove" for f in files):
             raise PlanError(f"group {g.get('id')}: every file would go; at least one copy must stay")

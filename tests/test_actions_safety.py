@@ -1,0 +1,85 @@
+"""The actions never lose a picture by a detour: reference folders named or scanned through symbolic links."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dedupe import Settings, report_dict, scan
+from dedupe.actions.plan import PlanError, check_plan, make_plan
+from dedupe.cli import app
+from images import encode, photo, resize
+
+
+@pytest.fixture
+def library(tmp_path):
+    """Two pictures, each with copies in copies/ (the reference folder of these tests)."""
+    root = tmp_path / "photos"
+    (root / "orig").mkdir(parents=True)
+    (root / "copies").mkdir()
+    for n in range(2):
+        pic = photo(900 + n, (400, 300))
+        (root / "orig" / f"p{n}.jpg").write_bytes(encode(pic, quality=92))
+        (root / "copies" / f"p{n}.jpg").write_bytes((root / "orig" / f"p{n}.jpg").read_bytes())
+        (root / "copies" / f"p{n}_small.jpg").write_bytes(encode(resize(pic, 0.5)))
+    return root
+
+
+def _report(*roots):
+    report = report_dict(scan(list(roots), Settings(workers=1)))
+    assert len(report["groups"]) == 2 and all(len(g["members"]) == 3 for g in report["groups"])
+    return report
+
+
+def _removed(plan) -> list[str]:
+    return [f["path"] for g in plan["groups"] for f in g["files"] if f["action"] == "remove"]
+
+
+def _tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.jpg")}
+
+
+def _cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_reference_folder_named_through_a_symbolic_link_is_protected(library, tmp_path):
+    alias = tmp_path / "copies_alias"
+    alias.symlink_to(library / "copies")
+    report = _report(library)
+    plan = make_plan(report, keep_in=[str(alias)])
+    assert _removed(plan) and not any("/copies/" in p for p in _removed(plan))
+    with pytest.raises(PlanError, match="reference folder"):
+        check_plan(make_plan(report), keep_in=[str(alias)])
+
+    saved, planned = tmp_path / "report.json", tmp_path / "plan.json"
+    saved.write_text(json.dumps(report))
+    before = _tree(library / "copies")
+    assert _cli("plan", saved, "-o", planned, "--keep-in", alias).exit_code == 0
+    res = _cli("apply", planned, "--keep-in", alias, "--move-to", tmp_path / "q", "--journal-dir", tmp_path / "j")
+    assert res.exit_code == 0 and "Done: 2 files" in res.output, res.output
+    assert _tree(library / "copies") == before
+
+
+def test_files_scanned_through_a_symbolic_link_are_protected_by_the_real_folder(library, tmp_path):
+    alias = tmp_path / "alias"
+    alias.symlink_to(library)
+    report = _report(alias)
+    plan = make_plan(report, keep_in=[str(library / "copies")])
+    assert _removed(plan) and not any("/copies/" in p for p in _removed(plan))
+    with pytest.raises(PlanError, match="reference folder"):
+        check_plan(make_plan(report), keep_in=[str(library / "copies")])
+
+
+def test_a_reference_folder_that_is_not_there_is_refused(library, tmp_path):
+    report = _report(library)
+    with pytest.raises(PlanError, match="no such folder"):
+        make_plan(report, keep_in=[str(library / "copise")])
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    res = _cli("apply", saved, "--keep-in", library / "copise")
+    assert res.exit_code == 2 and res.output.strip() == f"dedupe: --keep-in {library / 'copise'}: no such folder"
