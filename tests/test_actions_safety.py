@@ -1,4 +1,5 @@
-"""The actions never lose a picture by a detour: reference folders named or scanned through symbolic links."""
+"""The actions never lose a picture by a detour: reference folders named or scanned through symbolic links,
+scan roots that are files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dedupe import Settings, report_dict, scan
+from dedupe.actions.apply import apply_plan
 from dedupe.actions.plan import PlanError, check_plan, make_plan
+from dedupe.actions.undo import undo
 from dedupe.cli import app
 from images import encode, photo, resize
 
@@ -83,3 +86,18 @@ def test_a_reference_folder_that_is_not_there_is_refused(library, tmp_path):
     saved.write_text(json.dumps(report))
     res = _cli("apply", saved, "--keep-in", library / "copise")
     assert res.exit_code == 2 and res.output.strip() == f"dedupe: --keep-in {library / 'copise'}: no such folder"
+
+
+def test_files_given_as_scan_roots_are_moved_into_the_quarantine_under_their_names(library, tmp_path):
+    files = [library / "orig" / "p0.jpg", library / "copies" / "p0.jpg", library / "copies" / "p0_small.jpg"]
+    report = report_dict(scan(files, Settings(workers=1)))
+    assert len(report["groups"]) == 1
+    quarantine = tmp_path / "q"
+    quarantine.mkdir()
+    before = _tree(library)
+    result = apply_plan(make_plan(report), "move", quarantine, tmp_path / "j")
+    assert len(result.done) == 2 and not result.failed
+    for src, dst in result.done:
+        assert Path(dst) == quarantine / Path(src).name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j", "photos", "q"]
+    assert not undo(result.journal).refused and _tree(library) == before

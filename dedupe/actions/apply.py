@@ -82,6 +82,13 @@ def _root_of(path: str, roots: list[str]) -> str:
     return max(matches, key=len)
 
 
+def _quarantined(path: str, roots: list[str], quarantine: Path) -> Path:
+    """Where a file goes: under its path relative to its scan root, or under its own name when the root is
+    the file itself (relative to itself a file is '.', the quarantine folder itself)."""
+    root = _root_of(path, roots)
+    return free_name(quarantine / (os.path.relpath(path, root) if path != root else os.path.basename(path)))
+
+
 def _replace_with_link(path: str, keeper: str, kind: str) -> None:
     """Put a link to `keeper` at `path`: made under a temporary name beside it, then renamed over it."""
     tmp = Path(path).with_name(f".{Path(path).name}.dedupe-link")
@@ -197,7 +204,7 @@ def apply_plan(
                     "keeper": keeper["path"],
                 }
                 if quarantine is not None:
-                    record["to"] = str(free_name(quarantine / os.path.relpath(src, _root_of(src, plan["roots"]))))
+                    record["to"] = str(_quarantined(src, plan["roots"], quarantine))
                 journal.write({**record, "state": "start"})
                 try:
                     outcome = _do(action, src, record)
