@@ -9,17 +9,21 @@ a pair of contents under given settings.
 `decisions` holds what a person decided about groups (dedupe.decisions): not derived data, so it is
 carried over when the cache is rebuilt. Everything is keyed by content, never by path. WAL mode:
 readers (the workers) never wait for the writer (the main process), and two scans can share one
-cache. A cache that is not a database, or was written by another version, is set aside and rebuilt,
-with a warning.
+cache. A damaged cache, or one written by another version, is set aside under a free name and rebuilt,
+with a warning. A file that is not an SQLite database is never opened, set aside or deleted as a cache
+(CacheError): it is most likely a photo given as the cache by mistake.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import re
 import shutil
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
@@ -126,17 +130,16 @@ class Cache:
     def _open_writable(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _refuse_foreign(self.path)
             return self._connect()
         except _Unusable as exc:
-            self.warnings.append(f"feature cache {self.path} {exc}; it was set aside and is rebuilt")
             shutil.rmtree(f"{self.path}.snapshots", ignore_errors=True)  # derived from the old file
-            for suffix in ("", "-wal", "-shm"):
-                try:
-                    os.replace(f"{self.path}{suffix}", f"{self.path}.old{suffix}")
-                except FileNotFoundError:
-                    pass
+            old = _set_aside(self.path)
+            self.warnings.append(
+                f"feature cache {self.path} {exc}; it was set aside and is rebuilt (the old file is {old})"
+            )
             db = self._connect()
-            _take_decisions(db, f"{self.path}.old")
+            _take_decisions(db, old)
             return db
         except (OSError, sqlite3.Error) as exc:  # a read-only or full disk: scan without keeping anything
             self.warnings.append(f"cannot use the feature cache {self.path} ({exc}); nothing is kept this time")
@@ -562,6 +565,64 @@ class _Unusable(Exception):
     """The file is not a cache this version can use."""
 
 
+class CacheError(ValueError):
+    """A file given as the cache that is not one, left as it is; the message is one line for the user.
+    The command line's entry point (cli._run) shows it and exits 2, as it does a usage error: this is a
+    wrong --cache, found only once the file is read."""
+
+    exit_code = 2
+
+    def show(self) -> None:
+        print(f"dedupe: {self}", file=sys.stderr)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first bytes of every SQLite database file."""
+WAL_FILES = ("", "-wal", "-shm")
+"""Suffixes of an SQLite file and of the files SQLite keeps beside it in WAL mode."""
+
+
+def _head(path: str | os.PathLike) -> bytes:
+    """The first bytes of a file, as many as SQLITE_HEADER has: b"" for a missing or empty one."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return b""
+
+
+def _refuse_foreign(path: Path) -> None:
+    """CacheError when `path` holds something other than an SQLite database: a photo given as --cache
+    must not be set aside as a damaged cache, nor deleted. A missing or empty file is a new cache."""
+    if _head(path) not in (b"", SQLITE_HEADER):
+        raise CacheError(f"{path} is not a dedupe cache (not an SQLite database); it was left as it is")
+
+
+def _set_aside(path: Path) -> str:
+    """Move a cache file, with its WAL files, to the first free name of path.old, path.old.1, ...: never
+    over another file, which may be an earlier cache set aside (with decisions) or anything else. The
+    name it took."""
+    names = (f"{path}.old{f'.{n}' if n else ''}" for n in itertools.count())
+    old = next(name for name in names if not any(os.path.lexists(f"{name}{suffix}") for suffix in WAL_FILES))
+    for suffix in WAL_FILES:
+        try:
+            os.replace(f"{path}{suffix}", f"{old}{suffix}")
+        except FileNotFoundError:
+            pass
+    return old
+
+
+def _set_aside_files(path: Path) -> list[Path]:
+    """The caches set aside from `path` (_set_aside): of the files so named, the SQLite databases only."""
+    pattern = re.compile(re.escape(path.name) + r"\.old(\.[0-9]+)?")
+    try:
+        names = sorted(os.listdir(path.parent))
+    except OSError:
+        return []
+    found = [path.parent / n for n in names if pattern.fullmatch(n)]
+    return [p for p in found if p.is_file() and _head(p) == SQLITE_HEADER]
+
+
 def _take_decisions(db: sqlite3.Connection, old: str) -> None:
     """Copy the decisions of a cache set aside into the new one, when the old file can still be read."""
     try:
@@ -597,15 +658,19 @@ def info(path: str | os.PathLike) -> dict:
 
 
 def clear(path: str | os.PathLike) -> int:
-    """Delete a cache file (and its WAL files, any set-aside copy and its library snapshots); the bytes
-    freed."""
+    """Delete a cache file (and its WAL files, the caches set aside from it and its library snapshots);
+    the bytes freed. A file that is not a cache deletes nothing: CacheError."""
+    path = Path(path)
+    _refuse_foreign(path)
+    caches = [path, *_set_aside_files(path)]
     freed = snapshot_bytes(path)
     shutil.rmtree(f"{path}.snapshots", ignore_errors=True)
-    for suffix in ("", "-wal", "-shm", ".old", ".old-wal", ".old-shm"):
-        p = Path(f"{path}{suffix}")
-        if p.exists():
-            freed += p.stat().st_size
-            p.unlink()
+    for cache in caches:
+        for suffix in WAL_FILES:
+            p = Path(f"{cache}{suffix}")
+            if p.exists():
+                freed += p.stat().st_size
+                p.unlink()
     return freed
 
 

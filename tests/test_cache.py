@@ -17,7 +17,7 @@ import pytest
 
 import dedupe.cache as cache_mod
 from dedupe import Cancelled, Settings, scan
-from dedupe.cache import Cache, default_path
+from dedupe.cache import Cache, CacheError, clear, default_path
 from images import (
     add_comment,
     crop,
@@ -252,7 +252,7 @@ def test_a_bad_cache_is_set_aside_and_rebuilt_with_a_warning(tmp_path, serial, d
     expected = library(lib)
     db = tmp_path / "cache.sqlite"
     if damage == "garbage":
-        db.write_bytes(os.urandom(5000))
+        db.write_bytes(cache_mod.SQLITE_HEADER + os.urandom(5000))
     elif damage == "truncated":
         scan([lib], serial, cache=db)
         data = db.read_bytes()
@@ -276,6 +276,74 @@ def test_a_bad_cache_is_set_aside_and_rebuilt_with_a_warning(tmp_path, serial, d
     again = scan([lib], serial, cache=db)
     assert not [p for p in again.problems if p.stage == "cache"]
     assert again.stats["images_from_cache"] == 9
+
+
+def _main(monkeypatch, *args: str) -> int:
+    """The exit status of the `dedupe` command (cli.main, what `python -m dedupe` runs) with these arguments."""
+    from dedupe.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["dedupe", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code
+
+
+def test_a_photo_given_as_the_cache_is_refused_and_left_as_it_is(tmp_path, serial, monkeypatch, capsys):
+    """A file that is not an SQLite database is not a cache: a scan or `cache info` must not set it aside
+    as a damaged cache (a photo was renamed to .old, a database put in its place), nor `cache clear`
+    delete it. An empty file is a new cache."""
+    lib = tmp_path / "lib"
+    library(lib)
+    jpg = tmp_path / "photo.jpg"
+    data = encode(photo(66, SIZE))
+    jpg.write_bytes(data)
+    with pytest.raises(CacheError, match="not a dedupe cache"):
+        Cache(jpg)
+    with pytest.raises(CacheError, match="not a dedupe cache"):
+        scan([lib], serial, cache=jpg)
+    with pytest.raises(CacheError, match="not a dedupe cache"):
+        clear(jpg)
+    for args in (("cache", "info"), ("cache", "clear"), ("scan", str(lib), "--workers", "1", "-q")):
+        assert _main(monkeypatch, *args, "--cache", str(jpg)) == 2, args
+        out = capsys.readouterr()
+        assert out.err == f"dedupe: {jpg} is not a dedupe cache (not an SQLite database); it was left as it is\n"
+        assert "Cleared" not in out.out
+    assert jpg.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib", "photo.jpg"]
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    cache = Cache(empty)
+    assert cache.warnings == []
+    cache.close()
+
+
+def test_a_cache_set_aside_overwrites_nothing_and_keeps_its_decisions(tmp_path):
+    """A cache from another version is set aside under a free name, not over a file already called .old
+    (an image, or an earlier cache set aside with its decisions): the decisions come from the file it was
+    moved to. `cache clear` deletes the caches set aside, and no other file of those names."""
+    db = tmp_path / "c.sqlite"
+    image = encode(photo(66, SIZE))
+    Path(f"{db}.old").write_bytes(image)
+    cache = Cache(db)
+    cache.put_decision(("a" * 32, "b" * 32), "not_duplicates")
+    cache.close()
+    kept = {}
+    for n in (1, 2):
+        old = sqlite3.connect(db)
+        with old:
+            old.execute("UPDATE meta SET value='2' WHERE key='version'")
+        old.close()
+        cache = Cache(db)
+        assert Path(f"{db}.old").read_bytes() == image
+        kept[n] = Path(f"{db}.old.{n}").read_bytes()
+        assert kept[n].startswith(cache_mod.SQLITE_HEADER)
+        assert len(cache.warnings) == 1 and f"the old file is {db}.old.{n}" in cache.warnings[0]
+        assert cache.decisions() == [(("a" * 32, "b" * 32), "not_duplicates")]
+        cache.close()
+    assert Path(f"{db}.old.1").read_bytes() == kept[1]  # not overwritten by the second
+    assert clear(db) > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["c.sqlite.old"]
+    assert Path(f"{db}.old").read_bytes() == image
 
 
 def test_an_unwritable_cache_location_is_a_warning_not_a_failure(tmp_path, serial):
