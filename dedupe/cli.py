@@ -284,7 +284,13 @@ ONLY = typer.Option(None, "--only", help="Remove only byte-identical copies (exa
 RULES = typer.Option(None, "--keeper-rules", help="Choose keepers again by these comma-separated rules.")
 
 
-def _plan(source: Path, keep_in: Optional[List[Path]], only: Optional[str], rules: Optional[str]) -> dict:
+def _plan(
+    source: Path,
+    keep_in: Optional[List[Path]],
+    only: Optional[str],
+    rules: Optional[str],
+    move_to: Optional[Path] = None,
+) -> dict:
     from .actions.plan import PlanError, load_plan
 
     keeper_rules = None
@@ -292,7 +298,7 @@ def _plan(source: Path, keep_in: Optional[List[Path]], only: Optional[str], rule
         keeper_rules = tuple(r.strip() for r in rules.split(",") if r.strip())
         _settings(None, keeper_rules=keeper_rules)  # checks the rule names
     try:
-        return load_plan(source, [str(p) for p in keep_in or []], only, keeper_rules)
+        return load_plan(source, [str(p) for p in keep_in or []], only, keeper_rules, move_to)
     except PlanError as exc:
         _fail(str(exc))
 
@@ -337,7 +343,7 @@ def apply(
     --trash, --hardlink, --symlink, --delete) it is carried out, journaled for `dedupe undo`, and the
     plan's decisions (not duplicates, keep all) are remembered, as `dedupe decide` does. Each group
     is checked against the disk first: a group with a file changed since the scan is skipped whole."""
-    decided = _plan(source, keep_in, only, keeper_rules)
+    decided = _plan(source, keep_in, only, keeper_rules, move_to)
     chosen = [
         name
         for name, on in (

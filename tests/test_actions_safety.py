@@ -1,5 +1,5 @@
 """The actions never lose a picture by a detour: reference folders named or scanned through symbolic links,
-scan roots that are files."""
+scan roots that are files, quarantine folders where the next scan would find the files."""
 
 from __future__ import annotations
 
@@ -101,3 +101,29 @@ def test_files_given_as_scan_roots_are_moved_into_the_quarantine_under_their_nam
         assert Path(dst) == quarantine / Path(src).name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j", "photos", "q"]
     assert not undo(result.journal).refused and _tree(library) == before
+
+
+@pytest.mark.parametrize(
+    "where, why",
+    [
+        ("{root}", "in the scan root"),
+        ("{root}/_quarantine", "in the scan root"),
+        ("{tmp}/alias/_quarantine", "in the scan root"),  # a symbolic link to a folder in the root
+        ("{tmp}", "holds the scan root"),
+        ("{tmp}/a_file", "is not a folder"),
+        ("{tmp}/a_file/q", "is not a folder"),
+    ],
+)
+def test_a_quarantine_folder_in_a_scan_root_or_that_is_a_file_is_refused(library, tmp_path, where, why):
+    (tmp_path / "alias").symlink_to(library / "copies")
+    (tmp_path / "a_file").write_bytes(b"not a folder")
+    quarantine = where.format(root=library, tmp=tmp_path)
+    report = _report(library)
+    before = _tree(library)
+    with pytest.raises(PlanError, match=why):
+        apply_plan(make_plan(report), "move", quarantine, tmp_path / "j")
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    res = _cli("apply", saved, "--move-to", quarantine, "--journal-dir", tmp_path / "j")
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and why in res.output, res.output
+    assert _tree(library) == before and not (tmp_path / "j").exists()

@@ -18,6 +18,7 @@ from ..exact import content_hash_file
 from ..progress import CancelCheck, never
 from .check import group_problems
 from .journal import Journal
+from .plan import check_quarantine
 
 ACTIONS = ("move", "trash", "hardlink", "symlink", "delete")
 LINKS = ("hardlink", "symlink")
@@ -151,13 +152,16 @@ def apply_plan(
 ) -> ApplyResult:
     """Carry out `action` on every file the plan removes, group by group, journaling each operation.
 
-    `target` is the quarantine folder for "move". Links replace only byte-identical copies of the
-    keeper (others stay). A group with any file changed since the scan, a file to remove that is the very
-    file kept, or (with `paranoid`) content that no longer hashes as scanned, is skipped whole. `cancel`
-    is checked between operations, so a stop leaves the journal complete.
+    `target` is the quarantine folder for "move" (PlanError if it is a file, or is, lies in or holds a scan
+    root: see check_quarantine). Links replace only byte-identical copies of the keeper (others stay). A
+    group with any file changed since the scan, a file to remove that is the very file kept, or (with
+    `paranoid`) content that no longer hashes as scanned, is skipped whole. `cancel` is checked between
+    operations, so a stop leaves the journal complete.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
+    if action == "move":
+        check_quarantine(plan, target)
     quarantine = Path(target).resolve() if action == "move" else None
     journal = Journal.create(
         journal_dir,

@@ -172,13 +172,32 @@ def _check_group(g: dict, files: list[dict]) -> None:
         raise PlanError(f"group {g.get('id')}: decided {decision} but a file is marked remove")
 
 
+def check_quarantine(plan: dict, folder: str | os.PathLike) -> None:
+    """Refuse a quarantine folder that is a file (every move would fail), or that is, lies in or holds a
+    scan root: moved files would be renamed in place, or found again by the next scan, where a quarantined
+    copy could become the keeper. Real paths, so that a symbolic link does not hide it."""
+    real = os.path.realpath(folder)
+    existing = real
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise PlanError(f"--move-to {folder}: {existing} is not a folder")
+    for root in plan["roots"]:
+        if _under(real, [os.path.realpath(root)]):
+            raise PlanError(f"--move-to {folder} is in the scan root {root}: a scan would find the files moved there")
+        if _under(os.path.realpath(root), [real]):
+            raise PlanError(f"--move-to {folder} holds the scan root {root}: choose a folder apart from it")
+
+
 def load_plan(
     path: str | os.PathLike,
     keep_in: list[str] = (),
     only: str | None = None,
     keeper_rules: tuple[str, ...] | None = None,
+    quarantine: str | os.PathLike | None = None,
 ) -> dict:
-    """A checked plan from a plan file, or made from a scan report with these options."""
+    """A checked plan from a plan file, or made from a scan report with these options; with the folder
+    that --move-to would move files into, checked too."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
@@ -188,9 +207,13 @@ def load_plan(
         if only is not None or keeper_rules:
             raise PlanError("--only and --keeper-rules apply to a report; a plan already says what goes")
         check_plan(data, keep_in)
-        return data
-    try:
-        report = read_report(path)
-    except ReportError as exc:
-        raise PlanError(str(exc)) from None
-    return make_plan(report, keep_in, only, source=str(path), keeper_rules=keeper_rules)
+        plan = data
+    else:
+        try:
+            report = read_report(path)
+        except ReportError as exc:
+            raise PlanError(str(exc)) from None
+        plan = make_plan(report, keep_in, only, source=str(path), keeper_rules=keeper_rules)
+    if quarantine is not None:
+        check_quarantine(plan, quarantine)
+    return plan
