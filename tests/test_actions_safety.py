@@ -1,8 +1,10 @@
 """The actions never lose a picture by a detour: reference folders named or scanned through symbolic links,
-scan roots that are files, quarantine folders where the next scan would find the files."""
+scan roots that are files, quarantine folders where the next scan would find the files, plans that name a
+file in two groups."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 
 from dedupe import Settings, report_dict, scan
 from dedupe.actions.apply import apply_plan
+from dedupe.actions.dryrun import dry_run
 from dedupe.actions.plan import PlanError, check_plan, make_plan
 from dedupe.actions.undo import undo
 from dedupe.cli import app
@@ -126,4 +129,58 @@ def test_a_quarantine_folder_in_a_scan_root_or_that_is_a_file_is_refused(library
     saved.write_text(json.dumps(report))
     res = _cli("apply", saved, "--move-to", quarantine, "--journal-dir", tmp_path / "j")
     assert res.exit_code == 2 and res.output.count("\n") == 1 and why in res.output, res.output
+    assert _tree(library) == before and not (tmp_path / "j").exists()
+
+
+def _swapped(group: dict, gid: int, through: tuple[str, str] = ("", "")) -> dict:
+    """A copy of a group under another id that keeps a copy the group removes and removes its keeper;
+    its paths optionally rewritten (a root reached through a symbolic link)."""
+    g = copy.deepcopy(group)
+    g["id"] = gid
+    keeper = next(f for f in g["files"] if f["relation"] == "keeper")
+    twin = next(f for f in g["files"] if f["relation"] == "exact")
+    keeper.update(action="remove", relation="exact")
+    twin.update(action="keep", relation="keeper")
+    for f in g["files"]:
+        f["path"] = f["path"].replace(*through)
+    return g
+
+
+def _twice(plan: dict, how: str, alias: Path) -> str:
+    """Edit the plan so that a file is in two groups; the message that must refuse it."""
+    first = plan["groups"][0]
+    keeper = next(f["path"] for f in first["files"] if f["relation"] == "keeper")
+    if how == "swapped":
+        plan["groups"].append(_swapped(first, 999))
+        return f"{keeper} is in group {first['id']} and again in group 999"
+    if how == "decided":
+        plan["groups"].append({**copy.deepcopy(first), "id": 999})
+        first["decision"] = "not_duplicates"
+        for f in first["files"]:
+            f["action"] = "keep"
+        return f"{keeper} is in group {first['id']} and again in group 999"
+    if how == "alias":
+        root = plan["roots"][0]
+        plan["roots"].append(str(alias))
+        plan["groups"].append(_swapped(first, 999, (root, str(alias))))
+        return f"{keeper.replace(root, str(alias))} in group 999 is the same file as {keeper} in group {first['id']}"
+    plan["groups"][1]["id"] = first["id"]
+    return f"group id {first['id']} is used twice"
+
+
+@pytest.mark.parametrize("how", ["swapped", "decided", "alias", "same id"])
+def test_a_plan_that_names_a_file_in_two_groups_is_refused_whole(library, tmp_path, how):
+    (tmp_path / "alias").symlink_to(library)
+    plan = make_plan(_report(library))
+    message = _twice(plan, how, tmp_path / "alias")
+    before = _tree(library)
+    for check in (check_plan, dry_run, lambda p: apply_plan(p, "move", tmp_path / "q", tmp_path / "j")):
+        with pytest.raises(PlanError) as refused:
+            check(plan)
+        assert message in str(refused.value)
+    saved = tmp_path / "plan.json"
+    saved.write_text(json.dumps(plan))
+    for args in ((), ("--move-to", tmp_path / "q", "--journal-dir", tmp_path / "j")):
+        res = _cli("apply", saved, *args)
+        assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
     assert _tree(library) == before and not (tmp_path / "j").exists()

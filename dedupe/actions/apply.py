@@ -18,7 +18,7 @@ from ..exact import content_hash_file
 from ..progress import CancelCheck, never
 from .check import group_problems
 from .journal import Journal
-from .plan import check_quarantine
+from .plan import check_plan, check_quarantine
 
 ACTIONS = ("move", "trash", "hardlink", "symlink", "delete")
 LINKS = ("hardlink", "symlink")
@@ -150,7 +150,8 @@ def apply_plan(
     cancel: CancelCheck = never,
     paranoid: bool = False,
 ) -> ApplyResult:
-    """Carry out `action` on every file the plan removes, group by group, journaling each operation.
+    """Carry out `action` on every file the plan removes, group by group, journaling each operation; the
+    whole plan is checked first (PlanError, see check_plan), so that no group acts on a file another keeps.
 
     `target` is the quarantine folder for "move" (PlanError if it is a file, or is, lies in or holds a scan
     root: see check_quarantine). Links replace only byte-identical copies of the keeper (others stay). A
@@ -160,6 +161,7 @@ def apply_plan(
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
+    check_plan(plan)
     if action == "move":
         check_quarantine(plan, target)
     quarantine = Path(target).resolve() if action == "move" else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .check import group_problems
+from .plan import check_plan
 
 
 @dataclass
@@ -17,7 +18,9 @@ class DryRun:
 
 
 def dry_run(plan: dict) -> DryRun:
-    """Walk the plan as apply would, checking each group against the disk, changing nothing."""
+    """Walk the plan as apply would, checking the whole plan (PlanError) and each group against the disk,
+    changing nothing."""
+    check_plan(plan)
     out = DryRun()
     for g in plan["groups"]:
         removals = [f for f in g["files"] if f["action"] == "remove"]

@@ -131,7 +131,8 @@ def make_plan(
 def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
     """Refuse a plan that is malformed, removes a whole group, touches a reference folder, names a
     file outside its scan roots (a relative path, or one that '..' takes out), calls "exact" a file
-    that is not byte-identical to a kept keeper, or removes a file of a group it decides to keep."""
+    that is not byte-identical to a kept keeper, removes a file of a group it decides to keep, or names
+    a file in two groups. The whole plan is checked before anything is done."""
     if not isinstance(plan, dict) or plan.get("plan_version") != PLAN_VERSION or "groups" not in plan:
         raise PlanError("not a dedupe plan of version 1")
     roots = [os.path.normpath(r) for r in plan.get("roots", [])]
@@ -149,6 +150,7 @@ def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
         if files and all(f["action"] == "remove" for f in files):
             raise PlanError(f"group {g.get('id')}: every file would go; at least one copy must stay")
         _check_group(g, files)
+    _check_once(plan["groups"])
 
 
 def _check_group(g: dict, files: list[dict]) -> None:
@@ -170,6 +172,28 @@ def _check_group(g: dict, files: list[dict]) -> None:
         raise PlanError(f"group {g.get('id')}: a decision needs the content hash of every file")
     if decision in KINDS and any(f["action"] == "remove" for f in files):
         raise PlanError(f"group {g.get('id')}: decided {decision} but a file is marked remove")
+
+
+def _check_once(groups: list[dict]) -> None:
+    """Every file in one group only, by path and by identity (the same file by another path: a symbolic
+    link to a folder, a hard link): kept in one group and removed in another, or removed by both, every
+    copy of a picture could go. Group ids are unique too: the journal names each operation by its group."""
+    ids, paths, identities = set(), {}, {}
+    for g in groups:
+        gid = g.get("id")
+        if gid in ids:
+            raise PlanError(f"group id {gid} is used twice; each group needs its own")
+        ids.add(gid)
+        for f in g.get("files", []):
+            path, identity = f["path"], (f.get("device"), f.get("inode"))
+            if path in paths:
+                raise PlanError(f"{path} is in group {paths[path]} and again in group {gid}; a file is in one group")
+            paths[path] = gid
+            first_gid, first = identities.setdefault(identity, (gid, path))
+            if first_gid != gid and None not in identity:  # within a group, apply skips the group (check.py)
+                raise PlanError(
+                    f"{path} in group {gid} is the same file as {first} in group {first_gid}; a file is in one group"
+                )
 
 
 def check_quarantine(plan: dict, folder: str | os.PathLike) -> None:
