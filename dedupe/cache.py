@@ -38,7 +38,7 @@ import numpy as np
 
 from .model import Analysed, Features, FileRecord, ImageInfo
 
-VERSION = 17
+VERSION = 18
 """Bumped whenever decoding or features change what they compute: a cache written by another version is
 rebuilt. A change of verification only needs its stored verdicts set aside (match.RULES)."""
 FILE_NAME = "features.sqlite"

@@ -208,6 +208,7 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
     except MemoryError:
         raise DecodeError("not enough memory to decode") from None
 
+    damaged = cut_short(gray) if fmt == "JPEG" else 0.0  # as stored: the decoder fills the last rows
     if to_apply in _TRANSPOSE:
         gray = np.asarray(Image.fromarray(gray).transpose(_TRANSPOSE[to_apply]))
         if to_apply >= 5:
@@ -222,8 +223,46 @@ def decode(data: bytes | str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
         exif_date=date,
         camera=camera,
         orientation=orientation,
+        cut_short=damaged,
     )
     return np.ascontiguousarray(gray), info
+
+
+CUT_FILL, CUT_TOLERANCE = 128, 2
+"""The grey a JPEG decoder gives the blocks it has no data for (every coefficient zero), and how far the
+work image's reduction moves it where the fill meets the last blocks decoded."""
+CUT_CONTENT = 16
+"""Grey levels from the fill that the row where a cut-short file's fill begins reaches before it, in
+what was decoded: the edge of a flat grey band of the picture itself rings within a few levels of it."""
+
+
+CUT_ROWS = 0.1
+"""Share of the height that the fill may reach up the columns where it begins: the rest of its row of
+blocks, 2 to 8 rows of the work image; a grey frame's side runs up the whole picture."""
+
+
+def cut_short(gray: np.ndarray) -> float:
+    """Share of a decoded JPEG (in stored order) that looks filled by its decoder: a file cut short and
+    closed with an end marker decodes without an error, the blocks it lacks a flat mid grey (CUT_FILL)
+    to the last pixel. Counted only for a fill of at least a whole row that begins inside a row after
+    picture content (CUT_CONTENT), and only a row of blocks high where it begins (CUT_ROWS): a grey band
+    of the picture itself begins at a row's start or after its own ringing edge, and a grey frame's
+    side runs up the picture."""
+    h, w = gray.shape
+    off = np.abs(gray.astype(np.int16) - CUT_FILL) > CUT_TOLERANCE
+    if off[-1].any():
+        return 0.0
+    differs = np.flatnonzero(off.ravel())
+    start = int(differs[-1]) + 1 if len(differs) else 0
+    row, col = divmod(start, w)
+    if gray.size - start < w or col == 0:
+        return 0.0
+    if np.abs(gray[row, :col].astype(np.int16) - CUT_FILL).max() < CUT_CONTENT:
+        return 0.0
+    above = np.flatnonzero(off[:row, col:].any(axis=1))  # rows with picture right of where the fill begins
+    if row - (int(above[-1]) + 1 if len(above) else 0) > CUT_ROWS * h:
+        return 0.0
+    return round((gray.size - start) / gray.size, 4)
 
 
 def decode_color(path: str, long_side: int) -> np.ndarray:

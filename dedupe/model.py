@@ -68,6 +68,9 @@ class ImageInfo:
     exif_date: str | None = None
     camera: str | None = None
     orientation: int = 1
+    cut_short: float = 0.0
+    """Share of the picture a JPEG decoder filled with one flat tone after the file's data ended early
+    (decode.cut_short): a damaged file, never kept over a whole copy."""
 
 
 def _no_rows(columns: int, dtype: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from .decisions import Decided, suppress
 from .exact import find_exact
 from .group import build_groups
 from .match import confirm_all
-from .model import FileRecord, Link, Problem, ScanResult
+from .model import FileRecord, Group, Link, Problem, ScanResult
 from .progress import CancelCheck, NullProgress, Progress, never
 from .read import keep_many, read_all
 from .snapshot import Snapshots, known_formats
@@ -82,6 +82,23 @@ class Library:
     """Packed codes of `images` (cache.CODES columns), in the same order."""
     framed: np.ndarray
     """Whether each of `images` has a frame."""
+
+
+def cut_short_problems(groups: list[Group]) -> list[Problem]:
+    """A warning for each member of a group that looks cut short (ImageInfo.cut_short): its copy is what
+    to keep, and the file itself may be worth a look."""
+    return [
+        Problem(
+            m.file.path,
+            "decode",
+            f"the last {m.info.cut_short:.0%} of the picture is one flat grey, as a decoder fills a file cut"
+            " short: it may be damaged, and is never kept over a whole copy",
+            "warning",
+        )
+        for g in groups
+        for m in g.members
+        if m.info.cut_short
+    ]
 
 
 def read_library(
@@ -244,6 +261,7 @@ def _scan(
     groups = build_groups(
         files, images, store, copy_of, evidence, settings, progress, f"7/{STAGES}: grouping and choosing keepers"
     )
+    problems += cut_short_problems(groups)
     similar = similar_shots(files, groups, similars) if settings.similar else []
     groups, stats["suppressed_groups"] = suppress(groups, Decided(store.cache.decisions()), settings.ignore_decisions)
     stats["groups"] = len(groups)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from dedupe.decode import WORK_MAX, WORK_MIN, DecodeError, decode, shrink
 from dedupe.features.hashes import hamming, phash
-from images import HAVE_HEIF, encode, exif, photo, store_oriented, with_metadata
+from images import HAVE_HEIF, border, encode, exif, photo, store_oriented, with_metadata
 from PIL.PngImagePlugin import PngInfo
 
 BIG = 10**9
@@ -236,6 +236,36 @@ def test_truncated_jpeg(pic, cut):
     data = encode(pic)
     with pytest.raises(DecodeError, match="truncated"):
         dec(data[: int(len(data) * cut)])
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1600, 1200)])
+@pytest.mark.parametrize("cut", [0.4, 0.6, 0.8])
+def test_a_jpeg_cut_short_and_closed_says_how_much_its_decoder_filled(size, cut):
+    """Cut, then closed with an end marker: it decodes without an error, the rest one flat grey. (A cut
+    at the start of a row of blocks, or in mid-grey picture, goes unseen.)"""
+    data = encode(photo(3, size), quality=92)
+    _, info = decode(data[: int(len(data) * cut)] + b"\xff\xd9", 10**9)
+    assert 0.5 * (1 - cut) < info.cut_short < min(1.0, 1.5 * (1 - cut) + 0.05)
+    assert decode(data, 10**9)[1].cut_short == 0
+
+
+def grey_bands(pic: Image.Image, top: int, bottom: int) -> Image.Image:
+    a = np.asarray(pic.convert("RGB")).copy()
+    a[:top], a[len(a) - bottom :] = 128, 128
+    return Image.fromarray(a)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: grey_bands(p, 0, 80),  # a grey band at the bottom, the decoder's own fill tone
+        lambda p: grey_bands(p, 50, 50),  # a grey letterbox
+        lambda p: border(p, 0.05, (128, 128, 128)),  # a grey frame
+        lambda p: border(p, 0.12, (128, 128, 128)),
+    ],
+)
+def test_a_whole_jpeg_with_grey_bands_or_a_grey_frame_is_not_cut_short(make):
+    assert decode(encode(make(photo(3, (640, 480))), quality=92), 10**9)[1].cut_short == 0
 
 
 @pytest.mark.parametrize("cut", [100, 300])

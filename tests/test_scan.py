@@ -565,3 +565,25 @@ def test_an_original_with_pale_top_and_bottom_stays_the_keeper_over_its_framed_c
     (group,) = scan([tmp_path], serial).groups
     assert group.members[group.keeper].file.path.endswith("original.jpg")
     assert group.keeper_reason.startswith("better format")
+
+
+def test_a_copy_cut_short_is_never_the_keeper_and_is_reported(tmp_path, serial):
+    """A better copy cut short and closed with an end marker decodes without an error, larger and of
+    the same size: by the rules it would be kept, and the only whole copy proposed for removal."""
+    from dedupe.report.jsonreport import report_dict
+
+    pic = photo(9, (800, 600))
+    (tmp_path / "photo.jpg").write_bytes(encode(pic, quality=80))
+    whole = encode(pic, quality=100)
+    (tmp_path / "photo_hq.jpg").write_bytes(whole[: int(len(whole) * 0.85)] + b"\xff\xd9")
+    result = scan([tmp_path], serial)
+    (group,) = result.groups
+    keeper = group.members[group.keeper]
+    assert keeper.file.path.endswith("photo.jpg") and group.keeper_reason == "the only copy not cut short"
+    (damaged,) = [m for m in group.members if m is not keeper]
+    assert 0.1 < damaged.info.cut_short < 0.25
+    (warning,) = [p for p in result.problems if p.path == damaged.file.path]
+    assert warning.kind == "warning" and "cut short" in warning.reason
+    members = {m["path"]: m for m in report_dict(result)["groups"][0]["members"]}
+    assert members[damaged.file.path]["cut_short"] == damaged.info.cut_short
+    assert "cut_short" not in members[keeper.file.path]

@@ -45,6 +45,7 @@ def _member(m: Member, decided: bool) -> dict:
         "content_hash": m.content_hash,
         "phash": f"{m.phash:016x}",
         "score": m.score,
+        **({"cut_short": m.info.cut_short} if m.info.cut_short else {}),
         **m.evidence,
     }
 
