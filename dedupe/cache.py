@@ -130,7 +130,7 @@ class Cache:
     def _open_writable(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _refuse_foreign(self.path)
+            refuse_foreign(self.path)
             return self._connect()
         except _Unusable as exc:
             shutil.rmtree(f"{self.path}.snapshots", ignore_errors=True)  # derived from the old file
@@ -591,9 +591,11 @@ def _head(path: str | os.PathLike) -> bytes:
         return b""
 
 
-def _refuse_foreign(path: Path) -> None:
+def refuse_foreign(path: Path) -> None:
     """CacheError when `path` holds something other than an SQLite database: a photo given as --cache
     must not be set aside as a damaged cache, nor deleted. A missing or empty file is a new cache."""
+    if os.path.isdir(path):
+        raise CacheError(f"{path} is a folder, not a cache file")
     if _head(path) not in (b"", SQLITE_HEADER):
         raise CacheError(f"{path} is not a dedupe cache (not an SQLite database); it was left as it is")
 
@@ -661,7 +663,7 @@ def clear(path: str | os.PathLike) -> int:
     """Delete a cache file (and its WAL files, the caches set aside from it and its library snapshots);
     the bytes freed. A file that is not a cache deletes nothing: CacheError."""
     path = Path(path)
-    _refuse_foreign(path)
+    refuse_foreign(path)
     caches = [path, *_set_aside_files(path)]
     freed = snapshot_bytes(path)
     shutil.rmtree(f"{path}.snapshots", ignore_errors=True)

@@ -218,9 +218,14 @@ def _cache_path(cache: Optional[Path], no_cache: bool) -> Optional[Path]:
         _fail("--cache and --no-cache cannot be used together")
     if no_cache:
         return None
-    from .cache import default_path
+    from .cache import CacheError, default_path, refuse_foreign
 
-    return cache if cache is not None else default_path()
+    path = cache if cache is not None else default_path()
+    try:  # before anything is read or done: apply acted on every file, then found its --cache was a photo
+        refuse_foreign(path)
+    except CacheError as exc:
+        _fail(str(exc))
+    return path
 
 
 cache_app = typer.Typer(no_args_is_help=True, help="Look at or clear the feature cache.")

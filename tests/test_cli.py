@@ -452,3 +452,23 @@ def test_difference_picture_replaces_only_an_earlier_one(photos):
     assert run("compare", str(a), str(b), "--diff", str(diff)).exit_code == 0
     assert run("compare", str(a), str(b), "--diff", str(diff)).exit_code == 0, "its own earlier picture is replaced"
     assert Image.open(diff).format == "PNG"
+
+
+def test_a_photo_given_as_cache_stops_every_command_before_it_acts(photos):
+    """apply moved every file, then found its --cache was a photo when it came to remember decisions."""
+    lib, photo_file = photos / "lib", photos / "lib" / "p.jpg"
+    report = photos / "r.json"
+    assert run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(report)).exit_code == 0
+    listing = sorted(p.name for p in lib.iterdir())
+    before = photo_file.read_bytes()
+    for args in (
+        ("apply", str(report), "--move-to", str(photos / "q")),
+        ("scan", str(lib), "-q", "--workers", "1"),
+        ("cache", "info"),
+        ("cache", "clear"),
+    ):
+        result = run(*args, "--cache", str(photo_file))
+        assert result.exit_code == 2 and "is not a dedupe cache" in stderr_of(result), (args, result.output)
+        assert unchanged(photo_file, before) and sorted(p.name for p in lib.iterdir()) == listing
+    assert not (photos / "q").exists()
+    assert run("cache", "info", "--cache", str(lib)).exit_code == 2
