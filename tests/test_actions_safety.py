@@ -1,6 +1,6 @@
 """The actions never lose a picture by a detour: reference folders named or scanned through symbolic links,
 scan roots that are files, quarantine folders where the next scan would find the files, plans that name a
-file in two groups."""
+file in two groups, plans and journals edited out of shape."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from dedupe import Settings, report_dict, scan
 from dedupe.actions.apply import apply_plan
 from dedupe.actions.dryrun import dry_run
+from dedupe.actions.journal import read
 from dedupe.actions.plan import PlanError, check_plan, make_plan
 from dedupe.actions.undo import undo
 from dedupe.cli import app
@@ -184,3 +185,60 @@ def test_a_plan_that_names_a_file_in_two_groups_is_refused_whole(library, tmp_pa
         res = _cli("apply", saved, *args)
         assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
     assert _tree(library) == before and not (tmp_path / "j").exists()
+
+
+def _file(plan: dict) -> dict:
+    return plan["groups"][0]["files"][1]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: _file(p).pop("mtime_ns"), "mtime_ns must be an integer, not None"),
+        (lambda p: _file(p).update(size=None), "size must be an integer, not None"),
+        (lambda p: _file(p).update(size=True), "size must be an integer, not True"),
+        (lambda p: _file(p).update(device=str(_file(p)["device"])), "device must be an integer"),
+        (lambda p: _file(p).pop("path"), "path must be a string, not None"),
+        (lambda p: p["groups"][0]["files"].__setitem__(1, "/photos/a.jpg"), "file 2 must be an object"),
+        (lambda p: p["groups"][0].pop("files"), "group 1 must be an object with an integer id and a list of files"),
+        (lambda p: p["groups"][0].pop("id"), "group 1 must be an object with an integer id and a list of files"),
+        (lambda p: p["groups"].__setitem__(0, []), "group 1 must be an object"),
+        (lambda p: p.update(groups={"1": p["groups"][0]}), "groups must be a list"),
+        (lambda p: p.update(roots=p["roots"][0]), "roots must be a list of paths"),  # each letter a root: "/" too
+    ],
+)
+def test_a_plan_out_of_shape_is_refused_in_one_line(library, tmp_path, edit, message):
+    plan = make_plan(_report(library))
+    edit(plan)
+    with pytest.raises(PlanError, match=message):
+        check_plan(plan)
+    saved = tmp_path / "plan.json"
+    saved.write_text(json.dumps(plan))
+    res = _cli("apply", saved)
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    "state, edit, message",
+    [
+        ("start", lambda r: r.pop("path"), "path must be a string, not None"),
+        ("start", lambda r: r.pop("keeper"), "keeper must be a string, not None"),
+        ("start", lambda r: r.update(to=1), "to must be a path, not 1"),
+        ("done", lambda r: r.pop("op"), "op must be a string, not None"),
+        ("undone", lambda r: r.update(undone=["1.0"]), "undone must be a string"),
+    ],
+)
+def test_a_journal_out_of_shape_is_refused_in_one_line(library, tmp_path, state, edit, message):
+    result = apply_plan(make_plan(_report(library)), "move", tmp_path / "q", tmp_path / "j")
+    assert len(result.done) == 4
+    records = [json.loads(line) for line in result.journal.read_text().splitlines()]
+    if state == "undone":
+        records.append({})
+    edit(next(r for r in reversed(records) if r.get("state", "undone") == state))
+    result.journal.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(ValueError, match=message):
+        read(result.journal)
+    moved = _tree(tmp_path / "q")
+    res = _cli("undo", result.journal)
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
+    assert _tree(tmp_path / "q") == moved  # nothing was put back: the journal is read whole first

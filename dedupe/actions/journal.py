@@ -57,9 +57,34 @@ def read(path: str | os.PathLike) -> tuple[dict, list[dict]]:
             if n == len(lines) - 1:
                 break
             raise ValueError(f"{path}: line {n + 1} is not JSON") from None
-    if not records or records[0].get("journal_version") != JOURNAL_VERSION:
+    if not records or not isinstance(records[0], dict) or records[0].get("journal_version") != JOURNAL_VERSION:
         raise ValueError(f"{path} is not a dedupe journal")
+    for n, record in enumerate(records[1:], 2):
+        if why := _malformed(record):
+            raise ValueError(f"{path}: line {n}: {why}")
     return records[0], records[1:]
+
+
+_START = {"op": str, "kind": str, "path": str, "mtime_ns": int, "content_hash": str, "keeper": str}
+
+
+def _malformed(record) -> str | None:
+    """What a record lacks that undo relies on (every operation's intent carries the file's identity and
+    keeper), in a few words; None when it is sound."""
+    if not isinstance(record, dict):
+        return "not a record"
+    if "undone" in record:
+        needs = {"undone": str}
+    elif record.get("state") == "start":
+        needs = _START
+    else:
+        needs = {"op": str} if "state" in record else {}
+    for key, kind in needs.items():
+        if type(record.get(key)) is not kind:
+            return f"{key} must be {'a string' if kind is str else 'an integer'}, not {record.get(key)!r}"
+    if not isinstance(record.get("to", ""), (str, type(None))):
+        return f"to must be a path, not {record['to']!r}"
+    return None
 
 
 def _now() -> str:

@@ -30,6 +30,7 @@ from ..report.jsonreport import ReportError, read_report
 
 PLAN_VERSION = 1
 _IDENTITY = ("size", "mtime_ns", "device", "inode", "content_hash")
+_FIELDS = {"path": str, "size": int, "mtime_ns": int, "device": int, "inode": int, "content_hash": str}
 _HASH = re.compile(r"[0-9a-f]{32}")
 
 
@@ -133,14 +134,13 @@ def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
     file outside its scan roots (a relative path, or one that '..' takes out), calls "exact" a file
     that is not byte-identical to a kept keeper, removes a file of a group it decides to keep, or names
     a file in two groups. The whole plan is checked before anything is done."""
-    if not isinstance(plan, dict) or plan.get("plan_version") != PLAN_VERSION or "groups" not in plan:
-        raise PlanError("not a dedupe plan of version 1")
-    roots = [os.path.normpath(r) for r in plan.get("roots", [])]
+    _check_shape(plan)
+    roots = [os.path.normpath(r) for r in plan["roots"]]
     refs = _reference_folders(keep_in)
     for g in plan["groups"]:
-        files = g.get("files", [])
+        files = g["files"]
         for f in files:
-            path = f.get("path", "")
+            path = f["path"]
             if f.get("action") not in ("keep", "remove"):
                 raise PlanError(f"group {g.get('id')}: action must be keep or remove, not {f.get('action')!r}")
             if not os.path.isabs(path) or os.path.normpath(path) != path.rstrip("/") or not _under(path, roots):
@@ -151,6 +151,28 @@ def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
             raise PlanError(f"group {g.get('id')}: every file would go; at least one copy must stay")
         _check_group(g, files)
     _check_once(plan["groups"])
+
+
+def _check_shape(plan) -> None:
+    """The structure the checks and the actions rely on, so that an edited plan that lacks a field, or has
+    one of another type, is refused in one line instead of failing half way (integers exactly: a bool or a
+    float is not one)."""
+    if not isinstance(plan, dict) or plan.get("plan_version") != PLAN_VERSION:
+        raise PlanError("not a dedupe plan of version 1")
+    if not isinstance(plan.get("roots"), list) or not all(isinstance(r, str) for r in plan["roots"]):
+        raise PlanError("the plan's roots must be a list of paths")
+    if not isinstance(plan.get("groups"), list):
+        raise PlanError("the plan's groups must be a list")
+    for n, g in enumerate(plan["groups"], 1):
+        if not isinstance(g, dict) or type(g.get("id")) is not int or not isinstance(g.get("files"), list):
+            raise PlanError(f"the plan's group {n} must be an object with an integer id and a list of files")
+        for k, f in enumerate(g["files"], 1):
+            if not isinstance(f, dict):
+                raise PlanError(f"group {g['id']}: file {k} must be an object, not {f!r}")
+            for key, kind in _FIELDS.items():
+                if type(f.get(key)) is not kind:
+                    name = "a string" if kind is str else "an integer"
+                    raise PlanError(f"group {g['id']}: file {k}: {key} must be {name}, not {f.get(key)!r}")
 
 
 def _check_group(g: dict, files: list[dict]) -> None:
@@ -180,17 +202,17 @@ def _check_once(groups: list[dict]) -> None:
     copy of a picture could go. Group ids are unique too: the journal names each operation by its group."""
     ids, paths, identities = set(), {}, {}
     for g in groups:
-        gid = g.get("id")
+        gid = g["id"]
         if gid in ids:
             raise PlanError(f"group id {gid} is used twice; each group needs its own")
         ids.add(gid)
-        for f in g.get("files", []):
-            path, identity = f["path"], (f.get("device"), f.get("inode"))
+        for f in g["files"]:
+            path, identity = f["path"], (f["device"], f["inode"])
             if path in paths:
                 raise PlanError(f"{path} is in group {paths[path]} and again in group {gid}; a file is in one group")
             paths[path] = gid
             first_gid, first = identities.setdefault(identity, (gid, path))
-            if first_gid != gid and None not in identity:  # within a group, apply skips the group (check.py)
+            if first_gid != gid:  # within a group, apply skips the group (check.py)
                 raise PlanError(
                     f"{path} in group {gid} is the same file as {first} in group {first_gid}; a file is in one group"
                 )
