@@ -22,6 +22,15 @@ from .report import human_bytes
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find every copy of a photo in a library.")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {127: "\\x7f"}
+
+
+def _shown(path: object) -> str:
+    """A path as one line: a newline or other control character in a file name is printed escaped, so
+    that one entry of a dry run cannot split in two or pass for another line."""
+    return str(path).translate(_CONTROL)
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"dedupe: {message}", err=True)
     raise typer.Exit(code)
@@ -322,8 +331,8 @@ def plan(
     _output(out, "plan", (report_json,))
     decided = _plan(report_json, keep_in, only, keeper_rules)
     out.write_text(json.dumps(decided, indent=1, ensure_ascii=True) + "\n", encoding="utf-8")
-    goes = sum(f["action"] == "remove" for g in decided["groups"] for f in g["files"])
-    typer.echo(f"Plan: {goes:,} files to remove in {len(decided['groups']):,} groups, written to {out}")
+    goes = [sum(f["action"] == "remove" for f in g["files"]) for g in decided["groups"]]
+    typer.echo(f"Plan: {sum(goes):,} files to remove in {sum(map(bool, goes)):,} groups, written to {out}")
 
 
 @app.command()
@@ -370,7 +379,7 @@ def apply(
 
     run = dry_run(decided)
     for path, keeper in run.operations:
-        typer.echo(f"would remove {path}  (duplicate of {keeper})")
+        typer.echo(f"would remove {_shown(path)}  (duplicate of {_shown(keeper)})")
     for gid, reasons in run.skipped:
         typer.echo(f"skip group {gid}: " + "; ".join(reasons))
     typer.echo(
@@ -422,8 +431,8 @@ def _act(
             "permanently? This cannot be undone"
         ):
             _fail("nothing deleted", 1)
-    stop = []
-    previous = {sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in STOP_SIGNALS}
+    stop: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, _: stop.append(number)) for sig in STOP_SIGNALS}
     try:
         result = apply_plan(decided, action, move_to, journal_dir, cancel=lambda: bool(stop), paranoid=paranoid)
     finally:
@@ -431,9 +440,9 @@ def _act(
             signal.signal(sig, handler)
     _remember(decided, cache)
     for src, what in result.done:
-        typer.echo(f"{action} {src} -> {what}")
+        typer.echo(f"{action} {_shown(src)} -> {_shown(what)}")
     for src, reason in result.failed:
-        typer.echo(f"FAILED {src}: {reason}", err=True)
+        typer.echo(f"FAILED {_shown(src)}: {reason}", err=True)
     for gid, reasons in result.skipped:
         typer.echo(f"skipped group {gid}: " + "; ".join(reasons))
     if result.stopped:
@@ -443,7 +452,13 @@ def _act(
         f"{ended} {len(result.done):,} files ({human_bytes(result.bytes_freed)}), {len(result.failed):,} failed, "
         f"{len(result.skipped):,} groups skipped."
     )
-    typer.echo(f"Journal: {result.journal}  (undo with: dedupe undo '{result.journal}')")
+    if action == "delete":
+        typer.echo(f"Journal: {result.journal}  (deleted files cannot be brought back)")
+    else:
+        typer.echo(f"Journal: {result.journal}  (undo with: dedupe undo '{result.journal}')")
+    if result.interrupted and stop:  # as a stopped scan exits: 130 for Ctrl-C, 128 + SIGTERM's or SIGHUP's number
+        _SAID.append(True)
+        raise typer.Exit(128 + stop[0])
     if result.failed or result.interrupted or result.stopped:
         raise typer.Exit(1)
 
@@ -694,6 +709,8 @@ cache (1.6 GB at 100,000 photos) on disk and the last cache writes unsaved."""
 
 _SIGNALLED: list[int] = []
 """The SIGTERM or SIGHUP that stopped this command, if one did."""
+_SAID: list[bool] = []
+"""Set by a command stopped by a signal that has said itself what it did (an apply run)."""
 
 
 def _stopped_by(number: int, _frame) -> None:
@@ -710,6 +727,7 @@ def main() -> None:
     """Entry point: turns Ctrl-C, SIGTERM, SIGHUP and unexpected errors into a message and an exit code."""
     map_large_blocks(MAPPED_FROM)
     _SIGNALLED.clear()
+    _SAID.clear()
     previous = {sig: signal.signal(sig, _stopped_by) for sig in STOP_SIGNALS[1:]}
     try:
         code = _run()
@@ -732,7 +750,7 @@ def _run() -> int:
             return exc.exit_code
         typer.echo(f"dedupe: unexpected error: {type(exc).__name__}: {exc}", err=True)
         return 1
-    if code == 130:
+    if code == 130 and not _SAID:
         typer.echo("\ndedupe: interrupted; nothing was changed.", err=True)
         return 128 + _SIGNALLED[0] if _SIGNALLED else code
     return code if isinstance(code, int) else 0

@@ -296,7 +296,7 @@ def test_a_signal_ends_the_command_between_operations(library, tmp_path, monkeyp
         )
     finally:
         signal.signal(number, previous)
-    assert res.exit_code == 1 and "Interrupted after 2 files" in res.output, res.output
+    assert res.exit_code == 128 + number and "Interrupted after 2 files" in res.output, res.output
     assert len(calls) == 2
     assert CliRunner().invoke(app, ["undo", str(next((tmp_path / "j").glob("*.jsonl")))]).exit_code == 0
     assert tree(root) == before

@@ -472,3 +472,19 @@ def test_a_photo_given_as_cache_stops_every_command_before_it_acts(photos):
         assert unchanged(photo_file, before) and sorted(p.name for p in lib.iterdir()) == listing
     assert not (photos / "q").exists()
     assert run("cache", "info", "--cache", str(lib)).exit_code == 2
+
+
+def test_a_file_name_with_a_newline_stays_on_one_line_and_delete_offers_no_undo(photos):
+    lib = photos / "lib"
+    (lib / "p\nwould remove everything.jpg").write_bytes((lib / "p.jpg").read_bytes())
+    report = photos / "r.json"
+    assert run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(report)).exit_code == 0
+    dry = run("apply", str(report), "--cache", str(photos / "c.sqlite"))
+    assert dry.exit_code == 0, dry.output
+    lines = dry.stdout.splitlines()
+    assert not any(line.startswith("would remove everything") for line in lines)
+    assert any("p\\x0awould remove everything.jpg" in line for line in lines)
+    plan = run("plan", str(report), "-o", str(photos / "p.json"), "--only", "near")
+    assert plan.exit_code == 0 and "in 1 groups" in plan.stdout, plan.stdout  # the exact group has none to remove
+    gone = run("apply", str(report), "--delete", "--yes", "--cache", str(photos / "c.sqlite"))
+    assert gone.exit_code == 0 and "cannot be brought back" in gone.stdout and "undo with" not in gone.stdout
