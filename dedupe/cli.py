@@ -358,6 +358,8 @@ def apply(
     plan's decisions (not duplicates, keep all) are remembered, as `dedupe decide` does. Each group
     is checked against the disk first: a group with a file changed since the scan is skipped whole."""
     decided = _plan(source, keep_in, only, keeper_rules, move_to)
+    for gid, kind in _honour_remembered(decided, _cache_path(cache, False)):
+        typer.echo(f"skip group {gid}: remembered as {kind.replace('_', ' ')} (`dedupe decide`); nothing of it goes")
     chosen = [
         name
         for name, on in (
@@ -392,6 +394,33 @@ def apply(
             f"With an action, {remembered:,} decisions (not duplicates, keep all) would be remembered; "
             "`dedupe decide` remembers them without acting."
         )
+
+
+def _honour_remembered(decided: dict, cache: Path) -> list[tuple[object, str]]:
+    """Keep every file of the plan's groups that a remembered decision covers and the plan does not
+    decide itself: a report written before `dedupe decide` (or the review) said "not duplicates" still
+    proposed removing them. (id, kind) of each such group."""
+    from .cache import Cache
+    from .decisions import Decided
+
+    if not cache.exists():
+        return []
+    store = Cache(cache)
+    try:
+        remembered = Decided(store.decisions())
+    finally:
+        store.close()
+    kept = []
+    for g in decided["groups"]:
+        hashes = [f.get("content_hash") for f in g["files"]]
+        if g.get("decision") or None in hashes or not any(f["action"] == "remove" for f in g["files"]):
+            continue
+        kind = remembered.kind_for(hashes)
+        if kind is not None:
+            for f in g["files"]:
+                f["action"] = "keep"
+            kept.append((g.get("id"), kind))
+    return kept
 
 
 def _remember(decided: dict, cache: Path) -> None:
