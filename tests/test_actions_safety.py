@@ -204,7 +204,9 @@ def _file(plan: dict) -> dict:
         (lambda p: p["groups"][0].pop("id"), "group 1 must be an object with an integer id and a list of files"),
         (lambda p: p["groups"].__setitem__(0, []), "group 1 must be an object"),
         (lambda p: p.update(groups={"1": p["groups"][0]}), "groups must be a list"),
-        (lambda p: p.update(roots=p["roots"][0]), "roots must be a list of paths"),  # each letter a root: "/" too
+        (lambda p: p.update(roots=p["roots"][0]), "roots must be a list of plain"),  # each letter a root: "/" too
+        (lambda p: p.update(roots=[p["roots"][0] + "/../photos"]), "roots must be a list of plain"),
+        (lambda p: p.update(roots=["photos"]), "roots must be a list of plain"),
     ],
 )
 def test_a_plan_out_of_shape_is_refused_in_one_line(library, tmp_path, edit, message):

@@ -135,7 +135,7 @@ def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
     that is not byte-identical to a kept keeper, removes a file of a group it decides to keep, or names
     a file in two groups. The whole plan is checked before anything is done."""
     _check_shape(plan)
-    roots = [os.path.normpath(r) for r in plan["roots"]]
+    roots = plan["roots"]
     refs = _reference_folders(keep_in)
     for g in plan["groups"]:
         files = g["files"]
@@ -159,8 +159,10 @@ def _check_shape(plan) -> None:
     float is not one)."""
     if not isinstance(plan, dict) or plan.get("plan_version") != PLAN_VERSION:
         raise PlanError("not a dedupe plan of version 1")
-    if not isinstance(plan.get("roots"), list) or not all(isinstance(r, str) for r in plan["roots"]):
-        raise PlanError("the plan's roots must be a list of paths")
+    roots = plan.get("roots")
+    plain = isinstance(roots, list) and all(isinstance(r, str) and os.path.isabs(r) for r in roots)
+    if not plain or any(os.path.normpath(r) != r for r in roots):
+        raise PlanError("the plan's roots must be a list of plain absolute paths, as a scan writes them")
     if not isinstance(plan.get("groups"), list):
         raise PlanError("the plan's groups must be a list")
     for n, g in enumerate(plan["groups"], 1):
