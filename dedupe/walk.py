@@ -104,11 +104,14 @@ def identities(files: list[FileRecord]) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
 
-def _matches(patterns: tuple[str, ...], rel: str, name: str) -> bool:
+def _matches(patterns: tuple[str, ...], rel: str, name: str, path: str) -> bool:
     """A pattern matches the path relative to the root or the bare name; a leading "*/" may also match
-    nothing, so "*/@eaDir" finds an @eaDir folder right under the root too."""
+    nothing, so "*/@eaDir" finds an @eaDir folder right under the root too; an absolute pattern matches
+    the whole path (`--exclude ~/Photos/Backup` matched nothing, and left the folder in)."""
     return any(
-        fnmatch.fnmatchcase(rel, p)
+        fnmatch.fnmatchcase(path, p.rstrip(os.sep) or p)
+        if os.path.isabs(p)
+        else fnmatch.fnmatchcase(rel, p)
         or fnmatch.fnmatchcase(name, p)
         or (p.startswith("*/") and fnmatch.fnmatchcase(rel, p[2:]))
         for p in patterns
@@ -149,7 +152,7 @@ def walk(
 
     def visit_file(path: str, root: str, rel: str, name: str, st: os.stat_result) -> None:
         out.seen += 1
-        if settings.include and not _matches(settings.include, rel, name):
+        if settings.include and not _matches(settings.include, rel, name, path):
             return
         key = (st.st_dev, st.st_ino)
         if key in seen_files:
@@ -199,7 +202,7 @@ def walk(
                 if not hidden and name[0] == ".":
                     continue
                 rel = entry.path[prefix:] if patterns else ""
-                if exclude and _matches(exclude, rel, name):
+                if exclude and _matches(exclude, rel, name, entry.path):
                     continue
                 try:
                     if not follow and entry.is_symlink():

@@ -119,6 +119,21 @@ def test_exclude_globs_files_and_folders(tmp_path):
     assert names(f.path for f in out.files) == {"a.jpg", "a.tmp.jpg", "b.jpg"}
 
 
+def test_an_absolute_pattern_matches_the_whole_path(tmp_path):
+    """`--exclude ~/Photos/Backup` (the shell expands ~) matched nothing, and the backup was scanned."""
+    save(tiny(), tmp_path / "a.jpg")
+    save(tiny(), tmp_path / "backup" / "b.jpg")
+    save(tiny(), tmp_path / "backup" / "deep" / "c.jpg")
+    save(tiny(), tmp_path / "other" / "backup" / "d.jpg")
+    for folder in (str(tmp_path / "backup"), str(tmp_path / "backup") + os.sep):
+        out = walk([tmp_path], Settings(exclude=(folder,)))
+        assert names(f.path for f in out.files) == {"a.jpg", "d.jpg"}
+    out = walk([tmp_path], Settings(exclude=(str(tmp_path / "*" / "backup"),)))
+    assert names(f.path for f in out.files) == {"a.jpg", "b.jpg", "c.jpg"}
+    out = walk([tmp_path], Settings(include=(str(tmp_path / "backup" / "*.jpg"),)))  # * spans folders
+    assert names(f.path for f in out.files) == {"b.jpg", "c.jpg"}
+
+
 def test_exclude_nested_folder_pattern(tmp_path):
     save(tiny(), tmp_path / "album" / "@eaDir" / "thumb.jpg")
     save(tiny(), tmp_path / "album" / "photo.jpg")
