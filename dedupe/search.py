@@ -179,7 +179,7 @@ def _search(queries, roots, settings, progress, cancel, store, workers, similar,
     results = [
         QueryResult(
             os.path.abspath(os.fspath(q)),
-            _found(reps[q], own[q], files_of, store, evidence, shown, settings, threshold)[:top],
+            _found(reps[q], library.files[own[q]].path, files_of, store, evidence, shown, settings, threshold)[:top],
         )
         for q in queries
     ]
@@ -192,7 +192,7 @@ def _search(queries, roots, settings, progress, cancel, store, workers, similar,
 def _with_queries(asked: WalkResult, walked: WalkResult) -> tuple[WalkResult, list[tuple[str, int]]]:
     """The queries' files first, then the library's, and (path, query file) for each library path to a
     query's very file (the query itself, a hard link): read once, as the query; a match for the other
-    queries, not for that one."""
+    queries, and for that one under another path (a hard link), never under its own."""
     mine = {f.identity: n for n, f in enumerate(asked.files)}
     maybe = np.flatnonzero(np.isin(hash_key(walked.ids), hash_key(asked.ids))).tolist()
     theirs = [j for j in maybe if walked.files[j].identity in mine]
@@ -300,7 +300,7 @@ def _geometry_job(pair: tuple[str, str]) -> dict | None:
 
 def _found(
     q: int,
-    own: int,
+    own: str,
     files_of: dict[int, list[tuple[str, int]]],
     store: Store,
     evidence: dict[tuple[int, int], dict],
@@ -310,11 +310,11 @@ def _found(
 ) -> list[Found]:
     """The library files holding the query image q's picture, best first: its byte-identical copies, the
     images confirmed against it at the threshold, then the related ones in `similars`; never the query's
-    own file `own`."""
+    own path `own` (a hard link to it elsewhere is listed: the folder holds the picture)."""
     out = []
     info = store.info(q)
-    for path, f in files_of.get(q, []):
-        if f != own:
+    for path, _ in files_of.get(q, []):
+        if path != own:
             out.append(Found(path, 100, band(100), True, True, 1.0, 0, {}, info.width, info.height))
     for related, pairs in ((False, evidence), (True, similars)):
         for (a, b), ev in pairs.items():

@@ -138,6 +138,21 @@ def test_several_queries_and_a_query_inside_the_library(lib, serial, tmp_path):
     assert [Path(q.query).name for q in result.queries] == ["query.jpg", "second.jpg", "q50.jpg"]
 
 
+def test_a_hard_link_to_the_query_in_the_library_is_found(serial, tmp_path):
+    """`search phone/a.jpg --in backup`, backup holding a hard link to it: "no match" said the backup did
+    not hold the picture."""
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "backup").mkdir()
+    query = tmp_path / "phone" / "a.jpg"
+    query.write_bytes(encode(photo(61, (320, 240))))
+    (tmp_path / "backup" / "a_link.jpg").hardlink_to(query)
+    (tmp_path / "backup" / "other.jpg").write_bytes(encode(photo(62, (320, 240))))
+    (found,) = search([query], [tmp_path / "backup"], serial, cache=tmp_path / "c.sqlite").queries
+    assert [(Path(f.path).name, f.byte_identical) for f in found.found] == [("a_link.jpg", True)]
+    (itself,) = search([query], [tmp_path], serial, cache=tmp_path / "c.sqlite").queries
+    assert [Path(f.path).name for f in itself.found] == ["a_link.jpg"]  # never the query's own path
+
+
 class Decodes:
     """Stands in for the decoder and remembers which files it was asked to decode."""
 
