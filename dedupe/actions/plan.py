@@ -14,8 +14,8 @@ again before touching anything. `relation` is said against the file marked "keep
 A group may carry a `decision` (the HTML review writes it; `dedupe decide` and `dedupe apply` remember
 it in the cache, see dedupe.decisions): "not_duplicates" or "keep_all", with every file kept, or
 "forget", which drops the remembered decisions that cover the group. A plan never removes every file
-of a group, never touches a file under a reference folder, and names only files under the report's
-scan roots. Other keys (the review adds "report_id") are ignored.
+of a group, never touches a file under a reference folder (by real path), and names only files under
+the report's scan roots, each in one group only. Other keys (the review adds "report_id") are ignored.
 """
 
 from __future__ import annotations
