@@ -1,5 +1,5 @@
-"""Which files go: a report (or an edited plan) -> a checked plan. Reads nothing from disk but where
-symbolic links lead (a reference folder is compared by its real path).
+"""Which files go: a report (or an edited plan) -> a checked plan. Reads no file: it only asks the disk
+where paths lead (reference and quarantine folders are compared by real path) and whether folders exist.
 
 A plan is JSON (PLAN_VERSION) that a person or the HTML review may edit:
 
