@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 import uuid
@@ -36,12 +35,13 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from .cachefile import CacheError, default_path  # noqa: F401 - the cache's API, kept here
+from .cachefile import FILE_NAME, SQLITE_HEADER, decision_rows, head, refuse_foreign
 from .model import Analysed, Features, FileRecord, ImageInfo
 
 VERSION = 18
 """Bumped whenever decoding or features change what they compute: a cache written by another version is
 rebuilt. A change of verification only needs its stored verdicts set aside (match.RULES)."""
-FILE_NAME = "features.sqlite"
 BATCH = 500
 """Rows per lookup query (SQLite's limit on variables is 32766) and per write transaction."""
 COMMIT_EVERY = 2.0
@@ -68,13 +68,6 @@ CREATE TABLE IF NOT EXISTS decisions(hashes TEXT PRIMARY KEY, kind TEXT NOT NULL
 # are stored as the file system's bytes: a name that is not valid UTF-8 cannot be SQLite text.
 CODES = 10
 """Codes stored per image: pHash, dHash, pHash inside the frame (0 without one), 7 turned pHashes."""
-
-
-def default_path() -> Path:
-    """The per-user cache: e.g. ~/.cache/dedupe/features.sqlite on Linux."""
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("dedupe")) / FILE_NAME
 
 
 def settings_key(**values) -> str:
@@ -381,7 +374,7 @@ class Cache:
     def decisions(self) -> list[tuple[tuple[str, ...], str]]:
         """Every stored decision: (content hashes, sorted with repeats; kind)."""
         self.commit()
-        return [(tuple(h.split()), kind) for h, kind in self.db.execute("SELECT hashes, kind FROM decisions")]
+        return decision_rows(self.db)
 
     def put_file(self, f: FileRecord, content_hash: str) -> None:
         self._put(
@@ -565,39 +558,8 @@ class _Unusable(Exception):
     """The file is not a cache this version can use."""
 
 
-class CacheError(ValueError):
-    """A file given as the cache that is not one, left as it is; the message is one line for the user.
-    The command line's entry point (cli._run) shows it and exits 2, as it does a usage error: this is a
-    wrong --cache, found only once the file is read."""
-
-    exit_code = 2
-
-    def show(self) -> None:
-        print(f"dedupe: {self}", file=sys.stderr)
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-"""The first bytes of every SQLite database file."""
 WAL_FILES = ("", "-wal", "-shm")
 """Suffixes of an SQLite file and of the files SQLite keeps beside it in WAL mode."""
-
-
-def _head(path: str | os.PathLike) -> bytes:
-    """The first bytes of a file, as many as SQLITE_HEADER has: b"" for a missing or empty one."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return b""
-
-
-def refuse_foreign(path: Path) -> None:
-    """CacheError when `path` holds something other than an SQLite database: a photo given as --cache
-    must not be set aside as a damaged cache, nor deleted. A missing or empty file is a new cache."""
-    if os.path.isdir(path):
-        raise CacheError(f"{path} is a folder, not a cache file")
-    if _head(path) not in (b"", SQLITE_HEADER):
-        raise CacheError(f"{path} is not a dedupe cache (not an SQLite database); it was left as it is")
 
 
 def _set_aside(path: Path) -> str:
@@ -622,7 +584,7 @@ def _set_aside_files(path: Path) -> list[Path]:
     except OSError:
         return []
     found = [path.parent / n for n in names if pattern.fullmatch(n)]
-    return [p for p in found if p.is_file() and _head(p) == SQLITE_HEADER]
+    return [p for p in found if p.is_file() and head(p) == SQLITE_HEADER]
 
 
 def _take_decisions(db: sqlite3.Connection, old: str) -> None:

@@ -227,7 +227,7 @@ def _cache_path(cache: Optional[Path], no_cache: bool) -> Optional[Path]:
         _fail("--cache and --no-cache cannot be used together")
     if no_cache:
         return None
-    from .cache import CacheError, default_path, refuse_foreign
+    from .cachefile import CacheError, default_path, refuse_foreign
 
     path = cache if cache is not None else default_path()
     try:  # before anything is read or done: apply acted on every file, then found its --cache was a photo
@@ -400,16 +400,10 @@ def _honour_remembered(decided: dict, cache: Path) -> list[tuple[object, str]]:
     """Keep every file of the plan's groups that a remembered decision covers and the plan does not
     decide itself: a report written before `dedupe decide` (or the review) said "not duplicates" still
     proposed removing them. (id, kind) of each such group."""
-    from .cache import Cache
+    from .cachefile import remembered as stored
     from .decisions import Decided
 
-    if not cache.exists():
-        return []
-    store = Cache(cache)
-    try:
-        remembered = Decided(store.decisions())
-    finally:
-        store.close()
+    remembered = Decided(stored(cache))
     kept = []
     for g in decided["groups"]:
         hashes = [f.get("content_hash") for f in g["files"]]

@@ -34,6 +34,7 @@ def no_user_config(tmp_path_factory, monkeypatch):
 def private_cache(tmp_path_factory, monkeypatch):
     """Tests never use the real per-user feature cache: the default points into a fresh folder."""
     path = tmp_path_factory.mktemp("usercache") / "dedupe" / "features.sqlite"
+    monkeypatch.setattr("dedupe.cachefile.default_path", lambda: path)
     monkeypatch.setattr("dedupe.cache.default_path", lambda: path)
     return path
 

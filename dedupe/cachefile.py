@@ -1,0 +1,76 @@
+"""The cache file itself, without the cache: where it is, whether a file is one, the decisions it holds.
+
+What commands that act on files need of the cache (apply, decide, cache clear) without what reads
+pictures: dedupe.cache imports numpy, 0.1 s of a command's start, for nothing when there is no cache.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+FILE_NAME = "features.sqlite"
+
+
+def default_path() -> Path:
+    """The per-user cache: e.g. ~/.cache/dedupe/features.sqlite on Linux."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("dedupe")) / FILE_NAME
+
+
+class CacheError(ValueError):
+    """A file given as the cache that is not one, left as it is; the message is one line for the user.
+    The command line's entry point (cli._run) shows it and exits 2, as it does a usage error: this is a
+    wrong --cache, found only once the file is read."""
+
+    exit_code = 2
+
+    def show(self) -> None:
+        print(f"dedupe: {self}", file=sys.stderr)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first bytes of every SQLite database file."""
+
+
+def head(path: str | os.PathLike) -> bytes:
+    """The first bytes of a file, as many as SQLITE_HEADER has: b"" for a missing or empty one."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return b""
+
+
+def refuse_foreign(path: Path) -> None:
+    """CacheError when `path` holds something other than an SQLite database: a photo given as --cache
+    must not be set aside as a damaged cache, nor deleted. A missing or empty file is a new cache."""
+    if os.path.isdir(path):
+        raise CacheError(f"{path} is a folder, not a cache file")
+    if head(path) not in (b"", SQLITE_HEADER):
+        raise CacheError(f"{path} is not a dedupe cache (not an SQLite database); it was left as it is")
+
+
+def decision_rows(db: sqlite3.Connection) -> list[tuple[tuple[str, ...], str]]:
+    """Every decision stored in an open cache: (content hashes, sorted with repeats; kind)."""
+    return [(tuple(h.split()), kind) for h, kind in db.execute("SELECT hashes, kind FROM decisions")]
+
+
+def remembered(path: Path) -> list[tuple[tuple[str, ...], str]]:
+    """The decisions held by the cache file at `path`, read without opening it as a cache (which would
+    rebuild one of another version): none when there is no file, or no table of them."""
+    if not path.is_file() or head(path) != SQLITE_HEADER:
+        return []
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
+    except sqlite3.Error:
+        return []
+    try:
+        return decision_rows(db)
+    except sqlite3.Error:  # another program's database, or one damaged: the scan will say so
+        return []
+    finally:
+        db.close()
