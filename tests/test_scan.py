@@ -570,6 +570,7 @@ def test_an_original_with_pale_top_and_bottom_stays_the_keeper_over_its_framed_c
 def test_a_copy_cut_short_is_never_the_keeper_and_is_reported(tmp_path, serial):
     """A better copy cut short and closed with an end marker decodes without an error, larger and of
     the same size: by the rules it would be kept, and the only whole copy proposed for removal."""
+    from dedupe.actions.plan import make_plan
     from dedupe.report.jsonreport import report_dict
 
     pic = photo(9, (800, 600))
@@ -584,6 +585,9 @@ def test_a_copy_cut_short_is_never_the_keeper_and_is_reported(tmp_path, serial):
     assert 0.1 < damaged.info.cut_short < 0.25
     (warning,) = [p for p in result.problems if p.path == damaged.file.path]
     assert warning.kind == "warning" and "cut short" in warning.reason
-    members = {m["path"]: m for m in report_dict(result)["groups"][0]["members"]}
+    report = report_dict(result)
+    members = {m["path"]: m for m in report["groups"][0]["members"]}
     assert members[damaged.file.path]["cut_short"] == damaged.info.cut_short
     assert "cut_short" not in members[keeper.file.path]
+    (planned,) = make_plan(report, keeper_rules=("size",))["groups"]  # by size alone the damaged one
+    assert {f["path"]: f["action"] for f in planned["files"]} == {keeper.file.path: "keep", damaged.file.path: "remove"}

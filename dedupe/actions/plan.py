@@ -72,6 +72,7 @@ def _rechoose(members: list[dict], rules: tuple[str, ...]) -> dict:
                 m["width"] * m["height"],
                 m["exif_date"],
                 m["camera"],
+                cut_short=m.get("cut_short", 0.0),
             ),
         )
         for m in members
