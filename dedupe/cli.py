@@ -386,7 +386,8 @@ def apply(
         typer.echo(f"skip group {gid}: " + "; ".join(reasons))
     typer.echo(
         f"Dry run: {len(run.operations):,} files would go, freeing {human_bytes(run.bytes_freed)}; "
-        f"{len(run.skipped):,} groups skipped because they changed since the scan. Nothing was changed."
+        f"{len(run.skipped):,} groups skipped (a file changed since the scan, or one not to act on). "
+        "Nothing was changed."
     )
     remembered = len(plan_decisions(decided))
     if remembered:

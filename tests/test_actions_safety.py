@@ -244,3 +244,24 @@ def test_a_journal_out_of_shape_is_refused_in_one_line(library, tmp_path, state,
     res = _cli("undo", result.journal)
     assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
     assert _tree(tmp_path / "q") == moved  # nothing was put back: the journal is read whole first
+
+
+def test_a_symbolic_link_the_scan_followed_is_left_and_said_so(tmp_path):
+    """With --follow-symlinks a group holds a link's path; removing or moving the link frees nothing, and
+    apply said "no longer a regular file", as if it had changed since the scan."""
+    outside, root = tmp_path / "outside", tmp_path / "photos"
+    outside.mkdir()
+    root.mkdir()
+    pic = photo(950, (400, 300))
+    (root / "a.jpg").write_bytes(encode(pic, quality=95))
+    (outside / "a_small.jpg").write_bytes(encode(resize(pic, 0.5)))
+    (root / "link.jpg").symlink_to(outside / "a_small.jpg")
+    report = report_dict(scan([root], Settings(workers=1, follow_symlinks=True)))
+    plan = make_plan(report)
+    assert _removed(plan) == [str(root / "link.jpg")]
+    ((gid, reasons),) = dry_run(plan).skipped
+    assert reasons == [
+        f"{root / 'link.jpg'}: a symbolic link the scan followed (--follow-symlinks): links are never acted on"
+    ]
+    result = apply_plan(plan, "move", tmp_path / "q", tmp_path / "j")
+    assert not result.done and (root / "link.jpg").is_symlink() and (outside / "a_small.jpg").exists()

@@ -7,14 +7,23 @@ import os
 
 def why_changed(f: dict) -> str | None:
     """None when the file at f["path"] is still what the scan recorded (size, mtime_ns, device, inode),
-    else the reason in a few words. A symbolic link now standing at the path counts as changed."""
+    else the reason in a few words. A symbolic link standing at the path is never acted on: removing
+    or moving it frees nothing, and the reason says whether the scan followed it or it came since."""
     try:
         st = os.lstat(f["path"])
     except FileNotFoundError:
         return "no longer there"
     except OSError as exc:
         return f"cannot be checked: {exc.strerror or exc}"
-    if not os.path.isfile(f["path"]) or os.path.islink(f["path"]):
+    if os.path.islink(f["path"]):
+        try:
+            target = os.stat(f["path"])
+        except OSError:
+            return "now a broken symbolic link"
+        if (target.st_dev, target.st_ino, target.st_size) == (f["device"], f["inode"], f["size"]):
+            return "a symbolic link the scan followed (--follow-symlinks): links are never acted on"
+        return "now a symbolic link"
+    if not os.path.isfile(f["path"]):
         return "no longer a regular file"
     if st.st_size != f["size"]:
         return f"size changed ({f['size']:,} -> {st.st_size:,} bytes)"
