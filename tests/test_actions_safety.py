@@ -265,3 +265,32 @@ def test_a_symbolic_link_the_scan_followed_is_left_and_said_so(tmp_path):
     ]
     result = apply_plan(plan, "move", tmp_path / "q", tmp_path / "j")
     assert not result.done and (root / "link.jpg").is_symlink() and (outside / "a_small.jpg").exists()
+
+
+def _member(report: dict) -> dict:
+    return report["groups"][0]["members"][1]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: _member(r).pop("mtime_ns"), "member 2: mtime_ns is missing or of another type"),
+        (lambda r: _member(r).update(width=None), "member 2: width is missing or of another type"),
+        (lambda r: _member(r).update(camera=3), "member 2: camera must be a string or null"),
+        (lambda r: r["groups"][0]["members"].__setitem__(1, "x.jpg"), "member 2 must be an object"),
+        (lambda r: r["groups"][0].pop("members"), "group 1 must be an object with an integer id and a list of members"),
+        (lambda r: _member(r).update(relation="keeper"), "group 1 must have exactly one keeper"),
+        (lambda r: r.update(groups={}), "the report's groups must be a list"),
+        (lambda r: r.update(roots="/photos"), "the report's roots must be a list of paths"),
+    ],
+)
+def test_a_report_out_of_shape_is_refused_in_one_line(library, tmp_path, edit, message):
+    """A damaged or edited report gave "unexpected error" (a KeyError or TypeError half way)."""
+    report = _report(library)
+    edit(report)
+    with pytest.raises(PlanError, match=message):
+        make_plan(report, keeper_rules=("size",))
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    res = _cli("plan", saved, "-o", tmp_path / "plan.json")
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output

@@ -97,6 +97,7 @@ def make_plan(
     """
     if only not in (None, "exact", "near"):
         raise PlanError(f"--only takes exact or near, not {only!r}")
+    _check_report(report)
     refs = _reference_folders(keep_in)
     groups = []
     for g in report["groups"]:
@@ -128,6 +129,34 @@ def make_plan(
     plan = {"plan_version": PLAN_VERSION, "roots": list(report["roots"]), "source": source, "groups": groups}
     check_plan(plan, keep_in)
     return plan
+
+
+_MEMBER = {**_FIELDS, "root": str, "relation": str, "width": int, "height": int, "format": str, "lossless": bool}
+"""What a plan is made from, of each member of a report's groups (exif_date and camera: a string or null)."""
+
+
+def _check_report(report: dict) -> None:
+    """The fields make_plan reads from a report, so that an edited or damaged one is refused in one line
+    instead of an unexpected error half way (read_report checks only its version)."""
+    roots = report.get("roots")
+    if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+        raise PlanError("the report's roots must be a list of paths")
+    if not isinstance(report["groups"], list):
+        raise PlanError("the report's groups must be a list")
+    for n, g in enumerate(report["groups"], 1):
+        if not isinstance(g, dict) or type(g.get("id")) is not int or not isinstance(g.get("members"), list):
+            raise PlanError(f"the report's group {n} must be an object with an integer id and a list of members")
+        for k, m in enumerate(g["members"], 1):
+            if not isinstance(m, dict):
+                raise PlanError(f"the report's group {g['id']}: member {k} must be an object, not {m!r}")
+            for key, kind in _MEMBER.items():
+                if type(m.get(key)) is not kind:
+                    raise PlanError(f"the report's group {g['id']}: member {k}: {key} is missing or of another type")
+            for key in ("exif_date", "camera"):
+                if m.get(key) is not None and not isinstance(m[key], str):
+                    raise PlanError(f"the report's group {g['id']}: member {k}: {key} must be a string or null")
+        if sum(isinstance(m, dict) and m.get("relation") == "keeper" for m in g["members"]) != 1:
+            raise PlanError(f"the report's group {g['id']} must have exactly one keeper")
 
 
 def check_plan(plan: dict, keep_in: list[str] = ()) -> None:
