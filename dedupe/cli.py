@@ -379,7 +379,7 @@ def apply(
     from .actions.dryrun import dry_run
     from .decisions import plan_decisions
 
-    run = dry_run(decided)
+    run = dry_run(decided, paranoid)
     for path, keeper in run.operations:
         typer.echo(f"would remove {_shown(path)}  (duplicate of {_shown(keeper)})")
     for gid, reasons in run.skipped:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from dedupe import Settings, report_dict, scan
 import dedupe.actions.apply as A
 from dedupe.actions.apply import apply_plan, free_name, move
+from dedupe.actions.dryrun import dry_run
 from dedupe.actions.plan import make_plan
 from dedupe.actions.undo import undo
 from dedupe.cli import STOP_SIGNALS, app
@@ -226,10 +227,14 @@ def test_paranoid_skips_a_group_whose_bytes_changed_under_the_same_size_and_time
     data[-3] ^= 0xFF
     copy.write_bytes(bytes(data))
     os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))  # size and mtime as scanned: only the bytes differ
-    result = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "j", paranoid=True)
     group = next(g for g in report["groups"] if any(m["path"] == str(copy) for m in g["members"]))
+    predicted = dry_run(make_plan(report), paranoid=True)  # the dry run of --paranoid re-hashes too
+    assert group["id"] in [gid for gid, _ in predicted.skipped]
+    assert group["id"] not in [gid for gid, _ in dry_run(make_plan(report)).skipped]
+    result = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "j", paranoid=True)
     assert group["id"] in [gid for gid, _ in result.skipped]
     assert copy.exists()
+    assert len(result.done) == len(predicted.operations)
 
 
 def test_one_action_at_a_time(library, tmp_path):

@@ -14,9 +14,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..exact import content_hash_file
 from ..progress import CancelCheck, never
-from .check import group_problems
+from .check import content_problems, group_problems
 from .journal import Journal
 from .plan import check_plan, check_quarantine
 
@@ -186,11 +185,7 @@ def apply_plan(
             keeper = next((f for f in kept if f["relation"] == "keeper"), kept[0])
             problems = group_problems(g)
             if not problems and (paranoid or action in LINKS):
-                problems = [
-                    f"{f['path']}: content changed since the scan"
-                    for f in [keeper, *removals]
-                    if f["relation"] != "near" and content_hash_file(f["path"]) != f["content_hash"]
-                ]
+                problems = content_problems(keeper, removals)
             if problems:
                 result.skipped.append((g["id"], problems))
                 journal.write({"skipped": g["id"], "reasons": problems})

@@ -43,3 +43,15 @@ def group_problems(group: dict) -> list[str]:
         if f["action"] == "remove" and (f["device"], f["inode"]) in kept:
             out.append(f"{f['path']}: the same file as a copy being kept")
     return out
+
+
+def content_problems(keeper: dict, removals: list[dict]) -> list[str]:
+    """Why the group must be skipped, re-hashed: a byte-identical file (the keeper or an exact copy) whose
+    content no longer hashes as scanned, though its size and times are unchanged (--paranoid, links)."""
+    from ..exact import content_hash_file
+
+    return [
+        f"{f['path']}: content changed since the scan"
+        for f in [keeper, *removals]
+        if f["relation"] != "near" and content_hash_file(f["path"]) != f["content_hash"]
+    ]

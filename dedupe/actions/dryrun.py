@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .check import group_problems
+from .check import content_problems, group_problems
 from .plan import check_plan
 
 
@@ -17,21 +17,23 @@ class DryRun:
     """(group id, reasons) of groups that changed since the scan: left alone whole."""
 
 
-def dry_run(plan: dict) -> DryRun:
-    """Walk the plan as apply would, checking the whole plan (PlanError) and each group against the disk,
-    changing nothing."""
+def dry_run(plan: dict, paranoid: bool = False) -> DryRun:
+    """Walk the plan as apply would, checking the whole plan (PlanError) and each group against the disk
+    (with `paranoid`, re-hashing byte-identical files as apply --paranoid does), changing nothing."""
     check_plan(plan)
     out = DryRun()
     for g in plan["groups"]:
         removals = [f for f in g["files"] if f["action"] == "remove"]
         if not removals:
             continue
+        kept = [f for f in g["files"] if f["action"] == "keep"]
+        keeper = next((f for f in kept if f["relation"] == "keeper"), kept[0])
         problems = group_problems(g)
+        if not problems and paranoid:
+            problems = content_problems(keeper, removals)
         if problems:
             out.skipped.append((g["id"], problems))
             continue
-        kept = [f for f in g["files"] if f["action"] == "keep"]
-        keeper = next((f for f in kept if f["relation"] == "keeper"), kept[0])
         for f in removals:
             out.operations.append((f["path"], keeper["path"]))
             out.bytes_freed += f["size"]
