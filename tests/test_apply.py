@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from dedupe import Settings, report_dict, scan
 import dedupe.actions.apply as A
 from dedupe.actions.apply import apply_plan, free_name, move
 from dedupe.actions.dryrun import dry_run
+from dedupe.actions.journal import Journal
 from dedupe.actions.plan import make_plan
 from dedupe.actions.undo import undo
 from dedupe.cli import STOP_SIGNALS, app
@@ -348,3 +350,41 @@ def test_a_file_that_cannot_be_moved_is_reported_and_the_run_goes_on(library, tm
     assert res.exit_code == 1
     assert f"FAILED {victim}: Permission denied" in res.output and "5 files" in res.output and "1 failed" in res.output
     assert os.path.exists(victim)
+
+
+@pytest.mark.parametrize("left", ["partial", "link", "copy"])
+def test_undo_of_a_move_killed_half_way_clears_what_it_left_in_the_quarantine(library, tmp_path, left):
+    """Killed (SIGKILL) while a file was being moved: the original is still in place, and the quarantine
+    held a .NAME.dedupe-partial copy, or the whole copy made before the original went, that undo left."""
+    root, report = library
+    plan = make_plan(report)
+    group = next(g for g in plan["groups"] if any(f["action"] == "remove" for f in g["files"]))
+    f = next(f for f in group["files"] if f["action"] == "remove")
+    to = tmp_path / "q" / "gone.jpg"
+    to.parent.mkdir()
+    if left == "partial":
+        Path(to.with_name(f".{to.name}.dedupe-partial")).write_bytes(Path(f["path"]).read_bytes()[:100])
+    elif left == "link":
+        os.link(f["path"], to)
+    else:
+        shutil.copyfile(f["path"], to)
+    stranger = tmp_path / "q" / "other.jpg"
+    stranger.write_bytes(b"not ours")
+    journal = Journal.create(tmp_path / "j", {"action": "move", "quarantine": str(to.parent), "roots": plan["roots"]})
+    journal.write(
+        {
+            "op": "1.0",
+            "kind": "move",
+            "path": f["path"],
+            "size": f["size"],
+            "mtime_ns": f["mtime_ns"],
+            "content_hash": f["content_hash"],
+            "keeper": "/k.jpg",
+            "to": str(to),
+            "state": "start",
+        }
+    )
+    journal.close()
+    result = undo(journal.path)
+    assert result.restored == [] and result.refused == []
+    assert Path(f["path"]).exists() and sorted(p.name for p in to.parent.iterdir()) == ["other.jpg"]

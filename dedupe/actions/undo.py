@@ -30,6 +30,21 @@ def _unlink_copy(path: str, keeper: str, content_hash: str, mtime_ns: int) -> No
     os.replace(tmp, path)
 
 
+def _drop_leftovers(start: dict) -> None:
+    """What a move stopped half way (killed) left in the quarantine while its file stayed where it was:
+    the partial copy, or the whole one (another link to the file, or its bytes) made before the original
+    went. Never anything else: a file at the destination with other content stays."""
+    if start["kind"] != "move" or not start.get("to"):
+        return
+    to = Path(start["to"])
+    partial = to.with_name(f".{to.name}.dedupe-partial")
+    if os.path.isfile(partial) and not os.path.islink(partial):
+        partial.unlink()
+    if os.path.isfile(to) and not os.path.islink(to):
+        if os.path.samefile(to, start["path"]) or content_hash_file(to) == start["content_hash"]:
+            to.unlink()
+
+
 def _undo_one(start: dict, finished: bool) -> tuple[bool, str | None]:
     """Reverse one operation: (whether a file was put back, why it could not be)."""
     kind, path = start["kind"], start["path"]
@@ -43,8 +58,9 @@ def _undo_one(start: dict, finished: bool) -> tuple[bool, str | None]:
             return False, ("no longer the link that was made; left as it is" if finished else None)
         _unlink_copy(path, start["keeper"], start["content_hash"], start["mtime_ns"])
         return True, None
-    if not finished and os.path.lexists(path):
-        return False, None  # stopped before the file went
+    if not finished and os.path.lexists(path):  # stopped before the file went
+        _drop_leftovers(start)
+        return False, None
     if kind == "delete":
         return False, "deleted permanently; cannot be restored"
     where = start.get("to")
