@@ -6,6 +6,8 @@ Exit codes: 0 success (per-file problems are reported, not fatal), 1 unexpected 
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -36,32 +38,55 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _output(path: Optional[Path], what: str, inputs: tuple[Path, ...] = ()) -> None:
-    """Refuse a file to write that would replace a picture or an input of the same command: a report, a
-    plan or a difference picture written over the photo it was given destroyed that photo. A file
-    written before by the same option is replaced (a difference picture is known by its mark)."""
+_OWN = {
+    "report": (
+        re.compile(rb'\A\{\s*"schema_version":'),
+        re.compile(rb'<meta name="generator" content="dedupe">|<title>dedupe report'),
+    ),
+    "plan": (re.compile(rb'\A\{\s*"plan_version":'),),
+}
+"""How each output of a command is known in a file it would replace: only its own kind of file is replaced."""
+
+
+def _output(path: Optional[Path], what: str, inputs: tuple[Optional[Path], ...] = ()) -> None:
+    """Refuse a file to write over anything but an earlier output of the same kind: a report, a plan or a
+    difference picture written over the photo, the cache or the settings it was given destroyed them, and
+    no list of picture formats knows every camera's raw files. An earlier report, plan or difference
+    picture (known by its mark) is replaced."""
     if path is None:
         return
     if not path.resolve().parent.is_dir():
         _fail(f"folder for the {what} does not exist: {path.parent}")
-    if not path.exists():
+    if not os.path.lexists(path):
         return
     if path.is_dir():
         _fail(f"{path} is a folder: give a file name for the {what}")
     for given in inputs:
-        if given.exists() and path.samefile(given):
+        if given is not None and given.exists() and path.samefile(given):
             _fail(f"{path} is also what this command reads: the {what} would replace it")
     try:
         with open(path, "rb") as fh:
-            head = fh.read(100)
+            head = fh.read(2048)
     except OSError:
         return  # writing it will say why
     from .compare import is_diff_png
-    from .walk import sniff
 
-    fmt = sniff(head)
-    if fmt is not None and not (what == "difference picture" and is_diff_png(head)):
-        _fail(f"{path} is a picture ({fmt}): the {what} would replace it; choose another name")
+    own = is_diff_png(head) if what == "difference picture" else any(p.search(head) for p in _OWN[what])
+    if not own and head:
+        _fail(f"{path} exists and is not an earlier dedupe {what}: the {what} would replace it; choose another name")
+
+
+def _page(html_out: Optional[Path]) -> None:
+    """Refuse a page whose folder of images would replace a folder that is not an earlier report's."""
+    if html_out is None:
+        return
+    from .report.html import check_assets
+    from .report.jsonreport import ReportError
+
+    try:
+        check_assets(html_out)
+    except ReportError as exc:
+        _fail(str(exc))
 
 
 class TqdmProgress:
@@ -187,8 +212,10 @@ def scan(
             _fail(f"no such file or folder: {root}")
     if json_out is not None and html_out is not None and json_out.resolve() == html_out.resolve():
         _fail(f"--json and --html name the same file: {json_out}")
-    _output(json_out, "report", tuple(roots))
-    _output(html_out, "report", tuple(roots))
+    cache_file = _cache_path(cache, no_cache)
+    _output(json_out, "report", (*roots, config, cache_file))
+    _output(html_out, "report", (*roots, config, cache_file))
+    _page(html_out)
     settings = _settings(
         config,
         include=tuple(include) if include else None,
@@ -208,7 +235,7 @@ def scan(
         workers=workers,
     )
     progress = TqdmProgress(quiet)
-    result = run_scan(roots, settings, progress=progress, cache=_cache_path(cache, no_cache))
+    result = run_scan(roots, settings, progress=progress, cache=cache_file)
     if json_out is not None:
         write_report(result, json_out, argv=sys.argv)
     if html_out is not None:
@@ -282,6 +309,7 @@ def report(
     from .report.jsonreport import ReportError, read_report
 
     _output(html_out, "report", (report_json,))
+    _page(html_out)
     try:
         data = read_report(report_json)
     except ReportError as exc:
@@ -643,7 +671,7 @@ def compare(
     from .compare import CompareError, diff_png
     from .compare import compare as run_compare
 
-    _output(diff, "difference picture", (a, b))
+    _output(diff, "difference picture", (a, b, config))
     try:
         result = run_compare(a, b, _settings(config), threshold)
     except CompareError as exc:

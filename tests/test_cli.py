@@ -421,7 +421,7 @@ def test_no_report_or_plan_is_written_over_a_picture_or_its_own_input(photos):
         ("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--html", str(photo_file)),
     ):
         result = run(*args)
-        assert result.exit_code == 2 and "is a picture (JPEG)" in stderr_of(result), result.output
+        assert result.exit_code == 2 and "is not an earlier dedupe report" in stderr_of(result), result.output
         assert unchanged(photo_file, before)
     report = photos / "r.json"
     both = run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(report), "--html", str(report))
@@ -447,7 +447,8 @@ def test_difference_picture_replaces_only_an_earlier_one(photos):
     photo(45, (64, 48)).save(other_png)
     png_before = other_png.read_bytes()
     refused = run("compare", str(a), str(b), "--diff", str(other_png))
-    assert refused.exit_code == 2 and "is a picture (PNG)" in stderr_of(refused) and unchanged(other_png, png_before)
+    assert refused.exit_code == 2 and "not an earlier dedupe difference" in stderr_of(refused)
+    assert unchanged(other_png, png_before)
     diff = photos / "diff.png"
     assert run("compare", str(a), str(b), "--diff", str(diff)).exit_code == 0
     assert run("compare", str(a), str(b), "--diff", str(diff)).exit_code == 0, "its own earlier picture is replaced"
@@ -488,3 +489,32 @@ def test_a_file_name_with_a_newline_stays_on_one_line_and_delete_offers_no_undo(
     assert plan.exit_code == 0 and "in 1 groups" in plan.stdout, plan.stdout  # the exact group has none to remove
     gone = run("apply", str(report), "--delete", "--yes", "--cache", str(photos / "c.sqlite"))
     assert gone.exit_code == 0 and "cannot be brought back" in gone.stdout and "undo with" not in gone.stdout
+
+
+def test_outputs_spare_raw_files_the_cache_the_settings_and_a_folder_named_like_the_pages(photos):
+    """No list of picture formats knows every camera's raw files; --json over its own --cache or
+    --config replaced them; the page's folder of images replaced a folder of photos of that name."""
+    lib = photos / "lib"
+    raw = lib / "IMG_0001.CR3"
+    raw.write_bytes(b"\x00\x00\x00\x18ftypcrx " + bytes(200))
+    cache, config = photos / "mine.sqlite", photos / "settings.toml"
+    config.write_text("workers = 1\n")
+    assert run("scan", str(lib), "-q", "--workers", "1", "--cache", str(cache)).exit_code == 0
+    saved = {p: p.read_bytes() for p in (raw, cache, config)}
+    for out in (raw, cache, config):
+        result = run("scan", str(lib), "-q", "--cache", str(cache), "--config", str(config), "--json", str(out))
+        assert result.exit_code == 2, (out, result.output)
+    assert all(p.read_bytes() == before for p, before in saved.items())
+    album = photos / "album_files"
+    album.mkdir()
+    (album / "holiday.jpg").write_bytes((lib / "p.jpg").read_bytes())
+    for args in (("scan", str(lib), "--no-cache", "-q", "--workers", "1"), ("report", str(photos / "r.json"))):
+        if args[0] == "report":
+            assert run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", args[1]).exit_code == 0
+        result = run(*args, "--html", str(photos / "album.html"))
+        assert result.exit_code == 2 and "not the folder of an earlier dedupe report" in stderr_of(result), args
+        assert (album / "holiday.jpg").exists() and not (photos / "album.html").exists()
+    page = photos / "page.html"
+    for _ in range(2):  # an earlier page and its folder are replaced
+        assert run("report", str(photos / "r.json"), "--html", str(page), "-q").exit_code == 0
+    assert (photos / "page_files" / ".dedupe-report-files").exists()

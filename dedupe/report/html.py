@@ -26,6 +26,7 @@ from ..diff import DIFF_SIDE
 from ..progress import CancelCheck, NullProgress, Progress, check, never
 from ..walk import REPORT_MARKER
 from . import human_bytes
+from .jsonreport import ReportError
 
 THUMB = 360
 """Long side of the thumbnails, in pixels (shown at about 250); each picture is decoded once, at
@@ -35,6 +36,19 @@ diff.DIFF_SIDE, and its thumbnail reduced from that."""
 def assets_dir(html_path: Path) -> Path:
     """The folder beside the page that holds its images: report.html -> report_files/."""
     return html_path.with_name(html_path.stem + "_files")
+
+
+def check_assets(html_path: str | os.PathLike) -> None:
+    """ReportError unless the page's folder of images is free, or an earlier report's (its marker inside):
+    it is replaced whole, and a folder of photos that happened to have its name was deleted with it."""
+    folder = assets_dir(Path(html_path))
+    if not os.path.lexists(folder):
+        return
+    if folder.is_symlink() or not folder.is_dir() or not (folder / REPORT_MARKER).is_file():
+        raise ReportError(
+            f"{folder} exists and is not the folder of an earlier dedupe report: writing the page would "
+            "replace it; choose another name for the page"
+        )
 
 
 def _script_json(data) -> Markup:
@@ -145,12 +159,14 @@ def write_html(
 ) -> Path:
     """Write the page for `report` (the JSON report's data) at `path`, and its images beside it.
 
-    Returns the folder of images. An existing folder of that name from an earlier report is replaced.
+    Returns the folder of images. An existing folder of that name from an earlier report is replaced;
+    any other is refused (check_assets).
     `images=False` writes the page alone (the files are elsewhere, or only the page is being measured).
     """
     progress = progress or NullProgress()
     path = Path(path)
     folder = assets_dir(path)
+    check_assets(path)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
