@@ -46,12 +46,30 @@ def head(path: str | os.PathLike) -> bytes:
 
 
 def refuse_foreign(path: Path) -> None:
-    """CacheError when `path` holds something other than an SQLite database: a photo given as --cache
-    must not be set aside as a damaged cache, nor deleted. A missing or empty file is a new cache."""
+    """CacheError when `path` holds something other than a dedupe cache: a photo, or another program's
+    database, given as --cache must not be set aside as a damaged cache, nor deleted. A missing or empty
+    file is a new cache; an SQLite file that cannot be read (damaged) is left to the cache to set aside."""
     if os.path.isdir(path):
         raise CacheError(f"{path} is a folder, not a cache file")
-    if head(path) not in (b"", SQLITE_HEADER):
+    start = head(path)
+    if start not in (b"", SQLITE_HEADER):
         raise CacheError(f"{path} is not a dedupe cache (not an SQLite database); it was left as it is")
+    tables = _tables(Path(path)) if start else set()
+    if tables and None not in tables and "meta" not in tables:
+        raise CacheError(f"{path} is another program's SQLite database, not a dedupe cache; it was left as it is")
+
+
+def _tables(path: Path) -> set:
+    """The tables of the SQLite database at `path`, read without changing it; {None} when it cannot be
+    read (damaged), set() when it has none."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
+        try:
+            return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {None}
 
 
 def decision_rows(db: sqlite3.Connection) -> list[tuple[tuple[str, ...], str]]:
