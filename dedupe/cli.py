@@ -544,7 +544,9 @@ def undo(journal: Path = typer.Argument(..., help="The journal an apply run prin
     except (OSError, ValueError) as exc:
         _fail(str(exc))
     for path, reason in result.refused:
-        typer.echo(f"NOT restored {path}: {reason}", err=True)
+        typer.echo(f"NOT restored {_shown(path)}: {reason}", err=True)
+    for path in result.left:
+        typer.echo(f"left {_shown(path)}: a copy a stopped move may have made, the original is in place")
     typer.echo(f"Restored {len(result.restored):,} files; {len(result.refused):,} not restored.")
     if result.refused:
         raise typer.Exit(1)

@@ -18,6 +18,9 @@ class UndoResult:
     restored: list[str] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
     """(original path, why it was not restored)."""
+    left: list[str] = field(default_factory=list)
+    """Files in the quarantine that a move killed half way may have left, a whole copy of a file still in
+    place: not removed, as another run's file of the same content looks the same."""
 
 
 def _unlink_copy(path: str, keeper: str, content_hash: str, mtime_ns: int) -> None:
@@ -30,23 +33,27 @@ def _unlink_copy(path: str, keeper: str, content_hash: str, mtime_ns: int) -> No
     os.replace(tmp, path)
 
 
-def _drop_leftovers(start: dict) -> None:
+def _drop_leftovers(start: dict) -> str | None:
     """What a move stopped half way (killed) left in the quarantine while its file stayed where it was:
-    the partial copy, or the whole one (another link to the file, or its bytes) made before the original
-    went. Never anything else: a file at the destination with other content stays."""
+    the partial copy (its name is the run's own), or another link to the file itself. A whole copy of
+    its bytes stays, and is returned: another run may have quarantined a file of the same content there."""
     if start["kind"] != "move" or not start.get("to"):
-        return
+        return None
     to = Path(start["to"])
     partial = to.with_name(f".{to.name}.dedupe-partial")
     if os.path.isfile(partial) and not os.path.islink(partial):
         partial.unlink()
     if os.path.isfile(to) and not os.path.islink(to):
-        if os.path.samefile(to, start["path"]) or content_hash_file(to) == start["content_hash"]:
+        if os.path.samefile(to, start["path"]):
             to.unlink()
+        elif content_hash_file(to) == start["content_hash"]:
+            return str(to)
+    return None
 
 
-def _undo_one(start: dict, finished: bool) -> tuple[bool, str | None]:
-    """Reverse one operation: (whether a file was put back, why it could not be)."""
+def _undo_one(start: dict, finished: bool, left: list[str]) -> tuple[bool, str | None]:
+    """Reverse one operation: (whether a file was put back, why it could not be); a copy a killed move
+    may have left goes to `left`."""
     kind, path = start["kind"], start["path"]
     if kind in ("hardlink", "symlink"):
         is_ours = (
@@ -59,7 +66,8 @@ def _undo_one(start: dict, finished: bool) -> tuple[bool, str | None]:
         _unlink_copy(path, start["keeper"], start["content_hash"], start["mtime_ns"])
         return True, None
     if not finished and os.path.lexists(path):  # stopped before the file went
-        _drop_leftovers(start)
+        if (copy := _drop_leftovers(start)) is not None:
+            left.append(copy)
         return False, None
     if kind == "delete":
         return False, "deleted permanently; cannot be restored"
@@ -94,7 +102,7 @@ def undo(journal_path: str | os.PathLike) -> UndoResult:
                 continue
             start = {**starts[op], **{k: v for k, v in finished.get(op, {}).items() if k == "to" and v}}
             try:
-                restored, why = _undo_one(start, op in finished)
+                restored, why = _undo_one(start, op in finished, result.left)
             except OSError as exc:
                 restored, why = False, exc.strerror or str(exc)
             if why:
