@@ -591,3 +591,9 @@ def test_a_copy_cut_short_is_never_the_keeper_and_is_reported(tmp_path, serial):
     assert "cut_short" not in members[keeper.file.path]
     (planned,) = make_plan(report, keeper_rules=("size",))["groups"]  # by size alone the damaged one
     assert {f["path"]: f["action"] for f in planned["files"]} == {keeper.file.path: "keep", damaged.file.path: "remove"}
+    reference = tmp_path / "ref"  # the damaged copy in a reference folder: the whole one stays as well
+    reference.mkdir()
+    os.rename(damaged.file.path, reference / "photo_hq.jpg")
+    report = report_dict(scan([tmp_path], serial))
+    (planned,) = make_plan(report, keep_in=[str(reference)])["groups"]
+    assert [f["action"] for f in planned["files"]] == ["keep", "keep"]

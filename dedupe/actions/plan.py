@@ -90,7 +90,8 @@ def make_plan(
     """The plan a report proposes: every member but the keeper goes, with these changes:
 
     - `keeper_rules`: the keeper is chosen again by these rules (see Settings.keeper_rules);
-    - `keep_in` (reference folders): nothing under them goes, and a member under one becomes the keeper;
+    - `keep_in` (reference folders): nothing under them goes, and a member under one becomes the keeper
+      (when that one looks cut short, the best whole copy stays too);
     - `only="exact"` removes only byte-identical copies of the keeper, `only="near"` only the others;
     - a group a remembered decision covers (reported with ignore_decisions) keeps every file, and carries
       the decision, so that acting on a report never overrides what a person decided.
@@ -108,10 +109,13 @@ def make_plan(
         in_ref = [m for m in members if _in_reference(m["path"], refs)]
         if in_ref and keeper not in in_ref:
             keeper = in_ref[0]  # members are listed keeper first, then by path
+        whole = next((m for m in members if not m.get("cut_short")), None)
+        spared = whole if keeper.get("cut_short") else None  # a damaged reference copy keeps a whole one
         files = []
         for m in members:
             byte_identical = m["content_hash"] == keeper["content_hash"]
-            goes = m is not keeper and not _in_reference(m["path"], refs) and not g.get("decision")
+            goes = m is not keeper and m is not spared and not _in_reference(m["path"], refs)
+            goes = goes and not g.get("decision")
             if only == "exact":
                 goes = goes and byte_identical
             elif only == "near":
