@@ -106,8 +106,9 @@ def identities(files: list[FileRecord]) -> np.ndarray:
 
 def _matches(patterns: tuple[str, ...], rel: str, name: str, path: str) -> bool:
     """A pattern matches the path relative to the root or the bare name; a leading "*/" may also match
-    nothing, so "*/@eaDir" finds an @eaDir folder right under the root too; an absolute pattern matches
-    the whole path (`--exclude ~/Photos/Backup` matched nothing, and left the folder in)."""
+    nothing, so "*/@eaDir" finds an @eaDir folder right under the root too; an absolute pattern
+    (_real_pattern) matches the file's real path (`--exclude ~/Photos/Backup` matched nothing, and left
+    the folder in)."""
     return any(
         fnmatch.fnmatchcase(path, p.rstrip(os.sep) or p)
         if os.path.isabs(p)
@@ -116,6 +117,16 @@ def _matches(patterns: tuple[str, ...], rel: str, name: str, path: str) -> bool:
         or (p.startswith("*/") and fnmatch.fnmatchcase(rel, p[2:]))
         for p in patterns
     )
+
+
+def _real_pattern(pattern: str) -> str:
+    """An absolute pattern as a real path: its part before the first wildcard resolved (a link, '..',
+    a doubled slash), so that it names the files whichever way the scan reached them."""
+    if not os.path.isabs(pattern):
+        return pattern
+    parts = os.path.normpath(pattern).split(os.sep)
+    plain = next((n for n, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+    return os.path.join(os.path.realpath(os.sep.join(parts[:plain]) or os.sep), *parts[plain:])
 
 
 KnownFormats = Callable[[np.ndarray], list]
@@ -146,13 +157,14 @@ def walk(
     found: list = []  # (path, root, name) of each file, its format not known yet
     found_ids: list[tuple[int, int, int, int]] = []  # and its identity
     patterns = bool(settings.include or settings.exclude)
-    hidden, exclude, follow = settings.hidden, settings.exclude, settings.follow_symlinks
+    include, exclude = (tuple(map(_real_pattern, p)) for p in (settings.include, settings.exclude))
+    hidden, follow = settings.hidden, settings.follow_symlinks
     add_found, add_id = found.append, found_ids.append
     counted = inline = 0  # files counted for progress; files taken inline (out.seen counts the others)
 
-    def visit_file(path: str, root: str, rel: str, name: str, st: os.stat_result) -> None:
+    def visit_file(path: str, root: str, rel: str, name: str, st: os.stat_result, real: str) -> None:
         out.seen += 1
-        if settings.include and not _matches(settings.include, rel, name, path):
+        if include and not _matches(include, rel, name, real):
             return
         key = (st.st_dev, st.st_ino)
         if key in seen_files:
@@ -173,9 +185,11 @@ def walk(
             out.problems.append(Problem(root, "walk", f"cannot open: {exc.strerror or exc}"))
             continue
         if S_ISREG(st.st_mode):  # a single file given as a root
-            visit_file(root, os.path.dirname(root), os.path.basename(root), os.path.basename(root), st)
+            name = os.path.basename(root)
+            visit_file(root, os.path.dirname(root), name, name, st, os.path.realpath(root))
             continue
         prefix = len(root if root.endswith(os.sep) else root + os.sep)  # rel by slicing: relpath cost a third
+        real_root = os.path.join(os.path.realpath(root), "")  # what absolute patterns see
         stack = [root]
         while stack:
             check(cancel)
@@ -202,7 +216,7 @@ def walk(
                 if not hidden and name[0] == ".":
                     continue
                 rel = entry.path[prefix:] if patterns else ""
-                if exclude and _matches(exclude, rel, name, entry.path):
+                if exclude and _matches(exclude, rel, name, real_root + rel):
                     continue
                 try:
                     if not follow and entry.is_symlink():
@@ -219,7 +233,7 @@ def walk(
                     if S_ISDIR(mode):
                         subfolders.append(entry.path)
                 elif patterns or st.st_size == 0 or (key := (st.st_dev, st.st_ino)) in seen_files:
-                    visit_file(entry.path, root, rel, name, st)
+                    visit_file(entry.path, root, rel, name, st, real_root + rel)
                 else:  # visit_file's common case, inline: a tenth of the walk
                     inline += 1
                     path = entry.path

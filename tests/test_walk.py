@@ -134,6 +134,24 @@ def test_an_absolute_pattern_matches_the_whole_path(tmp_path):
     assert names(f.path for f in out.files) == {"b.jpg", "c.jpg"}
 
 
+def test_an_absolute_pattern_names_the_folder_whichever_way_it_is_reached(tmp_path):
+    """Through a link to the library, with '..' or a doubled slash: the same folder."""
+    photos = tmp_path / "ex" / "Photos"
+    save(tiny(), photos / "a.jpg")
+    save(tiny(), photos / "Backup" / "b.jpg")
+    (tmp_path / "link").symlink_to(photos)
+    backup = str(photos / "Backup")
+    for root, pattern in [
+        (tmp_path / "link", backup),
+        (photos, str(tmp_path / "link" / "Backup")),
+        (photos, str(photos) + "/../Photos/Backup"),
+        (photos, backup.replace("/ex/", "//ex/")),
+        (tmp_path / "link", str(tmp_path / "link" / "Back*")),
+    ]:
+        out = walk([root], Settings(exclude=(pattern,)))
+        assert names(f.path for f in out.files) == {"a.jpg"}, (root, pattern)
+
+
 def test_exclude_nested_folder_pattern(tmp_path):
     save(tiny(), tmp_path / "album" / "@eaDir" / "thumb.jpg")
     save(tiny(), tmp_path / "album" / "photo.jpg")
