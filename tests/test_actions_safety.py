@@ -294,3 +294,23 @@ def test_a_report_out_of_shape_is_refused_in_one_line(library, tmp_path, edit, m
     saved.write_text(json.dumps(report))
     res = _cli("plan", saved, "-o", tmp_path / "plan.json")
     assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
+
+
+def test_a_file_reached_through_a_followed_folder_link_outside_the_roots_is_left(tmp_path):
+    """With --follow-symlinks, a folder link led the scan to files outside its roots; apply moved the
+    real files out there."""
+    outside, root = tmp_path / "elsewhere", tmp_path / "photos"
+    outside.mkdir()
+    root.mkdir()
+    pic = photo(951, (400, 300))
+    (root / "a.jpg").write_bytes(encode(pic, quality=95))
+    (outside / "a_small.jpg").write_bytes(encode(resize(pic, 0.5)))
+    (root / "linked").symlink_to(outside)
+    plan = make_plan(report_dict(scan([root], Settings(workers=1, follow_symlinks=True))))
+    assert _removed(plan) == [str(root / "linked" / "a_small.jpg")]
+    ((_, reasons),) = dry_run(plan).skipped
+    assert reasons == [
+        f"{root / 'linked' / 'a_small.jpg'}: reached through a folder link the scan followed, outside the scan roots"
+    ]
+    result = apply_plan(plan, "move", tmp_path / "q", tmp_path / "j")
+    assert not result.done and (outside / "a_small.jpg").exists()

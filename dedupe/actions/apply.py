@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..progress import CancelCheck, never
-from .check import content_problems, group_problems
+from .check import content_problems, group_problems, real_roots
 from .journal import Journal
 from .plan import check_plan, check_quarantine
 
@@ -161,6 +161,7 @@ def apply_plan(
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     check_plan(plan)
+    roots = real_roots(plan)
     if action == "move":
         check_quarantine(plan, target)
     quarantine = Path(target).resolve() if action == "move" else None
@@ -183,7 +184,7 @@ def apply_plan(
                 continue
             kept = [f for f in g["files"] if f["action"] == "keep"]
             keeper = next((f for f in kept if f["relation"] == "keeper"), kept[0])
-            problems = group_problems(g)
+            problems = group_problems(g, roots)
             if not problems and (paranoid or action in LINKS):
                 problems = content_problems(keeper, removals)
             if problems:

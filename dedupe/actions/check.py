@@ -34,10 +34,21 @@ def why_changed(f: dict) -> str | None:
     return None
 
 
-def group_problems(group: dict) -> list[str]:
-    """Why the group must be skipped whole: any file changed, or a file to remove that is the very same
-    file (one inode, two paths) as a file to keep, whose removal would lose the picture."""
-    out = [f"{f['path']}: {why}" for f in group["files"] if (why := why_changed(f))]
+def real_roots(plan: dict) -> list[str]:
+    """The plan's scan roots as real paths, for group_problems."""
+    return [os.path.join(os.path.realpath(r), "") for r in plan["roots"]]
+
+
+def group_problems(group: dict, roots: list[str]) -> list[str]:
+    """Why the group must be skipped whole: any file changed, a file to remove that lies outside the
+    real scan `roots` (real_roots: a folder link the scan followed led out of them), or one that is the
+    very same file (one inode, two paths) as a file to keep, whose removal would lose the picture."""
+    out = []
+    for f in group["files"]:
+        if why := why_changed(f):
+            out.append(f"{f['path']}: {why}")
+        elif f["action"] == "remove" and not (os.path.realpath(f["path"]) + os.sep).startswith(tuple(roots)):
+            out.append(f"{f['path']}: reached through a folder link the scan followed, outside the scan roots")
     kept = {(f["device"], f["inode"]) for f in group["files"] if f["action"] == "keep"}
     for f in group["files"]:
         if f["action"] == "remove" and (f["device"], f["inode"]) in kept:

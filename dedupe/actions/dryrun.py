@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .check import content_problems, group_problems
+from .check import content_problems, group_problems, real_roots
 from .plan import check_plan
 
 
@@ -21,6 +21,7 @@ def dry_run(plan: dict, paranoid: bool = False) -> DryRun:
     """Walk the plan as apply would, checking the whole plan (PlanError) and each group against the disk
     (with `paranoid`, re-hashing byte-identical files as apply --paranoid does), changing nothing."""
     check_plan(plan)
+    roots = real_roots(plan)
     out = DryRun()
     for g in plan["groups"]:
         removals = [f for f in g["files"] if f["action"] == "remove"]
@@ -28,7 +29,7 @@ def dry_run(plan: dict, paranoid: bool = False) -> DryRun:
             continue
         kept = [f for f in g["files"] if f["action"] == "keep"]
         keeper = next((f for f in kept if f["relation"] == "keeper"), kept[0])
-        problems = group_problems(g)
+        problems = group_problems(g, roots)
         if not problems and paranoid:
             problems = content_problems(keeper, removals)
         if problems:
