@@ -34,7 +34,7 @@ def _shown(path: object) -> str:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"dedupe: {message}", err=True)
+    typer.echo(f"dedupe: {_shown(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -411,7 +411,7 @@ def apply(
     for path, keeper in run.operations:
         typer.echo(f"would remove {_shown(path)}  (duplicate of {_shown(keeper)})")
     for gid, reasons in run.skipped:
-        typer.echo(f"skip group {gid}: " + "; ".join(reasons))
+        typer.echo(f"skip group {gid}: " + _shown("; ".join(reasons)))
     typer.echo(
         f"Dry run: {len(run.operations):,} files would go, freeing {human_bytes(run.bytes_freed)}; "
         f"{len(run.skipped):,} groups skipped (a file changed since the scan, or one not to act on). "
@@ -496,9 +496,9 @@ def _act(
     for src, reason in result.failed:
         typer.echo(f"FAILED {_shown(src)}: {reason}", err=True)
     for gid, reasons in result.skipped:
-        typer.echo(f"skipped group {gid}: " + "; ".join(reasons))
+        typer.echo(f"skipped group {gid}: " + _shown("; ".join(reasons)))
     if result.stopped:
-        typer.echo(f"dedupe: stopped: {result.stopped}", err=True)
+        typer.echo(f"dedupe: stopped: {_shown(result.stopped)}", err=True)
     ended = "Interrupted after" if result.interrupted or result.stopped else "Done:"
     typer.echo(
         f"{ended} {len(result.done):,} files ({human_bytes(result.bytes_freed)}), {len(result.failed):,} failed, "

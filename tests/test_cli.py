@@ -485,6 +485,10 @@ def test_a_file_name_with_a_newline_stays_on_one_line_and_delete_offers_no_undo(
     lines = dry.stdout.splitlines()
     assert not any(line.startswith("would remove everything") for line in lines)
     assert any("p\\x0awould remove everything.jpg" in line for line in lines)
+    (lib / "p\nwould remove everything.jpg").touch()  # changed since the scan: its group is skipped, said so
+    skipped = run("apply", str(report), "--cache", str(photos / "c.sqlite")).stdout.splitlines()
+    assert any(line.startswith("skip group") and "p\\x0awould remove everything.jpg" in line for line in skipped)
+    assert not any(line.startswith("would remove everything") for line in skipped)
     plan = run("plan", str(report), "-o", str(photos / "p.json"), "--only", "near")
     assert plan.exit_code == 0 and "in 1 groups" in plan.stdout, plan.stdout  # the exact group has none to remove
     gone = run("apply", str(report), "--delete", "--yes", "--cache", str(photos / "c.sqlite"))
