@@ -207,6 +207,7 @@ def _file(plan: dict) -> dict:
         (lambda p: p.update(roots=p["roots"][0]), "roots must be a list of plain"),  # each letter a root: "/" too
         (lambda p: p.update(roots=[p["roots"][0] + "/../photos"]), "roots must be a list of plain"),
         (lambda p: p.update(roots=["photos"]), "roots must be a list of plain"),
+        (lambda p: _file(p).update(path=_file(p)["path"] + "\x00.jpg"), "a path cannot hold a NUL character"),
     ],
 )
 def test_a_plan_out_of_shape_is_refused_in_one_line(library, tmp_path, edit, message):
@@ -280,20 +281,22 @@ def _member(report: dict) -> dict:
         (lambda r: r["groups"][0]["members"].__setitem__(1, "x.jpg"), "member 2 must be an object"),
         (lambda r: r["groups"][0].pop("members"), "group 1 must be an object with an integer id and a list of members"),
         (lambda r: _member(r).update(relation="keeper"), "group 1 must have exactly one keeper"),
-        (lambda r: r.update(groups={}), "the report's groups must be a list"),
-        (lambda r: r.update(roots="/photos"), "the report's roots must be a list of paths"),
+        (lambda r: r.update(groups={}), "the report's groups must be a list|groups is missing"),
+        (lambda r: r.update(roots="/photos"), "the report's roots must be a list of paths|roots is missing"),
+        (lambda r: r["groups"][0].pop("kind"), "the report's group 1: kind is missing"),
     ],
 )
 def test_a_report_out_of_shape_is_refused_in_one_line(library, tmp_path, edit, message):
     """A damaged or edited report gave "unexpected error" (a KeyError or TypeError half way)."""
     report = _report(library)
     edit(report)
-    with pytest.raises(PlanError, match=message):
+    made, read = (message.split("|") + [message])[:2]  # make_plan's words, and the command's (read_report's)
+    with pytest.raises(PlanError, match=made):
         make_plan(report, keeper_rules=("size",))
     saved = tmp_path / "report.json"
     saved.write_text(json.dumps(report))
     res = _cli("plan", saved, "-o", tmp_path / "plan.json")
-    assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and read in res.output, res.output
 
 
 def test_a_file_reached_through_a_followed_folder_link_outside_the_roots_is_left(tmp_path):
@@ -314,3 +317,19 @@ def test_a_file_reached_through_a_followed_folder_link_outside_the_roots_is_left
     ]
     result = apply_plan(plan, "move", tmp_path / "q", tmp_path / "j")
     assert not result.done and (outside / "a_small.jpg").exists()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: r.pop("summary"), "summary is missing or of another type"),
+        (lambda r: r.update(schema_version="1"), "schema_version must be an integer, not '1'"),
+    ],
+)
+def test_a_report_without_what_a_page_needs_is_refused_in_one_line(library, tmp_path, edit, message):
+    report = _report(library)
+    edit(report)
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report))
+    res = _cli("report", saved, "--html", tmp_path / "page.html")
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output

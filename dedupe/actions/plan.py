@@ -150,6 +150,8 @@ def _check_report(report: dict) -> None:
     for n, g in enumerate(report["groups"], 1):
         if not isinstance(g, dict) or type(g.get("id")) is not int or not isinstance(g.get("members"), list):
             raise PlanError(f"the report's group {n} must be an object with an integer id and a list of members")
+        if not isinstance(g.get("kind"), str):
+            raise PlanError(f"the report's group {g['id']}: kind is missing or of another type")
         for k, m in enumerate(g["members"], 1):
             if not isinstance(m, dict):
                 raise PlanError(f"the report's group {g['id']}: member {k} must be an object, not {m!r}")
@@ -209,6 +211,8 @@ def _check_shape(plan) -> None:
                 if type(f.get(key)) is not kind:
                     name = "a string" if kind is str else "an integer"
                     raise PlanError(f"group {g['id']}: file {k}: {key} must be {name}, not {f.get(key)!r}")
+            if "\x00" in f["path"]:
+                raise PlanError(f"group {g['id']}: file {k}: a path cannot hold a NUL character")
 
 
 def _check_group(g: dict, files: list[dict]) -> None:
@@ -283,8 +287,8 @@ def load_plan(
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanError(f"cannot read {path}: {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: undecodable, not JSON, a NUL in the path
+        raise PlanError(f"cannot read {path!r}: {exc}") from None
     if isinstance(data, dict) and "plan_version" in data:
         if only is not None or keeper_rules:
             raise PlanError("--only and --keeper-rules apply to a report; a plan already says what goes")

@@ -129,12 +129,16 @@ def read_report(path: str | os.PathLike) -> dict:
             data = json.load(fh)
     except FileNotFoundError:
         raise ReportError(f"report not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: undecodable, not JSON, a NUL in the path
         raise ReportError(f"cannot read report {path}: {exc}") from None
     if not isinstance(data, dict) or "groups" not in data or "schema_version" not in data:
         raise ReportError(f"{path} is not a dedupe report")
-    if not isinstance(data["schema_version"], int) or data["schema_version"] > SCHEMA_VERSION:
-        raise ReportError(
-            f"{path} has report schema version {data['schema_version']}; this dedupe reads up to {SCHEMA_VERSION}"
-        )
+    version = data["schema_version"]
+    if type(version) is not int:
+        raise ReportError(f"{path}: schema_version must be an integer, not {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ReportError(f"{path} has report schema version {version}; this dedupe reads up to {SCHEMA_VERSION}")
+    for key, kind in (("roots", list), ("groups", list), ("summary", dict)):
+        if not isinstance(data.get(key), kind):
+            raise ReportError(f"{path}: {key} is missing or of another type; not a report dedupe can use")
     return data
