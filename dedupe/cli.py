@@ -386,7 +386,8 @@ def apply(
     plan's decisions (not duplicates, keep all) are remembered, as `dedupe decide` does. Each group
     is checked against the disk first: a group with a file changed since the scan is skipped whole."""
     decided = _plan(source, keep_in, only, keeper_rules, move_to)
-    for gid, kind in _honour_remembered(decided, _cache_path(cache, False)):
+    honoured = _honour_remembered(decided, _cache_path(cache, False))
+    for gid, kind in honoured:
         typer.echo(f"skip group {gid}: remembered as {kind.replace('_', ' ')} (`dedupe decide`); nothing of it goes")
     chosen = [
         name
@@ -414,8 +415,9 @@ def apply(
         typer.echo(f"skip group {gid}: " + _shown("; ".join(reasons)))
     typer.echo(
         f"Dry run: {len(run.operations):,} files would go, freeing {human_bytes(run.bytes_freed)}; "
-        f"{len(run.skipped):,} groups skipped (a file changed since the scan, or one not to act on). "
-        "Nothing was changed."
+        f"{len(run.skipped):,} groups skipped (a file changed since the scan, or one not to act on)"
+        + (f", {len(honoured):,} kept whole as remembered" if honoured else "")
+        + ". Nothing was changed."
     )
     remembered = len(plan_decisions(decided))
     if remembered:

@@ -210,6 +210,10 @@ def test_decide_and_apply_commands_remember_decisions(library, tmp_path):
     # before that decision) removes one of its files
     assert "remembered as not duplicates" in res.output
     assert (root / "trip" / "cat_small.jpg").exists() and not (tmp_path / "q").exists()
+    report_file = tmp_path / "report.json"  # written before the decisions: both its groups kept whole now
+    report_file.write_text(json.dumps(report))
+    dry = CliRunner().invoke(app, ["apply", str(report_file), "--cache", str(cache)])
+    assert "2 kept whole as remembered" in dry.output and "0 files would go" in dry.output, dry.output
 
     res = CliRunner().invoke(app, ["scan", str(root), "-q", "--workers", "1", "--cache", str(cache)])
     assert "Hidden by earlier decisions: 2 groups (--ignore-decisions shows them)" in res.output
