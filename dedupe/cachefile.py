@@ -55,8 +55,12 @@ def refuse_foreign(path: Path) -> None:
     if start not in (b"", SQLITE_HEADER):
         raise CacheError(f"{path} is not a dedupe cache (not an SQLite database); it was left as it is")
     tables = _tables(Path(path)) if start else set()
-    if tables and None not in tables and "meta" not in tables:
+    if tables and None not in tables and not tables >= DEDUPE_TABLES:
         raise CacheError(f"{path} is another program's SQLite database, not a dedupe cache; it was left as it is")
+
+
+DEDUPE_TABLES = {"meta", "files", "images"}
+"""Tables every dedupe cache has had: another program's database may have a table called meta too."""
 
 
 def _tables(path: Path) -> set:

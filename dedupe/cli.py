@@ -6,7 +6,6 @@ Exit codes: 0 success (per-file problems are reported, not fatal), 1 unexpected 
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys
@@ -39,11 +38,9 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 _OWN = {
-    "report": (
-        re.compile(rb'\A\{\s*"schema_version":'),
-        re.compile(rb'<meta name="generator" content="dedupe">|<title>dedupe report'),
-    ),
-    "plan": (re.compile(rb'\A\{\s*"plan_version":'),),
+    "report": re.compile(rb'\A\{\s*"schema_version":\s*\d+,\s*"report_id":\s*"\w+",\s*"tool":\s*\{"name":\s*"dedupe"'),
+    "page": re.compile(rb'<meta name="generator" content="dedupe">|<title>dedupe report'),
+    "plan": re.compile(rb'\A\{\s*"plan_version":\s*1,\s*"roots":'),
 }
 """How each output of a command is known in a file it would replace: only its own kind of file is replaced."""
 
@@ -55,9 +52,11 @@ def _output(path: Optional[Path], what: str, inputs: tuple[Optional[Path], ...] 
     picture (known by its mark) is replaced."""
     if path is None:
         return
+    if path.is_symlink() and not path.exists():
+        _fail(f"{path} is a symbolic link to nothing: give the {what} a real path")
     if not path.resolve().parent.is_dir():
         _fail(f"folder for the {what} does not exist: {path.parent}")
-    if not os.path.lexists(path):
+    if not path.exists():
         return
     if path.is_dir():
         _fail(f"{path} is a folder: give a file name for the {what}")
@@ -71,22 +70,27 @@ def _output(path: Optional[Path], what: str, inputs: tuple[Optional[Path], ...] 
         return  # writing it will say why
     from .compare import is_diff_png
 
-    own = is_diff_png(head) if what == "difference picture" else any(p.search(head) for p in _OWN[what])
+    own = is_diff_png(head) if what == "difference picture" else _OWN[what].search(head) is not None
     if not own and head:
         _fail(f"{path} exists and is not an earlier dedupe {what}: the {what} would replace it; choose another name")
 
 
-def _page(html_out: Optional[Path]) -> None:
-    """Refuse a page whose folder of images would replace a folder that is not an earlier report's."""
+def _page(html_out: Optional[Path], used: tuple[Optional[Path], ...] = ()) -> None:
+    """Refuse a page whose folder of images would replace a folder that is not an earlier report's, or one
+    that holds a file or folder the command reads or writes (`used`): the folder is replaced whole."""
     if html_out is None:
         return
-    from .report.html import check_assets
+    from .report.html import assets_dir, check_assets
     from .report.jsonreport import ReportError
 
     try:
         check_assets(html_out)
     except ReportError as exc:
         _fail(str(exc))
+    folder = assets_dir(html_out.resolve())
+    for p in used:
+        if p is not None and folder in (p.resolve(), *p.resolve().parents):
+            _fail(f"{p} lies in {folder}, which writing the page replaces: choose another name for the page")
 
 
 class TqdmProgress:
@@ -214,8 +218,8 @@ def scan(
         _fail(f"--json and --html name the same file: {json_out}")
     cache_file = _cache_path(cache, no_cache)
     _output(json_out, "report", (*roots, config, cache_file))
-    _output(html_out, "report", (*roots, config, cache_file))
-    _page(html_out)
+    _output(html_out, "page", (*roots, config, cache_file))
+    _page(html_out, (*roots, config, cache_file, json_out))
     settings = _settings(
         config,
         include=tuple(include) if include else None,
@@ -308,8 +312,8 @@ def report(
     from .report.html import write_html
     from .report.jsonreport import ReportError, read_report
 
-    _output(html_out, "report", (report_json,))
-    _page(html_out)
+    _output(html_out, "page", (report_json,))
+    _page(html_out, (report_json,))
     try:
         data = read_report(report_json)
     except ReportError as exc:

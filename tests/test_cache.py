@@ -281,7 +281,9 @@ def test_another_programs_database_given_as_the_cache_is_refused_and_left_as_it_
     lib = tmp_path / "lib"
     library(lib)
     db = tmp_path / "places.sqlite"
-    with sqlite3.connect(db) as other:
+    with sqlite3.connect(db) as other:  # a table called meta too, as a browser's history has
+        other.execute("CREATE TABLE meta(key LONGVARCHAR NOT NULL UNIQUE PRIMARY KEY, value LONGVARCHAR)")
+        other.execute("INSERT INTO meta VALUES ('version', '46')")
         other.execute("CREATE TABLE bookmarks(url)")
         other.execute("INSERT INTO bookmarks VALUES ('x')")
     other.close()

@@ -421,7 +421,7 @@ def test_no_report_or_plan_is_written_over_a_picture_or_its_own_input(photos):
         ("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--html", str(photo_file)),
     ):
         result = run(*args)
-        assert result.exit_code == 2 and "is not an earlier dedupe report" in stderr_of(result), result.output
+        assert result.exit_code == 2 and "is not an earlier dedupe" in stderr_of(result), result.output
         assert unchanged(photo_file, before)
     report = photos / "r.json"
     both = run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(report), "--html", str(report))
@@ -522,3 +522,37 @@ def test_outputs_spare_raw_files_the_cache_the_settings_and_a_folder_named_like_
     for _ in range(2):  # an earlier page and its folder are replaced
         assert run("report", str(photos / "r.json"), "--html", str(page), "-q").exit_code == 0
     assert (photos / "page_files" / ".dedupe-report-files").exists()
+
+
+def test_each_output_replaces_only_its_own_kind_and_never_through_a_dangling_link(photos):
+    lib, report, page = photos / "lib", photos / "r.json", photos / "page.html"
+    scan_to = ("scan", str(lib), "--no-cache", "-q", "--workers", "1")
+    assert run(*scan_to, "--json", str(report), "--html", str(page)).exit_code == 0
+    other = photos / "other.json"
+    other.write_text('{"schema_version": 3, "name": "another program"}')
+    saved = {p: p.read_bytes() for p in (report, page, other)}
+    for args in (("--json", str(page)), ("--html", str(report)), ("--json", str(other))):
+        result = run(*scan_to, *args)
+        assert result.exit_code == 2 and "is not an earlier dedupe" in stderr_of(result), args
+    assert run("report", str(report), "--html", str(other)).exit_code == 2
+    assert all(p.read_bytes() == before for p, before in saved.items())
+    (photos / "nowhere.json").symlink_to(photos / "missing" / "x.json")
+    result = run("plan", str(report), "-o", str(photos / "nowhere.json"))
+    assert result.exit_code == 2 and "symbolic link to nothing" in stderr_of(result)
+
+
+def test_a_page_never_replaces_its_folder_when_it_holds_anything_a_report_did_not_write(photos):
+    """An earlier report's _files folder is replaced whole: a report, the cache or a photo put in it, or a
+    scan root inside it, went with it."""
+    lib, page = photos / "lib", photos / "ok.html"
+    assert run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--html", str(page)).exit_code == 0
+    folder = photos / "ok_files"
+    kept = folder / "holiday.jpg"
+    kept.write_bytes((lib / "p.jpg").read_bytes())
+    result = run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--html", str(page))
+    assert result.exit_code == 2 and "holds holiday.jpg" in stderr_of(result) and kept.exists()
+    kept.unlink()
+    inside = folder / "r.json"
+    result = run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(inside), "--html", str(page))
+    assert result.exit_code == 2 and "which writing the page replaces" in stderr_of(result) and not inside.exists()
+    assert run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--html", str(page)).exit_code == 0

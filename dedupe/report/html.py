@@ -14,6 +14,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from importlib import resources
@@ -38,9 +39,14 @@ def assets_dir(html_path: Path) -> Path:
     return html_path.with_name(html_path.stem + "_files")
 
 
+_OWN_FILES = re.compile(r"(t\d+_\d+\.jpg|d\d+_\d+\.png|s\d+_\w+\.jpg)")
+"""The names of the images a page's folder holds (see _jobs), beside its marker."""
+
+
 def check_assets(html_path: str | os.PathLike) -> None:
-    """ReportError unless the page's folder of images is free, or an earlier report's (its marker inside):
-    it is replaced whole, and a folder of photos that happened to have its name was deleted with it."""
+    """ReportError unless the page's folder of images is free, or an earlier report's holding only what a
+    report writes: it is replaced whole, and a folder of photos that happened to have its name, or a file
+    a person put in an earlier one (a report, the cache, a photo), was deleted with it."""
     folder = assets_dir(Path(html_path))
     if not os.path.lexists(folder):
         return
@@ -49,6 +55,13 @@ def check_assets(html_path: str | os.PathLike) -> None:
             f"{folder} exists and is not the folder of an earlier dedupe report: writing the page would "
             "replace it; choose another name for the page"
         )
+    for entry in os.scandir(folder):
+        own = entry.name == REPORT_MARKER or _OWN_FILES.fullmatch(entry.name)
+        if not own or not entry.is_file(follow_symlinks=False):
+            raise ReportError(
+                f"{folder} holds {entry.name}, which no dedupe report wrote: writing the page would delete it; "
+                "move it out or choose another name for the page"
+            )
 
 
 def _script_json(data) -> Markup:
