@@ -319,7 +319,12 @@ def report(
     except ReportError as exc:
         _fail(str(exc))
     progress = TqdmProgress(quiet)
-    write_html(data, html_out, workers, progress)
+    from jinja2 import TemplateError
+
+    try:
+        write_html(data, html_out, workers, progress)
+    except (TypeError, KeyError, AttributeError, ValueError, TemplateError) as exc:
+        _fail(f"{report_json} is out of shape, the page cannot be drawn ({type(exc).__name__}: {exc})")
     progress.close()
     typer.echo(f"HTML report: {html_out} ({len(data['groups']):,} groups; open it in a browser)")
 
@@ -489,6 +494,11 @@ def _act(
             "permanently? This cannot be undone"
         ):
             _fail("nothing deleted", 1)
+    if journal_dir is not None:  # before any file is touched
+        try:
+            journal_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(f"--journal-dir {journal_dir}: {exc.strerror or exc}")
     stop: list[int] = []
     previous = {sig: signal.signal(sig, lambda number, _: stop.append(number)) for sig in STOP_SIGNALS}
     try:

@@ -184,9 +184,10 @@ def walk(
         except OSError as exc:
             out.problems.append(Problem(root, "walk", f"cannot open: {exc.strerror or exc}"))
             continue
-        if S_ISREG(st.st_mode):  # a single file given as a root
-            name = os.path.basename(root)
-            visit_file(root, os.path.dirname(root), name, name, st, os.path.realpath(root))
+        if S_ISREG(st.st_mode):  # a single file given as a root: --exclude applies to it as --include does
+            name, real = os.path.basename(root), os.path.realpath(root)
+            if not (exclude and _matches(exclude, name, name, real)):
+                visit_file(root, os.path.dirname(root), name, name, st, real)
             continue
         prefix = len(root if root.endswith(os.sep) else root + os.sep)  # rel by slicing: relpath cost a third
         real_root = os.path.join(os.path.realpath(root), "")  # what absolute patterns see

@@ -207,6 +207,7 @@ def _file(plan: dict) -> dict:
         (lambda p: p.update(roots=p["roots"][0]), "roots must be a list of plain"),  # each letter a root: "/" too
         (lambda p: p.update(roots=[p["roots"][0] + "/../photos"]), "roots must be a list of plain"),
         (lambda p: p.update(roots=["photos"]), "roots must be a list of plain"),
+        (lambda p: p.update(plan_version=True), "not a dedupe plan of version 1"),
         (lambda p: _file(p).update(path=_file(p)["path"] + "\x00.jpg"), "a path cannot hold a NUL character"),
     ],
 )
@@ -284,6 +285,7 @@ def _member(report: dict) -> dict:
         (lambda r: r.update(groups={}), "the report's groups must be a list|groups is missing"),
         (lambda r: r.update(roots="/photos"), "the report's roots must be a list of paths|roots is missing"),
         (lambda r: r["groups"][0].pop("kind"), "the report's group 1: kind is missing"),
+        (lambda r: _member(r).update(path=_member(r)["path"] + "\x00"), "a path cannot hold a NUL character"),
     ],
 )
 def test_a_report_out_of_shape_is_refused_in_one_line(library, tmp_path, edit, message):
@@ -292,10 +294,10 @@ def test_a_report_out_of_shape_is_refused_in_one_line(library, tmp_path, edit, m
     edit(report)
     made, read = (message.split("|") + [message])[:2]  # make_plan's words, and the command's (read_report's)
     with pytest.raises(PlanError, match=made):
-        make_plan(report, keeper_rules=("size",))
+        make_plan(report, keep_in=[str(library / "copies")], keeper_rules=("size",))
     saved = tmp_path / "report.json"
     saved.write_text(json.dumps(report))
-    res = _cli("plan", saved, "-o", tmp_path / "plan.json")
+    res = _cli("plan", saved, "-o", tmp_path / "plan.json", "--keep-in", library / "copies")
     assert res.exit_code == 2 and res.output.count("\n") == 1 and read in res.output, res.output
 
 
@@ -324,6 +326,8 @@ def test_a_file_reached_through_a_followed_folder_link_outside_the_roots_is_left
     [
         (lambda r: r.pop("summary"), "summary is missing or of another type"),
         (lambda r: r.update(schema_version="1"), "schema_version must be an integer, not '1'"),
+        (lambda r: r["groups"][0].update(members="x"), "the page cannot be drawn"),
+        (lambda r: r.update(stats=None), "the page cannot be drawn"),
     ],
 )
 def test_a_report_without_what_a_page_needs_is_refused_in_one_line(library, tmp_path, edit, message):
@@ -333,3 +337,14 @@ def test_a_report_without_what_a_page_needs_is_refused_in_one_line(library, tmp_
     saved.write_text(json.dumps(report))
     res = _cli("report", saved, "--html", tmp_path / "page.html")
     assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
+
+
+def test_a_journal_folder_that_cannot_be_one_is_refused_before_anything_moves(library, tmp_path):
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(_report(library)))
+    before = _tree(library)
+    (tmp_path / "jfile").write_text("a file")
+    for journal in (tmp_path / "jfile", tmp_path / "jfile" / "sub"):
+        res = _cli("apply", saved, "--move-to", tmp_path / "q", "--journal-dir", journal)
+        assert res.exit_code == 2 and res.output.startswith("dedupe: --journal-dir"), res.output
+    assert _tree(library) == before

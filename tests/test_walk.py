@@ -152,6 +152,15 @@ def test_an_absolute_pattern_names_the_folder_whichever_way_it_is_reached(tmp_pa
         assert names(f.path for f in out.files) == {"a.jpg"}, (root, pattern)
 
 
+def test_a_file_given_as_a_root_is_excluded_as_it_is_included(tmp_path):
+    save(tiny(), tmp_path / "a.jpg")
+    save(tiny(), tmp_path / "b.jpg")
+    roots = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    assert names(f.path for f in walk(roots, Settings(exclude=(str(tmp_path / "b.jpg"),))).files) == {"a.jpg"}
+    assert names(f.path for f in walk(roots, Settings(exclude=("b.*",))).files) == {"a.jpg"}
+    assert names(f.path for f in walk(roots, Settings(include=("b.*",))).files) == {"b.jpg"}
+
+
 def test_exclude_nested_folder_pattern(tmp_path):
     save(tiny(), tmp_path / "album" / "@eaDir" / "thumb.jpg")
     save(tiny(), tmp_path / "album" / "photo.jpg")

@@ -161,6 +161,8 @@ def _check_report(report: dict) -> None:
             for key in ("exif_date", "camera"):
                 if m.get(key) is not None and not isinstance(m[key], str):
                     raise PlanError(f"the report's group {g['id']}: member {k}: {key} must be a string or null")
+            if "\x00" in m["path"]:
+                raise PlanError(f"the report's group {g['id']}: member {k}: a path cannot hold a NUL character")
         if sum(isinstance(m, dict) and m.get("relation") == "keeper" for m in g["members"]) != 1:
             raise PlanError(f"the report's group {g['id']} must have exactly one keeper")
 
@@ -193,7 +195,7 @@ def _check_shape(plan) -> None:
     """The structure the checks and the actions rely on, so that an edited plan that lacks a field, or has
     one of another type, is refused in one line instead of failing half way (integers exactly: a bool or a
     float is not one)."""
-    if not isinstance(plan, dict) or plan.get("plan_version") != PLAN_VERSION:
+    if not isinstance(plan, dict) or type(plan.get("plan_version")) is not int or plan["plan_version"] != PLAN_VERSION:
         raise PlanError("not a dedupe plan of version 1")
     roots = plan.get("roots")
     plain = isinstance(roots, list) and all(isinstance(r, str) and os.path.isabs(r) for r in roots)
@@ -288,7 +290,7 @@ def load_plan(
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except (OSError, ValueError) as exc:  # ValueError: undecodable, not JSON, a NUL in the path
-        raise PlanError(f"cannot read {path!r}: {exc}") from None
+        raise PlanError(f"cannot read {path}: {exc}") from None
     if isinstance(data, dict) and "plan_version" in data:
         if only is not None or keeper_rules:
             raise PlanError("--only and --keeper-rules apply to a report; a plan already says what goes")
