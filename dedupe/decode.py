@@ -234,8 +234,6 @@ work image's reduction moves it where the fill meets the last blocks decoded."""
 CUT_CONTENT = 16
 """Grey levels from the fill that the row where a cut-short file's fill begins reaches before it, in
 what was decoded: the edge of a flat grey band of the picture itself rings within a few levels of it."""
-
-
 CUT_ROWS = 0.1
 """Share of the height that the fill may reach up the columns where it begins: the rest of its row of
 blocks, 2 to 8 rows of the work image; a grey frame's side runs up the whole picture."""

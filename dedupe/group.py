@@ -86,7 +86,7 @@ def choose_keeper(cands: list[Candidate], rules: tuple[str, ...]) -> tuple[int, 
     if len(alive) == 1:
         return alive[0], "only file"
     whole = [i for i in alive if not cands[i].info.cut_short]
-    if len(whole) == 1 and len(alive) > 1:
+    if len(whole) == 1:
         return whole[0], "the only copy not cut short"
     alive = whole or alive  # a damaged file keeps over none that is whole, whatever the rules
     for rule in rules:
