@@ -391,3 +391,30 @@ def test_undo_of_a_move_killed_half_way_clears_what_it_left_in_the_quarantine(li
     assert result.left == ([str(to)] if left == "copy" else [])
     expected = ["gone.jpg", "other.jpg"] if left == "copy" else ["other.jpg"]
     assert Path(f["path"]).exists() and sorted(p.name for p in to.parent.iterdir()) == expected
+
+
+def test_paranoid_also_rehashes_a_near_copy_rewritten_in_place(library, tmp_path):
+    """A near copy overwritten in place with another picture, its size and times put back: --paranoid
+    hashed only the keeper and byte-identical copies, and deleted the only copy of the new picture."""
+    root, report = library
+    small = root / "Downloads" / "IMG_0_small.jpg"
+    st = small.stat()
+    other = encode(photo(799, (200, 150)))[: st.st_size]
+    small.write_bytes(other + bytes(st.st_size - len(other)))
+    os.utime(small, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = apply_plan(make_plan(report), "delete", None, tmp_path / "j", paranoid=True)
+    assert small.exists() and any(str(small) in "; ".join(why) for _, why in result.skipped)
+
+
+def test_undo_moves_back_only_the_file_it_moved(library, tmp_path):
+    """Two runs into one quarantine, the first one's file removed by hand: the second run's file took
+    the freed name, and undoing the first run moved that file into the first library."""
+    root, report = library
+    first = apply_plan(make_plan(report), "move", tmp_path / "q", tmp_path / "j")
+    moved_to = {src: dst for src, dst in first.done}
+    src, dst = next(iter(moved_to.items()))
+    Path(dst).unlink()  # emptied by hand
+    Path(dst).write_bytes(encode(photo(798, (100, 80))))  # another file under that name since
+    back = undo(first.journal)
+    assert src in [p for p, _ in back.refused] and not Path(src).exists()
+    assert any("not the one moved there" in why for _, why in back.refused)

@@ -57,12 +57,13 @@ def group_problems(group: dict, roots: list[str]) -> list[str]:
 
 
 def content_problems(keeper: dict, removals: list[dict]) -> list[str]:
-    """Why the group must be skipped, re-hashed: a byte-identical file (the keeper or an exact copy) whose
-    content no longer hashes as scanned, though its size and times are unchanged (--paranoid, links)."""
+    """Why the group must be skipped, re-hashed: the keeper or a file to remove whose content no longer
+    hashes as scanned, though its size and times are unchanged (--paranoid, links). Near copies too: one
+    rewritten in place with another picture, its times put back, was the only copy of that picture."""
     from ..exact import content_hash_file
 
     return [
         f"{f['path']}: content changed since the scan"
         for f in [keeper, *removals]
-        if f["relation"] != "near" and content_hash_file(f["path"]) != f["content_hash"]
+        if content_hash_file(f["path"]) != f["content_hash"]
     ]
