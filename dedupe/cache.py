@@ -136,9 +136,12 @@ class Cache:
             return db
         except (OSError, sqlite3.Error) as exc:  # a read-only or full disk: scan without keeping anything
             self.warnings.append(f"cannot use the feature cache {self.path} ({exc}); nothing is kept this time")
+            given = self.path
             self._tmpdir = tempfile.mkdtemp(prefix="dedupe-cache-")
             self.path, self.persistent = Path(self._tmpdir) / FILE_NAME, False
-            return self._connect()
+            db = self._connect()
+            _take_decisions(db, str(given))  # what a person decided still holds, read from the file left alone
+            return db
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
@@ -163,7 +166,7 @@ class Cache:
                 db.execute("CREATE INDEX IF NOT EXISTS images_picture ON images(picture) WHERE picture IS NOT NULL")
         except sqlite3.DatabaseError as exc:
             db.close()
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            if not any(word in str(exc) for word in DAMAGE):  # locked, full, read-only, an I/O error: not damage
                 raise
             raise _Unusable(f"is damaged ({exc})") from None
         except _Unusable:
@@ -552,6 +555,12 @@ def _wal(db: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+DAMAGE = ("malformed", "not a database", "file is encrypted")
+"""Words of SQLite's errors for a file that is not a usable database; any other error (a full or read-only
+disk, a lock, an I/O error) leaves the file as it is: set aside on a full disk, a healthy cache lost the
+decisions it held."""
 
 
 class _Unusable(Exception):

@@ -275,6 +275,36 @@ def test_a_bad_cache_is_set_aside_and_rebuilt_with_a_warning(tmp_path, serial, d
     assert again.stats["images_from_cache"] == 9
 
 
+def test_a_full_disk_leaves_the_cache_as_it_is_and_its_decisions_hold(tmp_path, serial, monkeypatch):
+    """Opening the cache on a full disk failed with "database or disk is full", taken for damage: the
+    healthy cache was set aside, and with it the decisions a person had made."""
+    lib = tmp_path / "lib"
+    library(lib)
+    db = tmp_path / "cache.sqlite"
+    first = scan([lib], serial, cache=db)
+    store = Cache(db)
+    for g in first.groups:
+        store.put_decision([m.content_hash for m in g.members], "keep_all")
+    store.close()
+    before = db.read_bytes()
+
+    class Full(sqlite3.Connection):
+        def executescript(self, script):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(
+        cache_mod.sqlite3,
+        "connect",
+        lambda path, *a, **k: real_connect(path, *a, **k, **({"factory": Full} if str(path) == str(db) else {})),
+    )
+    result = scan([lib], serial, cache=db)
+    warnings = [p.reason for p in result.problems if p.stage == "cache"]
+    assert len(warnings) == 1 and "nothing is kept this time" in warnings[0]
+    assert result.groups == [] and result.stats["suppressed_groups"] == len(first.groups)
+    assert db.read_bytes() == before and not list(tmp_path.glob("cache.sqlite.old*"))
+
+
 def test_another_programs_database_given_as_the_cache_is_refused_and_left_as_it_is(tmp_path, serial, monkeypatch):
     """It was set aside as a damaged cache (renamed, an empty cache in its place), and `cache clear`
     deleted it."""
@@ -524,8 +554,11 @@ def test_descriptors_come_stacked_in_the_order_asked():
 
     cache = Cache(None)
     rng = np.random.default_rng(3)
-    sets = {"a": rng.integers(0, 256, (5, 32), dtype=np.uint8), "b": np.zeros((0, 32), np.uint8),
-            "c": rng.integers(0, 256, (3, 32), dtype=np.uint8)}
+    sets = {
+        "a": rng.integers(0, 256, (5, 32), dtype=np.uint8),
+        "b": np.zeros((0, 32), np.uint8),
+        "c": rng.integers(0, 256, (3, 32), dtype=np.uint8),
+    }
     for h, desc in sets.items():
         feats = Features(0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((len(desc), 2), np.float16), kp_desc=desc)
         cache.put_image(h, ImageInfo(8, 8, "PNG", True, 64), feats, keypoints=True)
@@ -559,8 +592,9 @@ def test_what_a_worker_still_buffers_counts_as_stored_without_a_commit(tmp_path)
     info = ImageInfo(8, 8, "PNG", True, 64)
     plain = Features(0, 0, np.zeros((8, 8), np.uint8))
     cache.put_image("a", info, plain, keypoints=False)
-    with_kp = Features(0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((1, 2), np.float16),
-                       kp_desc=np.zeros((1, 32), np.uint8))
+    with_kp = Features(
+        0, 0, np.zeros((8, 8), np.uint8), kp_xy=np.zeros((1, 2), np.float16), kp_desc=np.zeros((1, 32), np.uint8)
+    )
     cache.put_image("b", info, with_kp, keypoints=True)
     assert cache.have(["a", "b", "c"], keypoints=False) == {"a", "b"}
     assert cache.have(["a", "b", "c"], keypoints=True) == {"b"}
@@ -670,8 +704,13 @@ def test_a_store_answers_by_file_index_whatever_order_images_came_in(tmp_path):
     store = Store(cache)
     codes = lambda i: np.arange(i * CODES, (i + 1) * CODES, dtype=np.uint64)  # noqa: E731
     store.add(7, "h7", codes(7).tobytes(), True, (70, 71))
-    store.add_many([3, 2000, 0], ["h3", "h2000", "h0"], np.stack([codes(3), codes(2000), codes(0)]),
-                   np.array([False, False, True]), np.array([[30, 31], [2000, 2001], [0, 1]]))
+    store.add_many(
+        [3, 2000, 0],
+        ["h3", "h2000", "h0"],
+        np.stack([codes(3), codes(2000), codes(0)]),
+        np.array([False, False, True]),
+        np.array([[30, 31], [2000, 2001], [0, 1]]),
+    )
     store.add(5, "h5", codes(5).tobytes(), False, (50, 51))
     store.add_many([], [], np.zeros((0, CODES), np.uint64), np.zeros(0, bool), np.zeros((0, 2), np.int64))
     assert len(store) == len(store.hashes) == 5
