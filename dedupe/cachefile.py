@@ -55,6 +55,8 @@ def refuse_foreign(path: Path) -> None:
     if start not in (b"", SQLITE_HEADER):
         raise CacheError(f"{path} is not a dedupe cache (not an SQLite database); it was left as it is")
     tables = _tables(Path(path)) if start else set()
+    if "locked" in tables:
+        raise CacheError(f"{path} is locked by another program; it was left as it is")
     if tables and None not in tables and not tables >= DEDUPE_TABLES:
         raise CacheError(f"{path} is another program's SQLite database, not a dedupe cache; it was left as it is")
 
@@ -65,13 +67,17 @@ DEDUPE_TABLES = {"meta", "files", "images"}
 
 def _tables(path: Path) -> set:
     """The tables of the SQLite database at `path`, read without changing it; {None} when it cannot be
-    read (damaged), set() when it has none."""
+    read (damaged), {"locked"} when another program holds it (a browser keeps its databases locked:
+    deleted as a damaged cache, its file was lost), set() when it has none."""
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
+        # a second at most: a cache is in WAL mode, where a reader never waits
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=1)
         try:
             return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         finally:
             db.close()
+    except sqlite3.OperationalError as exc:
+        return {"locked"} if "locked" in str(exc) or "busy" in str(exc) else {None}
     except sqlite3.Error:
         return {None}
 

@@ -60,6 +60,8 @@ def _output(path: Optional[Path], what: str, inputs: tuple[Optional[Path], ...] 
         return
     if path.is_dir():
         _fail(f"{path} is a folder: give a file name for the {what}")
+    if not path.is_file():  # a device, a socket or a pipe: replaced by a file, or waited on for ever
+        _fail(f"{path} is not a regular file: give the {what} another name")
     for given in inputs:
         if given is not None and given.exists() and path.samefile(given):
             _fail(f"{path} is also what this command reads: the {what} would replace it")
@@ -87,7 +89,7 @@ def _page(html_out: Optional[Path], used: tuple[Optional[Path], ...] = ()) -> No
         check_assets(html_out)
     except ReportError as exc:
         _fail(str(exc))
-    folder = assets_dir(html_out.resolve())
+    folder = assets_dir(html_out).resolve()  # beside the name given, as write_html puts it
     for p in used:
         if p is not None and folder in (p.resolve(), *p.resolve().parents):
             _fail(f"{p} lies in {folder}, which writing the page replaces: choose another name for the page")
@@ -261,6 +263,8 @@ def _cache_path(cache: Optional[Path], no_cache: bool) -> Optional[Path]:
     from .cachefile import CacheError, default_path, refuse_foreign
 
     path = cache if cache is not None else default_path()
+    if any(p.exists() and not p.is_dir() for p in path.parents):
+        _fail(f"--cache {path}: a folder on its way is a file")
     try:  # before anything is read or done: apply acted on every file, then found its --cache was a photo
         refuse_foreign(path)
     except CacheError as exc:

@@ -137,7 +137,7 @@ def read_config_file(path: Path) -> dict:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # TOMLDecodeError, and UnicodeDecodeError for a file not in UTF-8
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     defaults = {f.name: f.default for f in fields(Settings)}
     out = {}

@@ -305,6 +305,24 @@ def test_a_full_disk_leaves_the_cache_as_it_is_and_its_decisions_hold(tmp_path, 
     assert db.read_bytes() == before and not list(tmp_path.glob("cache.sqlite.old*"))
 
 
+def test_a_database_another_program_holds_locked_is_not_cleared(tmp_path, monkeypatch):
+    """A browser keeps its databases locked while it runs: unreadable, one was taken for a damaged cache
+    and deleted by `cache clear`."""
+    db = tmp_path / "places.sqlite"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE moz_places(url)")
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(CacheError, match="locked by another program"):
+            clear(db)
+        assert _main(monkeypatch, "cache", "clear", "--cache", str(db)) == 2
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert db.exists()
+
+
 def test_another_programs_database_given_as_the_cache_is_refused_and_left_as_it_is(tmp_path, serial, monkeypatch):
     """It was set aside as a damaged cache (renamed, an empty cache in its place), and `cache clear`
     deleted it."""

@@ -312,7 +312,10 @@ def imported(env: dict, *args: str) -> set[str]:
     """The modules that `python -m dedupe ARGS` imported, from its -X importtime report."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "dedupe", *args],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
@@ -556,3 +559,36 @@ def test_a_page_never_replaces_its_folder_when_it_holds_anything_a_report_did_no
     result = run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(inside), "--html", str(page))
     assert result.exit_code == 2 and "which writing the page replaces" in stderr_of(result) and not inside.exists()
     assert run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--html", str(page)).exit_code == 0
+
+
+def test_odd_outputs_caches_and_settings_are_refused_in_one_line(photos):
+    """A device, socket or pipe as an output was replaced by a file or waited on for ever; a cache under
+    a file, a settings file not in UTF-8, and a page named through a link ended in unexpected errors."""
+    import socket
+
+    lib = photos / "lib"
+    scan_to = ("scan", str(lib), "--no-cache", "-q", "--workers", "1")
+    fifo, sock = photos / "fifo", photos / "sock"
+    os.mkfifo(fifo)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    try:
+        for out in (fifo, sock):
+            result = run(*scan_to, "--json", str(out))
+            assert result.exit_code == 2 and "not a regular file" in stderr_of(result), out
+        assert run("plan", str(photos / "r.json"), "-o", str(fifo)).exit_code == 2
+    finally:
+        server.close()
+    assert fifo.is_fifo() and sock.is_socket()
+    result = run("scan", str(lib), "-q", "--cache", str(lib / "p.jpg" / "c.sqlite"))
+    assert result.exit_code == 2 and "a folder on its way is a file" in stderr_of(result)
+    result = run(*scan_to, "--config", str(lib / "p.jpg"))
+    assert result.exit_code == 2 and "cannot read config file" in stderr_of(result)
+    assert run(*scan_to, "--html", str(photos / "page.html")).exit_code == 0
+    (photos / "else").mkdir()
+    assert run(*scan_to, "--html", str(photos / "else" / "real.html")).exit_code == 0
+    (photos / "link.html").symlink_to(photos / "else" / "real.html")
+    assert run(*scan_to, "--html", str(photos / "link.html")).exit_code == 0
+    inside = photos / "link_files" / "r.json"
+    result = run(*scan_to, "--html", str(photos / "link.html"), "--json", str(inside))
+    assert result.exit_code == 2 and "which writing the page replaces" in stderr_of(result) and not inside.exists()
