@@ -36,7 +36,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 
 from .cachefile import CacheError, default_path  # noqa: F401 - the cache's API, kept here
-from .cachefile import FILE_NAME, SQLITE_HEADER, decision_rows, head, refuse_foreign
+from .cachefile import FILE_NAME, SQLITE_HEADER, decision_rows, drop_snapshots, head, refuse_foreign, snapshot_files
 from .model import Analysed, Features, FileRecord, ImageInfo
 
 VERSION = 18
@@ -126,7 +126,7 @@ class Cache:
             refuse_foreign(self.path)
             return self._connect()
         except _Unusable as exc:
-            shutil.rmtree(f"{self.path}.snapshots", ignore_errors=True)  # derived from the old file
+            drop_snapshots(self.path)  # derived from the old file
             old = _set_aside(self.path)
             self.warnings.append(
                 f"feature cache {self.path} {exc}; it was set aside and is rebuilt (the old file is {old})"
@@ -637,7 +637,7 @@ def clear(path: str | os.PathLike) -> int:
     refuse_foreign(path)
     caches = [path, *_set_aside_files(path)]
     freed = snapshot_bytes(path)
-    shutil.rmtree(f"{path}.snapshots", ignore_errors=True)
+    drop_snapshots(path)
     for cache in caches:
         for suffix in WAL_FILES:
             p = Path(f"{cache}{suffix}")
@@ -649,9 +649,8 @@ def clear(path: str | os.PathLike) -> int:
 
 def snapshot_bytes(path: str | os.PathLike) -> int:
     """Size of the library snapshots kept beside a cache file (dedupe.snapshot)."""
-    folder = Path(f"{path}.snapshots")
     try:
-        return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        return sum(p.stat().st_size for p in snapshot_files(path))
     except OSError:
         return 0
 

@@ -7,6 +7,7 @@ pictures: dedupe.cache imports numpy, 0.1 s of a command's start, for nothing wh
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -102,3 +103,30 @@ def remembered(path: Path) -> list[tuple[tuple[str, ...], str]]:
         return []
     finally:
         db.close()
+
+
+SNAPSHOT_FILE = re.compile(
+    r"\.?(?:[0-9a-f]{8}\.)?[0-9a-f]{16}\."
+    r"(?:files\.npz|nearest\.npz|candidates\.npz|kp-\d{20}-[0-9a-f]{6}\.(?:faiss|npz|ivfdata))(?:\.\d+)?"
+)
+"""The names of the files a cache's library snapshots are kept in (dedupe.snapshot), temporary ones too."""
+
+
+def snapshot_files(cache: str | os.PathLike) -> list[Path]:
+    """The snapshot files beside a cache file, in its folder <cache>.snapshots: only those, so that a
+    folder of that name holding anything else (photos, notes) keeps it."""
+    folder = Path(f"{cache}.snapshots")
+    try:
+        return [p for p in folder.iterdir() if SNAPSHOT_FILE.fullmatch(p.name) and p.is_file() and not p.is_symlink()]
+    except OSError:
+        return []
+
+
+def drop_snapshots(cache: str | os.PathLike) -> None:
+    """Delete the snapshot files of a cache file, and their folder if nothing else is left in it."""
+    for p in snapshot_files(cache):
+        p.unlink(missing_ok=True)
+    try:
+        os.rmdir(f"{cache}.snapshots")
+    except OSError:  # not there, or holding something else
+        pass

@@ -50,6 +50,7 @@ import faiss
 import numpy as np
 
 from .cache import CODES, VERSION, Cache, hash_key
+from .cachefile import snapshot_files
 from .index import (
     DESC_FLAT_LIMIT,
     LINEAR_FROM,
@@ -325,14 +326,15 @@ class Snapshots:
     def _prune(self) -> None:
         """Keep the KEEP most recently used libraries, and no temporary file left by a crash."""
         try:
-            names = [p for p in self.dir.iterdir() if not p.name.startswith(".")]
+            ours = snapshot_files(self.cache.path)  # only those: the folder may hold a person's files
+            names = [p for p in ours if not p.name.startswith(".")]
             tables = sorted((p for p in names if p.name.endswith(".files.npz")), key=_mtime, reverse=True)
             keep = {p.name.split(".")[0] for p in tables[:KEEP]}
             for p in names:
                 if p.name.split(".")[0] not in keep:
                     p.unlink(missing_ok=True)
-            for p in self.dir.glob(".*"):
-                if time.time() - _mtime(p) > 3600:
+            for p in ours:
+                if p.name.startswith(".") and time.time() - _mtime(p) > 3600:
                     p.unlink(missing_ok=True)
         except OSError:
             pass

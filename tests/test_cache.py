@@ -323,6 +323,28 @@ def test_a_database_another_program_holds_locked_is_not_cleared(tmp_path, monkey
     assert db.exists()
 
 
+def test_a_folder_named_like_the_snapshots_keeps_what_dedupe_did_not_write(tmp_path, serial):
+    """<cache>.snapshots holding a person's files: pruning deleted them, `cache clear` the whole folder."""
+    lib = tmp_path / "lib"
+    library(lib)
+    db = tmp_path / "lib2"
+    folder = tmp_path / "lib2.snapshots"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"a photo")
+    (folder / "notes.txt").write_text("notes")
+    scan([lib], serial, cache=db)
+    scan([lib], serial, cache=db)
+    assert {p.name for p in folder.iterdir()} >= {"holiday.jpg", "notes.txt"}
+    assert any(p.name.endswith(".files.npz") for p in folder.iterdir())  # its own snapshots are there
+    assert clear(db) > 0
+    assert sorted(p.name for p in folder.iterdir()) == ["holiday.jpg", "notes.txt"] and not db.exists()
+    (folder / "holiday.jpg").unlink()
+    (folder / "notes.txt").unlink()
+    scan([lib], serial, cache=db)
+    clear(db)
+    assert not folder.exists()  # nothing else in it: the folder goes too
+
+
 def test_another_programs_database_given_as_the_cache_is_refused_and_left_as_it_is(tmp_path, serial, monkeypatch):
     """It was set aside as a damaged cache (renamed, an empty cache in its place), and `cache clear`
     deleted it."""
