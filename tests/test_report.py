@@ -99,6 +99,20 @@ def test_write_and_read_round_trip(result, tmp_path, validator):
     assert read_report(path)["argv"] == []
 
 
+def test_a_report_is_written_readable_as_any_file_and_keeps_the_mode_of_the_one_it_replaces(result, tmp_path):
+    """mkstemp's 0600 hid a rescanned shared report from the other accounts reading it."""
+    path = tmp_path / "report.json"
+    mask = os.umask(0o022)
+    try:
+        write_report(result, path)
+        assert path.stat().st_mode & 0o777 == 0o644
+        path.chmod(0o664)
+        write_report(result, path)
+        assert path.stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(mask)
+
+
 def test_write_report_into_missing_folder_fails_cleanly(result, tmp_path):
     with pytest.raises(OSError):
         write_report(result, tmp_path / "nope" / "report.json")

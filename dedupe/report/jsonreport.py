@@ -116,10 +116,22 @@ def write_report(result: ScanResult, path: str | os.PathLike, argv: list[str] | 
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(data)
             fh.write("\n")
+        os.chmod(tmp, _mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode(path: Path) -> int:
+    """The permissions a new report gets: those of the report it replaces, else what the umask allows of
+    rw-rw-rw- as for any file written (mkstemp's 0600 hid a rescanned shared report from others)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def read_report(path: str | os.PathLike) -> dict:
