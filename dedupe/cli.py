@@ -60,7 +60,9 @@ def _output(path: Optional[Path], what: str, inputs: tuple[Optional[Path], ...] 
         return
     if path.is_dir():
         _fail(f"{path} is a folder: give a file name for the {what}")
-    if not path.is_file():  # a device, a socket or a pipe: replaced by a file, or waited on for ever
+    if path.is_char_device():  # /dev/null: written into, never replaced (write_report)
+        return
+    if not path.is_file():  # a block device, a socket or a pipe: replaced by a file, or waited on for ever
         _fail(f"{path} is not a regular file: give the {what} another name")
     for given in inputs:
         if given is not None and given.exists() and path.samefile(given):

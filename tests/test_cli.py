@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -580,6 +581,12 @@ def test_odd_outputs_caches_and_settings_are_refused_in_one_line(photos):
     finally:
         server.close()
     assert fifo.is_fifo() and sock.is_socket()
+    null = photos / "null"  # a device node of our own, like /dev/null: written into, never replaced
+    try:
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, AttributeError):
+        return  # only root makes device nodes
+    assert run(*scan_to, "--json", str(null)).exit_code == 0 and null.is_char_device()
     result = run("scan", str(lib), "-q", "--cache", str(lib / "p.jpg" / "c.sqlite"))
     assert result.exit_code == 2 and "a folder on its way is a file" in stderr_of(result)
     result = run(*scan_to, "--config", str(lib / "p.jpg"))

@@ -109,6 +109,9 @@ def write_report(result: ScanResult, path: str | os.PathLike, argv: list[str] | 
     """Write the report atomically: a reader never sees half a file."""
     path = Path(path)
     data = dumps(report_dict(result, argv))
+    if path.is_char_device():  # /dev/null: a rename would replace the device with a file
+        path.write_text(data + "\n", encoding="utf-8", errors="backslashreplace")
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
         # A file name that is not valid UTF-8 reaches Python as lone surrogates; written as the JSON escape
