@@ -35,8 +35,16 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .cachefile import CacheError, default_path  # noqa: F401 - the cache's API, kept here
-from .cachefile import FILE_NAME, SQLITE_HEADER, decision_rows, drop_snapshots, head, refuse_foreign, snapshot_files
+from .cachefile import SQLITE_HEADER, CacheError, default_path  # noqa: F401 - the cache's API, kept here
+from .cachefile import (
+    FILE_NAME,
+    decision_rows,
+    drop_snapshots,
+    is_dedupe_cache,
+    refuse_foreign,
+    remembered,
+    snapshot_files,
+)
 from .model import Analysed, Features, FileRecord, ImageInfo
 
 VERSION = 18
@@ -140,7 +148,13 @@ class Cache:
             self._tmpdir = tempfile.mkdtemp(prefix="dedupe-cache-")
             self.path, self.persistent = Path(self._tmpdir) / FILE_NAME, False
             db = self._connect()
-            _take_decisions(db, str(given))  # what a person decided still holds, read from the file left alone
+            try:  # what a person decided still holds, read from the file left alone
+                held = remembered(given)
+            except CacheError as err:
+                self.warnings.append(f"the decisions it holds could not be read either ({err})")
+                held = []
+            with db:
+                db.executemany("INSERT OR IGNORE INTO decisions VALUES (?, ?, '')", [(" ".join(h), k) for h, k in held])
             return db
 
     def _connect(self) -> sqlite3.Connection:
@@ -586,14 +600,16 @@ def _set_aside(path: Path) -> str:
 
 
 def _set_aside_files(path: Path) -> list[Path]:
-    """The caches set aside from `path` (_set_aside): of the files so named, the SQLite databases only."""
+    """The caches set aside from `path` (_set_aside): of the files so named, those with a dedupe cache's
+    tables only (another program's database so named, or one it holds locked, stays; so does a cache set
+    aside because it could not be read)."""
     pattern = re.compile(re.escape(path.name) + r"\.old(\.[0-9]+)?")
     try:
         names = sorted(os.listdir(path.parent))
     except OSError:
         return []
     found = [path.parent / n for n in names if pattern.fullmatch(n)]
-    return [p for p in found if p.is_file() and head(p) == SQLITE_HEADER]
+    return [p for p in found if p.is_file() and not p.is_symlink() and is_dedupe_cache(p)]
 
 
 def _take_decisions(db: sqlite3.Connection, old: str) -> None:

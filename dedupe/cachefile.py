@@ -47,11 +47,14 @@ def head(path: str | os.PathLike) -> bytes:
 
 
 def refuse_foreign(path: Path) -> None:
-    """CacheError when `path` holds something other than a dedupe cache: a photo, or another program's
-    database, given as --cache must not be set aside as a damaged cache, nor deleted. A missing or empty
-    file is a new cache; an SQLite file that cannot be read (damaged) is left to the cache to set aside."""
+    """CacheError when `path` holds something other than a dedupe cache: a photo, another program's
+    database, a device or a pipe given as --cache must not be set aside as a damaged cache, nor deleted.
+    A missing or empty file is a new cache; an SQLite file that cannot be read (damaged) is left to the
+    cache to set aside."""
     if os.path.isdir(path):
         raise CacheError(f"{path} is a folder, not a cache file")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise CacheError(f"{path} is not a regular file (a device, a pipe, a socket or a broken link), not a cache")
     start = head(path)
     if start not in (b"", SQLITE_HEADER):
         raise CacheError(f"{path} is not a dedupe cache (not an SQLite database); it was left as it is")
@@ -64,6 +67,11 @@ def refuse_foreign(path: Path) -> None:
 
 DEDUPE_TABLES = {"meta", "files", "images"}
 """Tables every dedupe cache has had: another program's database may have a table called meta too."""
+
+
+def is_dedupe_cache(path: Path) -> bool:
+    """Whether `path` is an SQLite database with a dedupe cache's tables, read without changing it."""
+    return head(path) == SQLITE_HEADER and _tables(path) >= DEDUPE_TABLES
 
 
 def _tables(path: Path) -> set:
@@ -90,19 +98,25 @@ def decision_rows(db: sqlite3.Connection) -> list[tuple[tuple[str, ...], str]]:
 
 def remembered(path: Path) -> list[tuple[tuple[str, ...], str]]:
     """The decisions held by the cache file at `path`, read without opening it as a cache (which would
-    rebuild one of another version): none when there is no file, or no table of them."""
+    rebuild one of another version): none when there is no file, or it is no dedupe cache. A cache on a
+    full or read-only disk is read as it stands (immutable: its WAL cannot be opened there); CacheError
+    when it cannot be read at all, for what acts on files must not act on decisions it cannot see."""
     if not path.is_file() or head(path) != SQLITE_HEADER:
         return []
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
-    except sqlite3.Error:
-        return []
-    try:
-        return decision_rows(db)
-    except sqlite3.Error:  # another program's database, or one damaged: the scan will say so
-        return []
-    finally:
-        db.close()
+    uri = path.resolve().as_uri()
+    failed = None
+    for options in ("mode=rw", "mode=ro&immutable=1"):
+        try:
+            db = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=30)
+            try:
+                if "decisions" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+                    return []  # another program's database, or a cache from before decisions
+                return decision_rows(db)
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            failed = exc
+    raise CacheError(f"cannot read the decisions remembered in {path} ({failed}); nothing was done")
 
 
 SNAPSHOT_FILE = re.compile(

@@ -446,10 +446,14 @@ def _honour_remembered(decided: dict, cache: Path) -> list[tuple[object, str]]:
     """Keep every file of the plan's groups that a remembered decision covers and the plan does not
     decide itself: a report written before `dedupe decide` (or the review) said "not duplicates" still
     proposed removing them. (id, kind) of each such group."""
+    from .cachefile import CacheError
     from .cachefile import remembered as stored
     from .decisions import Decided
 
-    remembered = Decided(stored(cache))
+    try:
+        remembered = Decided(stored(cache))
+    except CacheError as exc:  # before anything is done: files a person kept must not go unseen
+        _fail(str(exc))
     kept = []
     for g in decided["groups"]:
         hashes = [f.get("content_hash") for f in g["files"]]
@@ -463,18 +467,25 @@ def _honour_remembered(decided: dict, cache: Path) -> list[tuple[object, str]]:
     return kept
 
 
-def _remember(decided: dict, cache: Path) -> None:
-    """Store the plan's decisions and say what was done, in one line (nothing when it has none)."""
+def _remember(decided: dict, cache: Path) -> bool:
+    """Store the plan's decisions and say what was done, in one line (nothing when it has none); False,
+    said on stderr, when the cache could not take them (a full or read-only disk)."""
+    from .cachefile import CacheError
     from .decisions import plan_decisions, record
 
     if not plan_decisions(decided):
-        return
-    done = record(decided, cache)
+        return True
+    try:
+        done = record(decided, cache)
+    except CacheError as exc:
+        typer.echo(f"dedupe: decisions NOT remembered: {_shown(exc)}", err=True)
+        return False
     typer.echo(
         f"Remembered {sum(done.remembered.values()):,} decisions ({done.remembered['not_duplicates']:,} not "
         f"duplicates, {done.remembered['keep_all']:,} keep all), forgot {done.forgotten:,}, in {cache}: later "
         "scans do not propose those groups (--ignore-decisions shows them)."
     )
+    return True
 
 
 def _act(
@@ -512,7 +523,7 @@ def _act(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _remember(decided, cache)
+    kept = _remember(decided, cache)
     for src, what in result.done:
         typer.echo(f"{action} {_shown(src)} -> {_shown(what)}")
     for src, reason in result.failed:
@@ -533,7 +544,7 @@ def _act(
     if result.interrupted and stop:  # as a stopped scan exits: 130 for Ctrl-C, 128 + SIGTERM's or SIGHUP's number
         _SAID.append(True)
         raise typer.Exit(128 + stop[0])
-    if result.failed or result.interrupted or result.stopped:
+    if result.failed or result.interrupted or result.stopped or not kept:
         raise typer.Exit(1)
 
 
@@ -553,7 +564,8 @@ def decide(
     if not plan_decisions(decided):
         typer.echo(f"{source} holds no decisions (not duplicates, keep all): nothing to remember.")
         return
-    _remember(decided, _cache_path(cache, False))
+    if not _remember(decided, _cache_path(cache, False)):
+        raise typer.Exit(2)
 
 
 @app.command()

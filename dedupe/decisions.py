@@ -90,6 +90,10 @@ def record(plan: dict, cache: str | os.PathLike) -> Recorded:
         return out
     store = Cache(cache)
     try:
+        if not store.persistent:  # a full or read-only disk: it said it remembered what it could not keep
+            from .cachefile import CacheError
+
+            raise CacheError(f"cannot write the decisions into {cache}: {'; '.join(store.warnings)}")
         for hashes, kind in todo:
             if kind == FORGET:
                 out.forgotten += store.forget_decisions(hashes)

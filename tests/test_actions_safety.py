@@ -227,6 +227,7 @@ def test_a_plan_out_of_shape_is_refused_in_one_line(library, tmp_path, edit, mes
     [
         ("start", lambda r: r.pop("path"), "path must be a string, not None"),
         ("start", lambda r: r.pop("keeper"), "keeper must be a string, not None"),
+        ("start", lambda r: r.pop("size"), "size must be an integer, not None"),
         ("start", lambda r: r.update(to=1), "to must be a path, not 1"),
         ("done", lambda r: r.pop("op"), "op must be a string, not None"),
         ("undone", lambda r: r.update(undone=["1.0"]), "undone must be a string"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import json
 import os
 import shutil
 import sqlite3
@@ -17,6 +18,7 @@ import pytest
 
 import dedupe.cache as cache_mod
 from dedupe import Cancelled, Settings, scan
+from dedupe.actions.plan import make_plan
 from dedupe.cache import Cache, CacheError, clear, default_path
 from images import (
     add_comment,
@@ -770,3 +772,63 @@ def test_a_store_answers_by_file_index_whatever_order_images_came_in(tmp_path):
     assert store.sizes([2000, 5, 0]).tolist() == [[2000, 2001], [50, 51], [0, 1]]
     assert [store.phash(i) for i in images] == [i * CODES for i in images]
     cache.close()
+
+
+def test_commands_that_act_never_miss_decisions_they_cannot_read_or_keep(tmp_path, serial, monkeypatch):
+    """On a full or read-only disk apply did not see a "not duplicates" decision and moved the group's
+    files, and decide said it remembered what it could not keep."""
+    from dedupe.report.jsonreport import write_report
+
+    lib = tmp_path / "lib"
+    library(lib)
+    db = tmp_path / "cache.sqlite"
+    report = tmp_path / "r.json"
+    write_report(scan([lib], serial, cache=db), report)
+    store = Cache(db)
+    store.put_decision(("x",), "keep_all")
+    store.close()
+    real_connect = sqlite3.connect
+
+    def unreadable(target, *a, **k):
+        if str(target).startswith("file:"):
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(target, *a, **k)
+
+    monkeypatch.setattr(sqlite3, "connect", unreadable)
+    before = sorted(p.name for p in lib.rglob("*"))
+    assert _main(monkeypatch, "apply", str(report), "--cache", str(db), "--move-to", str(tmp_path / "q")) == 2
+    assert sorted(p.name for p in lib.rglob("*")) == before and not (tmp_path / "q").exists()
+    monkeypatch.setattr(sqlite3, "connect", real_connect)
+
+    class Full(sqlite3.Connection):
+        def executescript(self, script):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(
+        cache_mod.sqlite3,
+        "connect",
+        lambda path, *a, **k: real_connect(path, *a, **k, **({"factory": Full} if str(path) == str(db) else {})),
+    )
+    plan = make_plan(json.loads(report.read_text()))
+    plan["groups"][0]["decision"] = "keep_all"
+    for f in plan["groups"][0]["files"]:
+        f["action"] = "keep"
+    saved = tmp_path / "plan.json"
+    saved.write_text(json.dumps(plan))
+    assert _main(monkeypatch, "decide", str(saved), "--cache", str(db)) == 2
+
+
+def test_clear_deletes_only_dedupe_caches_and_refuses_what_is_not_a_file(tmp_path, monkeypatch):
+    """Another program's database named <cache>.old was deleted by cache clear; a device or a pipe given
+    as --cache was unlinked (or hung)."""
+    db = tmp_path / "features.sqlite"
+    with sqlite3.connect(tmp_path / "features.sqlite.old") as other:
+        other.execute("CREATE TABLE bookmarks(url)")
+    other.close()
+    clear(db)
+    assert (tmp_path / "features.sqlite.old").exists()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in (("cache", "clear"), ("cache", "info")):
+        assert _main(monkeypatch, *args, "--cache", str(fifo)) == 2
+    assert fifo.is_fifo()

@@ -522,6 +522,12 @@ def test_outputs_spare_raw_files_the_cache_the_settings_and_a_folder_named_like_
         result = run(*args, "--html", str(photos / "album.html"))
         assert result.exit_code == 2 and "not the folder of an earlier dedupe report" in stderr_of(result), args
         assert (album / "holiday.jpg").exists() and not (photos / "album.html").exists()
+    (photos / "latest.json").symlink_to(photos / "r.json")  # a link to an earlier report is written through
+    assert (
+        run("scan", str(lib), "--no-cache", "-q", "--workers", "1", "--json", str(photos / "latest.json")).exit_code
+        == 0
+    )
+    assert (photos / "latest.json").is_symlink() and read_report(photos / "r.json")["groups"]
     page = photos / "page.html"
     for _ in range(2):  # an earlier page and its folder are replaced
         assert run("report", str(photos / "r.json"), "--html", str(page), "-q").exit_code == 0

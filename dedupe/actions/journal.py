@@ -65,7 +65,7 @@ def read(path: str | os.PathLike) -> tuple[dict, list[dict]]:
     return records[0], records[1:]
 
 
-_START = {"op": str, "kind": str, "path": str, "mtime_ns": int, "content_hash": str, "keeper": str}
+_START = {"op": str, "kind": str, "path": str, "size": int, "mtime_ns": int, "content_hash": str, "keeper": str}
 
 
 def _malformed(record) -> str | None:

@@ -108,6 +108,8 @@ def dumps(report: dict) -> str:
 def write_report(result: ScanResult, path: str | os.PathLike, argv: list[str] | None = None) -> None:
     """Write the report atomically: a reader never sees half a file."""
     path = Path(path)
+    if path.is_symlink():  # written through, as any other output is: replaced, the link lost its target
+        path = path.resolve()
     data = dumps(report_dict(result, argv))
     if path.is_char_device():  # /dev/null: a rename would replace the device with a file
         path.write_text(data + "\n", encoding="utf-8", errors="backslashreplace")
