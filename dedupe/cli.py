@@ -6,6 +6,7 @@ Exit codes: 0 success (per-file problems are reported, not fatal), 1 unexpected 
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
@@ -56,6 +57,8 @@ def _output(path: Optional[Path], what: str, inputs: tuple[Optional[Path], ...] 
         _fail(f"{path} is a symbolic link to nothing: give the {what} a real path")
     if not path.resolve().parent.is_dir():
         _fail(f"folder for the {what} does not exist: {path.parent}")
+    if not os.access(path.resolve().parent, os.W_OK):  # found before the work, not after it
+        _fail(f"cannot write in {path.parent}: choose another place for the {what}")
     if not path.exists():
         return
     if path.is_dir():
@@ -595,6 +598,8 @@ def demo(
     from .demo import make_library
     from .pipeline import scan as run_scan
 
+    if folder.exists() and not folder.is_dir():
+        _fail(f"{folder} is a file; give a new or empty folder")
     if folder.exists() and any(folder.iterdir()):
         _fail(f"{folder} is not empty; give a new or empty folder")
     planted = make_library(folder)

@@ -23,6 +23,10 @@ class ConfigError(ValueError):
     """A settings value or config file that cannot be used; the message is one line for the user."""
 
 
+MAX_WORKERS = 1024
+"""More processes than any machine has cores for: a larger number overflowed a thread count deep inside."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that changes what a scan finds. Flows unchanged through every stage."""
@@ -82,8 +86,8 @@ class Settings:
             raise ConfigError(f"min_crop_area must be in (0, 1], not {self.min_crop_area}")
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be positive, not {self.max_pixels}")
-        if self.workers < 0:
-            raise ConfigError(f"workers must be 0 (auto) or more, not {self.workers}")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"workers must be 0 (auto) to {MAX_WORKERS}, not {self.workers}")
         unknown = [r for r in self.keeper_rules if r not in KEEPER_RULES]
         if unknown or not self.keeper_rules:
             raise ConfigError(
@@ -132,6 +136,8 @@ def _coerce(name: str, value, default):
 
 def read_config_file(path: Path) -> dict:
     """Settings values from a TOML file, checked against the fields of Settings."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a pipe would be waited on for ever
+        raise ConfigError(f"config file {path} is not a regular file")
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

@@ -605,3 +605,32 @@ def test_odd_outputs_caches_and_settings_are_refused_in_one_line(photos):
     inside = photos / "link_files" / "r.json"
     result = run(*scan_to, "--html", str(photos / "link.html"), "--json", str(inside))
     assert result.exit_code == 2 and "which writing the page replaces" in stderr_of(result) and not inside.exists()
+
+
+def test_pipes_as_inputs_and_other_impossible_places_are_refused_at_once(photos, tmp_path):
+    """A pipe given as a report, plan, journal or settings file was waited on for ever; a folder that
+    cannot be written was found only after the scan; a demo library named as a file, or a number of
+    workers no machine has, ended in unexpected errors."""
+    fifo = photos / "fifo"
+    os.mkfifo(fifo)
+    for args in (
+        ("apply", str(fifo)),
+        ("plan", str(fifo), "-o", str(photos / "p.json")),
+        ("report", str(fifo), "--html", str(photos / "x.html")),
+        ("undo", str(fifo)),
+        ("scan", str(photos / "lib"), "--no-cache", "--config", str(fifo)),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2 and "not a regular file" in stderr_of(result), args
+    locked = photos / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # root writes anywhere
+            result = run("scan", str(photos / "lib"), "--no-cache", "--json", str(locked / "r.json"))
+            assert result.exit_code == 2 and "cannot write in" in stderr_of(result)
+    finally:
+        locked.chmod(0o700)
+    assert run("demo", str(photos / "lib" / "p.jpg")).exit_code == 2
+    result = run("scan", str(photos / "lib"), "--no-cache", "--workers", "3000000000")
+    assert result.exit_code == 2 and "workers must be" in stderr_of(result)

@@ -47,6 +47,8 @@ class Journal:
 
 def read(path: str | os.PathLike) -> tuple[dict, list[dict]]:
     """(header, records) of a journal; a last line cut short by a kill is ignored."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a pipe would be waited on for ever
+        raise ValueError(f"{path} is not a regular file")
     with open(path, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
     records = []

@@ -286,6 +286,8 @@ def load_plan(
 ) -> dict:
     """A checked plan from a plan file, or made from a scan report with these options; with the folder
     that --move-to would move files into, checked too."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a pipe would be waited on for ever
+        raise PlanError(f"{path} is not a regular file")
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)

@@ -141,6 +141,8 @@ def _mode(path: Path) -> int:
 
 def read_report(path: str | os.PathLike) -> dict:
     """A saved report as plain data, after checking that this version of dedupe can read it."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a pipe would be waited on for ever
+        raise ReportError(f"{path} is not a regular file")
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
