@@ -34,6 +34,10 @@ IMAGE_EXTENSIONS = {
 }
 REPORT_MARKER = ".dedupe-report-files"
 """A file that marks a folder of an HTML report's thumbnails: a later scan of the same tree skips it."""
+QUARANTINE_MARKER = ".dedupe-quarantine"
+"""A file apply --move-to puts in its quarantine folder: a later scan of a tree holding it skips it (given
+as a root, it is scanned). A quarantined copy with a shorter path was kept, and the library's original
+proposed for removal, leaving the only copy in a folder a person empties."""
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
 
 
@@ -210,6 +214,9 @@ def walk(
                 continue
             if any(e.name == REPORT_MARKER for e in entries):
                 out.problems.append(Problem(folder, "walk", "images of a dedupe HTML report, not photos", "skipped"))
+                continue
+            if folder != root and any(e.name == QUARANTINE_MARKER for e in entries):
+                out.problems.append(Problem(folder, "walk", "a dedupe quarantine (apply --move-to)", "skipped"))
                 continue
             subfolders = []
             for entry in entries:

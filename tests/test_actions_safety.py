@@ -349,3 +349,18 @@ def test_a_journal_folder_that_cannot_be_one_is_refused_before_anything_moves(li
         res = _cli("apply", saved, "--move-to", tmp_path / "q", "--journal-dir", journal)
         assert res.exit_code == 2 and res.output.startswith("dedupe: --journal-dir"), res.output
     assert _tree(library) == before
+
+
+def test_a_later_scan_of_a_tree_holding_a_quarantine_skips_it(library, tmp_path):
+    """Scanning the home folder later: the quarantined copy, its path shorter, was kept, and the
+    library's original proposed for removal, the only copy left in a folder a person empties."""
+    quarantine = library.parent / "q"
+    result = apply_plan(make_plan(_report(library)), "move", quarantine, tmp_path / "j")
+    assert result.done and (quarantine / ".dedupe-quarantine").is_file()
+    later = scan([library.parent], Settings(workers=1))
+    assert later.groups == []  # the copies set aside are not found again beside their originals
+    assert any(p.path == str(quarantine) and "quarantine" in p.reason for p in later.problems)
+    (quarantine / ".dedupe-quarantine").unlink()  # unmarked, they were: and a copy there could be kept
+    assert scan([library.parent], Settings(workers=1)).groups
+    inside = scan([quarantine], Settings(workers=1))  # given as a root, it is scanned
+    assert inside.stats["image_files"] == len(result.done)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..progress import CancelCheck, never
+from ..walk import QUARANTINE_MARKER
 from .check import content_problems, group_problems, real_roots
 from .journal import Journal
 from .plan import check_plan, check_quarantine
@@ -165,6 +166,11 @@ def apply_plan(
     if action == "move":
         check_quarantine(plan, target)
     quarantine = Path(target).resolve() if action == "move" else None
+    if quarantine is not None:  # marked, so that a later scan of a tree that holds it skips it
+        quarantine.mkdir(parents=True, exist_ok=True)
+        marker = quarantine / QUARANTINE_MARKER
+        if not marker.exists():
+            marker.write_text("Files dedupe apply --move-to set aside; dedupe scan skips this folder.\n")
     journal = Journal.create(
         journal_dir,
         {
