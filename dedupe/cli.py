@@ -406,7 +406,8 @@ def apply(
     decided = _plan(source, keep_in, only, keeper_rules, move_to)
     honoured = _honour_remembered(decided, _cache_path(cache, False))
     for gid, kind in honoured:
-        typer.echo(f"skip group {gid}: remembered as {kind.replace('_', ' ')} (`dedupe decide`); nothing of it goes")
+        said = kind if kind.startswith("decided") else f"remembered as {kind.replace('_', ' ')}"
+        typer.echo(f"skip group {gid}: {said} (`dedupe decide`)")
     chosen = [
         name
         for name, on in (
@@ -434,7 +435,7 @@ def apply(
     typer.echo(
         f"Dry run: {len(run.operations):,} files would go, freeing {human_bytes(run.bytes_freed)}; "
         f"{len(run.skipped):,} groups skipped (a file changed since the scan, or one not to act on)"
-        + (f", {len(honoured):,} kept whole as remembered" if honoured else "")
+        + (f", {len(honoured):,} kept as remembered" if honoured else "")
         + ". Nothing was changed."
     )
     remembered = len(plan_decisions(decided))
@@ -467,6 +468,12 @@ def _honour_remembered(decided: dict, cache: Path) -> list[tuple[object, str]]:
             for f in g["files"]:
                 f["action"] = "keep"
             kept.append((g.get("id"), kind))
+            continue
+        judged = [f for f, was in zip(g["files"], remembered.judged(hashes)) if was and f["action"] == "remove"]
+        for f in judged:  # the group gained a file since: only what was never judged may go
+            f["action"] = "keep"
+        if judged:
+            kept.append((g.get("id"), f"decided before it gained a file: {len(judged)} kept"))
     return kept
 
 

@@ -4,6 +4,7 @@ and moves too) until a group gains a file never judged; recorded from plans by `
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 
@@ -209,11 +210,11 @@ def test_decide_and_apply_commands_remember_decisions(library, tmp_path):
     # the cat group, remembered as not duplicates, is kept whole though this plan (from the report written
     # before that decision) removes one of its files
     assert "remembered as not duplicates" in res.output
-    assert (root / "trip" / "cat_small.jpg").exists() and not (tmp_path / "q").exists()
+    assert (root / "trip" / "cat_small.jpg").exists() and not list((tmp_path / "q").rglob("*.jpg"))
     report_file = tmp_path / "report.json"  # written before the decisions: both its groups kept whole now
     report_file.write_text(json.dumps(report))
     dry = CliRunner().invoke(app, ["apply", str(report_file), "--cache", str(cache)])
-    assert "2 kept whole as remembered" in dry.output and "0 files would go" in dry.output, dry.output
+    assert "2 kept as remembered" in dry.output and "0 files would go" in dry.output, dry.output
 
     res = CliRunner().invoke(app, ["scan", str(root), "-q", "--workers", "1", "--cache", str(cache)])
     assert "Hidden by earlier decisions: 2 groups (--ignore-decisions shows them)" in res.output
@@ -222,3 +223,23 @@ def test_decide_and_apply_commands_remember_decisions(library, tmp_path):
 
     res = CliRunner().invoke(app, ["decide", str(tmp_path / "missing.json")])
     assert res.exit_code == 2
+
+
+def test_files_a_person_kept_stay_when_their_group_gains_a_copy(library, tmp_path):
+    """A group decided "keep all" gained one more copy (the photo imported again): the rescan proposes
+    it again, and apply moved the files the person had said to keep with the new one."""
+    root, cache = library
+    report = _scan(root, cache)
+    plan = _decide(report, "cat.jpg", "keep_all")
+    saved = tmp_path / "plan.json"
+    saved.write_text(json.dumps(plan))
+    assert CliRunner().invoke(app, ["decide", str(saved), "--cache", str(cache)]).exit_code == 0
+    decided = [f["path"] for f in _group(report, "cat.jpg")["members"]]
+    again = root / "Downloads"
+    again.mkdir()
+    (again / "cat.jpg").write_bytes((root / "trip" / "cat.jpg").read_bytes())
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps(_scan(root, cache)))
+    res = CliRunner().invoke(app, ["apply", str(later), "--cache", str(cache), "--move-to", str(tmp_path / "q")])
+    assert res.exit_code == 0 and "decided before it gained a file" in res.output, res.output
+    assert all(os.path.exists(p) for p in decided)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..progress import CancelCheck, never
-from ..walk import QUARANTINE_MARKER
 from .check import content_problems, group_problems, real_roots
 from .journal import Journal
 from .plan import check_plan, check_quarantine
@@ -167,6 +166,8 @@ def apply_plan(
         check_quarantine(plan, target)
     quarantine = Path(target).resolve() if action == "move" else None
     if quarantine is not None:  # marked, so that a later scan of a tree that holds it skips it
+        from ..walk import QUARANTINE_MARKER  # here: undo imports this module, and the walk numpy
+
         quarantine.mkdir(parents=True, exist_ok=True)
         marker = quarantine / QUARANTINE_MARKER
         if not marker.exists():
