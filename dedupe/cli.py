@@ -405,9 +405,11 @@ def apply(
     is checked against the disk first: a group with a file changed since the scan is skipped whole."""
     decided = _plan(source, keep_in, only, keeper_rules, move_to)
     honoured = _honour_remembered(decided, _cache_path(cache, False))
-    for gid, kind in honoured:
-        said = kind if kind.startswith("decided") else f"remembered as {kind.replace('_', ' ')}"
-        typer.echo(f"skip group {gid}: {said} (`dedupe decide`)")
+    for gid, kind, kept in honoured:
+        if kept is None:
+            typer.echo(f"skip group {gid}: remembered as {kind.replace('_', ' ')} (`dedupe decide`)")
+        else:
+            typer.echo(f"group {gid}: {kept} files kept as decided (`dedupe decide`) before it gained a file")
     chosen = [
         name
         for name, on in (
@@ -435,7 +437,7 @@ def apply(
     typer.echo(
         f"Dry run: {len(run.operations):,} files would go, freeing {human_bytes(run.bytes_freed)}; "
         f"{len(run.skipped):,} groups skipped (a file changed since the scan, or one not to act on)"
-        + (f", {len(honoured):,} kept as remembered" if honoured else "")
+        + (f", {sum(k is None for *_, k in honoured):,} kept whole as remembered" if honoured else "")
         + ". Nothing was changed."
     )
     remembered = len(plan_decisions(decided))
@@ -446,10 +448,11 @@ def apply(
         )
 
 
-def _honour_remembered(decided: dict, cache: Path) -> list[tuple[object, str]]:
+def _honour_remembered(decided: dict, cache: Path) -> list[tuple[object, str, int | None]]:
     """Keep every file of the plan's groups that a remembered decision covers and the plan does not
     decide itself: a report written before `dedupe decide` (or the review) said "not duplicates" still
-    proposed removing them. (id, kind) of each such group."""
+    proposed removing them; and of a group that gained a file since, the files it judged. (id, kind,
+    None when the whole group is kept, else how many of its files) of each such group."""
     from .cachefile import CacheError
     from .cachefile import remembered as stored
     from .decisions import Decided
@@ -467,13 +470,13 @@ def _honour_remembered(decided: dict, cache: Path) -> list[tuple[object, str]]:
         if kind is not None:
             for f in g["files"]:
                 f["action"] = "keep"
-            kept.append((g.get("id"), kind))
+            kept.append((g.get("id"), kind, None))
             continue
         judged = [f for f, was in zip(g["files"], remembered.judged(hashes)) if was and f["action"] == "remove"]
         for f in judged:  # the group gained a file since: only what was never judged may go
             f["action"] = "keep"
         if judged:
-            kept.append((g.get("id"), f"decided before it gained a file: {len(judged)} kept"))
+            kept.append((g.get("id"), "judged", len(judged)))
     return kept
 
 
@@ -511,6 +514,7 @@ def _act(
     journal complete."""
     from .actions.apply import apply_plan
     from .actions.dryrun import dry_run
+    from .actions.plan import PlanError
 
     if action == "delete" and not yes:
         preview = dry_run(decided)
@@ -530,6 +534,8 @@ def _act(
     previous = {sig: signal.signal(sig, lambda number, _: stop.append(number)) for sig in STOP_SIGNALS}
     try:
         result = apply_plan(decided, action, move_to, journal_dir, cancel=lambda: bool(stop), paranoid=paranoid)
+    except PlanError as exc:  # found before anything moved: a quarantine that cannot be written
+        _fail(str(exc))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

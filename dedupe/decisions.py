@@ -44,18 +44,15 @@ class Decided:
                 self._by_hash.setdefault(h, []).append((hashes, kind))
 
     def judged(self, hashes: list[str]) -> list[bool]:
-        """Which files of a group (by content hash) a remembered decision judged: those of a decision
-        that shares two files or more with the group, as many of each content as it holds. A group that
-        gained a file is proposed again, but what a person kept must stay: only the new file may go."""
+        """Which files of a group (by content hash) a remembered decision judged: those whose content a
+        decision holds that shares two files or more with the group. A group that gained a file is
+        proposed again, but what a person kept must stay: only a new file may go. Every copy of a judged
+        content counts as judged: which of them is the new one cannot be told from their bytes."""
         out = [False] * len(hashes)
         for decided, _kind in {d for h in set(hashes) for d in self._by_hash.get(h, ())}:
             share = Counter(decided) & Counter(hashes)
-            if sum(share.values()) < 2:
-                continue
-            for n, h in enumerate(hashes):
-                if share[h] > 0:
-                    share[h] -= 1
-                    out[n] = True
+            if sum(share.values()) >= 2:
+                out = [was or h in share for was, h in zip(out, hashes)]
         return out
 
     def kind_for(self, hashes: list[str]) -> str | None:

@@ -206,7 +206,6 @@ def walk(
                 fst = os.stat(folder)
                 if (fst.st_dev, fst.st_ino) in seen_dirs:
                     continue
-                seen_dirs.add((fst.st_dev, fst.st_ino))
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=_name)
             except OSError as exc:
@@ -217,7 +216,8 @@ def walk(
                 continue
             if folder != root and any(e.name == QUARANTINE_MARKER for e in entries):
                 out.problems.append(Problem(folder, "walk", "a dedupe quarantine (apply --move-to)", "skipped"))
-                continue
+                continue  # not seen: a root of its own later, it is scanned
+            seen_dirs.add((fst.st_dev, fst.st_ino))
             subfolders = []
             for entry in entries:
                 name = entry.name

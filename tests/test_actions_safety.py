@@ -364,3 +364,21 @@ def test_a_later_scan_of_a_tree_holding_a_quarantine_skips_it(library, tmp_path)
     assert scan([library.parent], Settings(workers=1)).groups
     inside = scan([quarantine], Settings(workers=1))  # given as a root, it is scanned
     assert inside.stats["image_files"] == len(result.done)
+    (quarantine / ".dedupe-quarantine").write_text("")
+    left = len(list(library.rglob("*.jpg")))
+    for roots in ([library.parent, quarantine], [quarantine, library.parent]):  # in either order
+        assert scan(roots, Settings(workers=1)).stats["image_files"] == left + len(result.done)
+
+
+def test_a_quarantine_that_cannot_be_written_is_refused_before_anything_moves(library, tmp_path, monkeypatch):
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(_report(library)))
+    before = _tree(library)
+
+    def refused(self, *a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    res = _cli("apply", saved, "--move-to", tmp_path / "q")
+    assert res.exit_code == 2 and "cannot write there" in res.output, res.output
+    assert _tree(library) == before

@@ -214,7 +214,7 @@ def test_decide_and_apply_commands_remember_decisions(library, tmp_path):
     report_file = tmp_path / "report.json"  # written before the decisions: both its groups kept whole now
     report_file.write_text(json.dumps(report))
     dry = CliRunner().invoke(app, ["apply", str(report_file), "--cache", str(cache)])
-    assert "2 kept as remembered" in dry.output and "0 files would go" in dry.output, dry.output
+    assert "2 kept whole as remembered" in dry.output and "0 files would go" in dry.output, dry.output
 
     res = CliRunner().invoke(app, ["scan", str(root), "-q", "--workers", "1", "--cache", str(cache)])
     assert "Hidden by earlier decisions: 2 groups (--ignore-decisions shows them)" in res.output
@@ -241,5 +241,23 @@ def test_files_a_person_kept_stay_when_their_group_gains_a_copy(library, tmp_pat
     later = tmp_path / "later.json"
     later.write_text(json.dumps(_scan(root, cache)))
     res = CliRunner().invoke(app, ["apply", str(later), "--cache", str(cache), "--move-to", str(tmp_path / "q")])
-    assert res.exit_code == 0 and "decided before it gained a file" in res.output, res.output
+    assert res.exit_code == 0 and "kept as decided (`dedupe decide`) before it gained a file" in res.output, res.output
     assert all(os.path.exists(p) for p in decided)
+
+
+def test_a_new_copy_byte_identical_to_a_judged_file_never_takes_its_place(library, tmp_path):
+    """The new copy, the same bytes as a judged file, became the keeper and the judged file went: every
+    copy of a judged content is kept, as which one is new cannot be told from the bytes."""
+    root, cache = library
+    report = _scan(root, cache)
+    plan = _decide(report, "cat.jpg", "keep_all")
+    saved = tmp_path / "plan.json"
+    saved.write_text(json.dumps(plan))
+    assert CliRunner().invoke(app, ["decide", str(saved), "--cache", str(cache)]).exit_code == 0
+    decided = [f["path"] for f in _group(report, "cat.jpg")["members"]]
+    (root / "cat.jpg").write_bytes((root / "trip" / "cat.jpg").read_bytes())  # a shorter path: the keeper
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps(_scan(root, cache)))
+    res = CliRunner().invoke(app, ["apply", str(later), "--cache", str(cache), "--move-to", str(tmp_path / "q")])
+    assert res.exit_code == 0, res.output
+    assert all(os.path.exists(p) for p in decided) and (root / "cat.jpg").exists()

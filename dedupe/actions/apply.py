@@ -17,7 +17,7 @@ from pathlib import Path
 from ..progress import CancelCheck, never
 from .check import content_problems, group_problems, real_roots
 from .journal import Journal
-from .plan import check_plan, check_quarantine
+from .plan import PlanError, check_plan, check_quarantine
 
 ACTIONS = ("move", "trash", "hardlink", "symlink", "delete")
 LINKS = ("hardlink", "symlink")
@@ -168,10 +168,13 @@ def apply_plan(
     if quarantine is not None:  # marked, so that a later scan of a tree that holds it skips it
         from ..walk import QUARANTINE_MARKER  # here: undo imports this module, and the walk numpy
 
-        quarantine.mkdir(parents=True, exist_ok=True)
-        marker = quarantine / QUARANTINE_MARKER
-        if not marker.exists():
-            marker.write_text("Files dedupe apply --move-to set aside; dedupe scan skips this folder.\n")
+        try:
+            quarantine.mkdir(parents=True, exist_ok=True)
+            marker = quarantine / QUARANTINE_MARKER
+            if not marker.exists():
+                marker.write_text("Files dedupe apply --move-to set aside; dedupe scan skips this folder.\n")
+        except OSError as exc:  # nothing could be moved there
+            raise PlanError(f"--move-to {target}: cannot write there ({exc.strerror or exc})") from None
     journal = Journal.create(
         journal_dir,
         {
