@@ -74,21 +74,40 @@ def _pillow_setup() -> None:
         pass
 
 
-def _decode_one(path: str) -> bool:
-    """Read the file's bytes (a scan must, to hash them) and decode them as fast as Pillow can."""
+def _decoded(path: str):
+    """The file's bytes read (a scan must, to hash them) and opened as fast as Pillow decodes: a JPEG drafted
+    at 1/8 scale in the DCT domain, grayscale; other formats in full. Not loaded yet."""
     import io
 
     from PIL import Image
 
+    with open(path, "rb") as fh:
+        im = Image.open(io.BytesIO(fh.read()))
+    if im.format == "JPEG":
+        im.draft("L", (im.width // 8, im.height // 8))
+    return im
+
+
+def _decode_one(path: str) -> bool:
     try:
-        with open(path, "rb") as fh:
-            im = Image.open(io.BytesIO(fh.read()))
-        if im.format == "JPEG":
-            im.draft("L", (im.width // 8, im.height // 8))
-        im.load()
+        _decoded(path).load()
         return True
     except Exception:  # a broken file is a failed decode here, as in the scan
         return False
+
+
+def _keypoints_one(path: str) -> bool:
+    """_decode_one, then the keypoints the scan computes for every picture, on the decoded image."""
+    import numpy as np
+
+    from dedupe.features.keypoints import keypoints
+
+    try:
+        gray = np.asarray(_decoded(path).convert("L"))
+    except Exception:
+        return False
+    keypoints(gray, 1.0)
+    return True
 
 
 def _keypoints_setup() -> None:
@@ -96,27 +115,6 @@ def _keypoints_setup() -> None:
 
     _pillow_setup()
     cv2.setNumThreads(1)
-
-
-def _keypoints_one(path: str) -> bool:
-    """_decode_one, then the keypoints the scan computes for every picture, on the decoded image."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from dedupe.features.keypoints import keypoints
-
-    try:
-        with open(path, "rb") as fh:
-            im = Image.open(io.BytesIO(fh.read()))
-        if im.format == "JPEG":
-            im.draft("L", (im.width // 8, im.height // 8))
-        gray = np.asarray(im.convert("L"))
-    except Exception:
-        return False
-    keypoints(gray, 1.0)
-    return True
 
 
 def _phash_one(path: str) -> tuple[str, str | None]:
@@ -130,26 +128,17 @@ def _phash_one(path: str) -> tuple[str, str | None]:
         return path, None
 
 
-def decode_job(files: str, workers: str, out: str) -> None:
-    """Decode-only: a plain multiprocessing pool (the platform's default start method, as a naive tool gets)."""
+def decode_job(files: str, workers: str, keypoints: str, out: str) -> None:
+    """Decode-only (with `keypoints` "1", the scan's keypoints of each image too, OpenCV on one thread per
+    process as in the scan's workers): a plain multiprocessing pool (the platform's default start method,
+    as a naive tool gets)."""
     import multiprocessing
 
     paths = json.loads(Path(files).read_text("utf-8"))
+    one, setup = (_keypoints_one, _keypoints_setup) if keypoints == "1" else (_decode_one, _pillow_setup)
     started = time.perf_counter()
-    with multiprocessing.Pool(int(workers), initializer=_pillow_setup) as pool:
-        ok = sum(pool.imap_unordered(_decode_one, paths, chunksize=4))
-    Path(out).write_text(json.dumps({"work_s": time.perf_counter() - started, "files": ok}), "utf-8")
-
-
-def keypoints_job(files: str, workers: str, out: str) -> None:
-    """Decode-only with the keypoints of each image, in the same kind of pool; OpenCV on one thread per process,
-    as in the scan's workers."""
-    import multiprocessing
-
-    paths = json.loads(Path(files).read_text("utf-8"))
-    started = time.perf_counter()
-    with multiprocessing.Pool(int(workers), initializer=_keypoints_setup) as pool:
-        ok = sum(pool.imap_unordered(_keypoints_one, paths, chunksize=4))
+    with multiprocessing.Pool(int(workers), initializer=setup) as pool:
+        ok = sum(pool.imap_unordered(one, paths, chunksize=4))
     Path(out).write_text(json.dumps({"work_s": time.perf_counter() - started, "files": ok}), "utf-8")
 
 
@@ -397,8 +386,8 @@ def run_jobs(
     listing.write_text(json.dumps(files), "utf-8")
     cache = tmp / "features.sqlite"
     run = {
-        "decode-only": lambda: python_job(sys.executable, "decode_job", [listing, workers], tmp),
-        "decode+keypoints": lambda: python_job(sys.executable, "keypoints_job", [listing, workers], tmp),
+        "decode-only": lambda: python_job(sys.executable, "decode_job", [listing, workers, 0], tmp),
+        "decode+keypoints": lambda: python_job(sys.executable, "decode_job", [listing, workers, 1], tmp),
         "scan cold": lambda: scanner.run(images, cache, cold=True),
         "scan warm": lambda: scanner.run(images, cache, cold=False),
         "cold no-crops": lambda: scanner.run(images, tmp / "no-crops.sqlite", cold=True, extra=("--no-crops",)),
