@@ -76,6 +76,30 @@ def suppress(groups: list[Group], decided: Decided, ignore: bool) -> tuple[list[
     return shown, suppressed
 
 
+def honour(plan: dict, remembered: Decided) -> list[tuple[object, str, int | None]]:
+    """Keep every file of the plan's groups that a remembered decision covers and the plan does not
+    decide itself: a report written before `dedupe decide` (or the review) said "not duplicates" still
+    proposed removing them; and of a group that gained a file since, the files it judged. (id, kind,
+    None when the whole group is kept, else how many of its files) of each such group."""
+    kept = []
+    for g in plan["groups"]:
+        hashes = [f.get("content_hash") for f in g["files"]]
+        if g.get("decision") or None in hashes or not any(f["action"] == "remove" for f in g["files"]):
+            continue
+        kind = remembered.kind_for(hashes)
+        if kind is not None:
+            for f in g["files"]:
+                f["action"] = "keep"
+            kept.append((g.get("id"), kind, None))
+            continue
+        judged = [f for f, was in zip(g["files"], remembered.judged(hashes)) if was and f["action"] == "remove"]
+        for f in judged:  # the group gained a file since: only what was never judged may go
+            f["action"] = "keep"
+        if judged:
+            kept.append((g.get("id"), "judged", len(judged)))
+    return kept
+
+
 @dataclass
 class Recorded:
     """What `record` did with a plan's decisions."""
