@@ -225,16 +225,20 @@ def test_decide_and_apply_commands_remember_decisions(library, tmp_path):
     assert res.exit_code == 2
 
 
+def _cat_kept_all(root, cache, tmp_path) -> list[str]:
+    """The cat group decided "keep all" through `dedupe decide`; its files' paths."""
+    report = _scan(root, cache)
+    saved = tmp_path / "plan.json"
+    saved.write_text(json.dumps(_decide(report, "cat.jpg", "keep_all")))
+    assert CliRunner().invoke(app, ["decide", str(saved), "--cache", str(cache)]).exit_code == 0
+    return [f["path"] for f in _group(report, "cat.jpg")["members"]]
+
+
 def test_files_a_person_kept_stay_when_their_group_gains_a_copy(library, tmp_path):
     """A group decided "keep all" gained one more copy (the photo imported again): the rescan proposes
     it again, and apply moved the files the person had said to keep with the new one."""
     root, cache = library
-    report = _scan(root, cache)
-    plan = _decide(report, "cat.jpg", "keep_all")
-    saved = tmp_path / "plan.json"
-    saved.write_text(json.dumps(plan))
-    assert CliRunner().invoke(app, ["decide", str(saved), "--cache", str(cache)]).exit_code == 0
-    decided = [f["path"] for f in _group(report, "cat.jpg")["members"]]
+    decided = _cat_kept_all(root, cache, tmp_path)
     again = root / "Downloads"
     again.mkdir()
     (again / "cat.jpg").write_bytes((root / "trip" / "cat.jpg").read_bytes())
@@ -249,12 +253,7 @@ def test_a_new_copy_byte_identical_to_a_judged_file_never_takes_its_place(librar
     """The new copy, the same bytes as a judged file, became the keeper and the judged file went: every
     copy of a judged content is kept, as which one is new cannot be told from the bytes."""
     root, cache = library
-    report = _scan(root, cache)
-    plan = _decide(report, "cat.jpg", "keep_all")
-    saved = tmp_path / "plan.json"
-    saved.write_text(json.dumps(plan))
-    assert CliRunner().invoke(app, ["decide", str(saved), "--cache", str(cache)]).exit_code == 0
-    decided = [f["path"] for f in _group(report, "cat.jpg")["members"]]
+    decided = _cat_kept_all(root, cache, tmp_path)
     (root / "cat.jpg").write_bytes((root / "trip" / "cat.jpg").read_bytes())  # a shorter path: the keeper
     later = tmp_path / "later.json"
     later.write_text(json.dumps(_scan(root, cache)))
