@@ -148,13 +148,8 @@ class Cache:
             self._tmpdir = tempfile.mkdtemp(prefix="dedupe-cache-")
             self.path, self.persistent = Path(self._tmpdir) / FILE_NAME, False
             db = self._connect()
-            try:  # what a person decided still holds, read from the file left alone
-                held = remembered(given)
-            except CacheError as err:
-                self.warnings.append(f"the decisions it holds could not be read either ({err})")
-                held = []
-            with db:
-                db.executemany("INSERT OR IGNORE INTO decisions VALUES (?, ?, '')", [(" ".join(h), k) for h, k in held])
+            if not _take_decisions(db, given):  # what a person decided still holds, read from the file left alone
+                self.warnings.append(f"the decisions {given} holds could not be read either")
             return db
 
     def _connect(self) -> sqlite3.Connection:
@@ -612,19 +607,17 @@ def _set_aside_files(path: Path) -> list[Path]:
     return [p for p in found if p.is_file() and not p.is_symlink() and is_dedupe_cache(p)]
 
 
-def _take_decisions(db: sqlite3.Connection, old: str) -> None:
-    """Copy the decisions of a cache set aside into the new one, when the old file can still be read."""
+def _take_decisions(db: sqlite3.Connection, old: str | os.PathLike) -> bool:
+    """Copy the decisions of another cache file (one set aside, or one the disk lets only be read) into
+    this one; False when that file could not be read (cachefile.remembered)."""
     try:
-        db.execute("ATTACH DATABASE ? AS old", (old,))
-    except sqlite3.Error:
-        return
-    try:
-        with db:
-            db.execute("INSERT OR IGNORE INTO decisions SELECT hashes, kind, decided FROM old.decisions")
-    except sqlite3.Error:  # damaged, or from before decisions: nothing to take
-        pass
-    finally:
-        db.execute("DETACH DATABASE old")
+        held = remembered(Path(old))
+    except CacheError:
+        return False
+    taken = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with db:
+        db.executemany("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?)", [(" ".join(h), k, taken) for h, k in held])
+    return True
 
 
 def info(path: str | os.PathLike) -> dict:
