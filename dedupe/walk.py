@@ -114,7 +114,7 @@ def _matches(patterns: tuple[str, ...], rel: str, name: str, path: str) -> bool:
     (_real_pattern) matches the file's real path (`--exclude ~/Photos/Backup` matched nothing, and left
     the folder in)."""
     return any(
-        fnmatch.fnmatchcase(path, p.rstrip(os.sep) or p)
+        fnmatch.fnmatchcase(path, p)
         if os.path.isabs(p)
         else fnmatch.fnmatchcase(rel, p)
         or fnmatch.fnmatchcase(name, p)

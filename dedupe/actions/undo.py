@@ -78,9 +78,8 @@ def _undo_one(start: dict, finished: bool, left: list[str]) -> tuple[bool, str |
         return False, f"the file is no longer at {where}"
     if os.path.lexists(path):
         return False, "something has appeared at the original path since; not overwritten"
-    if os.path.islink(where) or not os.path.isfile(where) or os.path.getsize(where) != start["size"]:
-        return False, f"the file at {where} is not the one moved there; left as it is"
-    if content_hash_file(where) != start["content_hash"]:  # another run's file under a freed name
+    same = os.path.isfile(where) and not os.path.islink(where) and os.path.getsize(where) == start["size"]
+    if not same or content_hash_file(where) != start["content_hash"]:  # another run's file under a freed name
         return False, f"the file at {where} is not the one moved there; left as it is"
     move(where, path)
     if kind == "trash":
