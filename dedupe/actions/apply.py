@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..progress import CancelCheck, never
-from .check import content_problems, group_problems, real_roots
+from .check import keeper_of, real_roots, skip_reasons
 from .journal import Journal
 from .plan import PlanError, check_plan, check_quarantine
 
@@ -192,11 +192,8 @@ def apply_plan(
                 removals = [f for f in removals if f["relation"] == "exact"]
             if not removals:
                 continue
-            kept = [f for f in g["files"] if f["action"] == "keep"]
-            keeper = next((f for f in kept if f["relation"] == "keeper"), kept[0])
-            problems = group_problems(g, roots)
-            if not problems and (paranoid or action in LINKS):
-                problems = content_problems(keeper, removals)
+            keeper = keeper_of(g)
+            problems = skip_reasons(g, removals, roots, paranoid or action in LINKS)
             if problems:
                 result.skipped.append((g["id"], problems))
                 journal.write({"skipped": g["id"], "reasons": problems})

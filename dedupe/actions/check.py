@@ -56,14 +56,24 @@ def group_problems(group: dict, roots: list[str]) -> list[str]:
     return out
 
 
-def content_problems(keeper: dict, removals: list[dict]) -> list[str]:
-    """Why the group must be skipped, re-hashed: the keeper or a file to remove whose content no longer
-    hashes as scanned, though its size and times are unchanged (--paranoid, links). Near copies too: one
-    rewritten in place with another picture, its times put back, was the only copy of that picture."""
+def keeper_of(group: dict) -> dict:
+    """The file a group keeps for the others: its keeper, or the first file kept."""
+    kept = [f for f in group["files"] if f["action"] == "keep"]
+    return next((f for f in kept if f["relation"] == "keeper"), kept[0])
+
+
+def skip_reasons(group: dict, removals: list[dict], roots: list[str], rehash: bool) -> list[str]:
+    """Why a group is left whole, as apply and its dry run both judge it: group_problems, then, with
+    `rehash` (--paranoid, links), the keeper or a file to remove whose content no longer hashes as
+    scanned though its size and times are unchanged. Near copies too: one rewritten in place with
+    another picture, its times put back, was the only copy of that picture."""
     from ..exact import content_hash_file
 
+    problems = group_problems(group, roots)
+    if problems or not rehash:
+        return problems
     return [
         f"{f['path']}: content changed since the scan"
-        for f in [keeper, *removals]
+        for f in [keeper_of(group), *removals]
         if content_hash_file(f["path"]) != f["content_hash"]
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .check import content_problems, group_problems, real_roots
+from .check import keeper_of, real_roots, skip_reasons
 from .plan import check_plan
 
 
@@ -19,7 +19,7 @@ class DryRun:
 
 def dry_run(plan: dict, paranoid: bool = False) -> DryRun:
     """Walk the plan as apply would, checking the whole plan (PlanError) and each group against the disk
-    (with `paranoid`, re-hashing byte-identical files as apply --paranoid does), changing nothing."""
+    (with `paranoid`, re-hashing as apply --paranoid does: check.skip_reasons), changing nothing."""
     check_plan(plan)
     roots = real_roots(plan)
     out = DryRun()
@@ -27,14 +27,11 @@ def dry_run(plan: dict, paranoid: bool = False) -> DryRun:
         removals = [f for f in g["files"] if f["action"] == "remove"]
         if not removals:
             continue
-        kept = [f for f in g["files"] if f["action"] == "keep"]
-        keeper = next((f for f in kept if f["relation"] == "keeper"), kept[0])
-        problems = group_problems(g, roots)
-        if not problems and paranoid:
-            problems = content_problems(keeper, removals)
+        problems = skip_reasons(g, removals, roots, paranoid)
         if problems:
             out.skipped.append((g["id"], problems))
             continue
+        keeper = keeper_of(g)
         for f in removals:
             out.operations.append((f["path"], keeper["path"]))
             out.bytes_freed += f["size"]
